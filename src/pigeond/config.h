@@ -1,0 +1,129 @@
+/*
+ * config.h - pigeond's settings: defaults, the INI file, validation.
+ *
+ * A struct config is an immutable snapshot.  It is parsed into a fresh
+ * struct, validated whole, and only then handed to the server, which swaps
+ * it in; a file that fails leaves the running snapshot untouched.  The same
+ * path serves start-up, `pigeond -t` and SIGHUP.
+ *
+ * The file (inih syntax; see conf/pigeond.conf for every option):
+ *
+ *   [broker]              io_backend, log_level, limits, policies
+ *   [listener NAME]       bind = host:port | [v6addr]:port | unix:/path,
+ *                         mode = 0660 (unix sockets only)
+ *
+ * Sizes take an optional k/kb/m/mb/g/gb suffix (powers of 1024), durations
+ * ms/s/m/h (a bare number is seconds).  Unknown sections and keys, bad values
+ * and duplicate listeners are errors with the file, line and reason.  A file
+ * with no [listener] section gets the default listener, 127.0.0.1:7400.
+ */
+#ifndef PIGEON_CONFIG_H
+#define PIGEON_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "log.h"
+
+#define CONFIG_DEFAULT_PATH "/etc/pigeon/pigeond.conf"
+
+enum config_io_backend {
+    CONFIG_IO_AUTO,   /* libevent's best: epoll, kqueue, ... */
+    CONFIG_IO_EPOLL,
+    CONFIG_IO_KQUEUE,
+    CONFIG_IO_POLL,
+    CONFIG_IO_SELECT,
+};
+
+enum config_slow_policy {
+    CONFIG_SLOW_DISCONNECT, /* send error 9 and close the connection */
+    CONFIG_SLOW_DROP,       /* drop messages for it and count them */
+};
+
+enum config_listener_kind {
+    CONFIG_LISTEN_TCP,
+    CONFIG_LISTEN_UNIX,
+};
+
+struct config_listener {
+    char *name;  /* from [listener NAME]; owned */
+    char *bind;  /* the value as written; owned */
+    enum config_listener_kind kind;
+    char *host;  /* TCP: address without brackets; owned */
+    uint16_t port; /* TCP: 0 picks a free port */
+    char *path;  /* UNIX: socket path; owned */
+    unsigned mode; /* UNIX: permission bits of the socket file, 0660 unless set; TCP: 0 */
+    int line;    /* line of the section header, for messages */
+};
+
+struct config {
+    char *path; /* the file read, or NULL for built-in defaults; owned */
+
+    /* [broker] */
+    enum config_io_backend io_backend; /* auto */
+    enum log_level log_level;          /* info */
+    uint32_t max_payload;              /* 1mb: largest frame, envelope included */
+    uint32_t max_connections;          /* 10000 */
+    uint32_t max_subscriptions;        /* 10000 per connection */
+    uint64_t max_outbound;             /* 64mb queued for one client */
+    enum config_slow_policy slow_consumer; /* disconnect */
+    uint64_t max_retained;             /* 64mb of retained messages in all */
+    uint32_t idle_timeout_ms;          /* 5m; 0 never closes a silent client */
+    uint32_t drain_timeout_ms;         /* 5s to flush at shutdown or close */
+
+    /* [listener NAME], in file order */
+    struct config_listener *listeners;
+    size_t n_listeners;
+};
+
+/* Where a file went wrong: "FILE:LINE: REASON". */
+struct config_error {
+    char file[256];
+    int line; /* 0 when not tied to a line */
+    char reason[256];
+};
+
+/* Returns a new config holding the built-in defaults. Owned by the caller. */
+struct config *config_new_defaults(void);
+
+/*
+ * Reads and validates PATH.  On success returns 0 and sets *OUT (owned by
+ * the caller); on failure returns -1, fills *ERR with the first error and
+ * leaves *OUT untouched (ERR may be NULL).  A missing file is an error
+ * ("cannot open: ..."): pigeond decides itself whether to fall back to
+ * config_new_defaults().
+ */
+int config_load_file(const char *path, struct config **out, struct config_error *err);
+
+/* As config_load_file, from TEXT (NAME is used in messages). For tests. */
+int config_load_string(const char *text, const char *name, struct config **out,
+                       struct config_error *err);
+
+/* Frees CONF and everything it owns. NULL is fine. */
+void config_free(struct config *conf);
+
+/* Names, for logs: "epoll", "disconnect", ... Static. */
+const char *config_io_backend_name(enum config_io_backend b);
+const char *config_slow_policy_name(enum config_slow_policy p);
+
+/* True when A and B would bind the same socket (same kind, address, port/path, mode). */
+bool config_listener_same(const struct config_listener *a, const struct config_listener *b);
+
+/*
+ * Units, shared with the command line: 0 and *OUT on success, -1 if malformed
+ * or above MAX.  Digits only (no sign, no blank), then for a size an optional
+ * k/kb/m/mb/g/gb (powers of 1024), for a duration ms/s/m/h (bare: seconds);
+ * suffixes in any case.
+ */
+int config_parse_size(const char *s, uint64_t max, uint64_t *out);
+int config_parse_duration_ms(const char *s, uint64_t max_ms, uint64_t *out);
+
+/*
+ * The keys a file may hold, in table order, for tests and tools: for I below
+ * their count sets *SECTION ("broker" or "listener") and *KEY (static) and
+ * returns true; past the last returns false.
+ */
+bool config_key_at(size_t i, const char **section, const char **key);
+
+#endif

@@ -1,0 +1,315 @@
+/*
+ * hmap.c - Robin Hood hash map with backward-shift deletion (see hmap.h).
+ *
+ * Invariants:
+ *   - a slot is empty exactly when its value is NULL;
+ *   - an entry's distance is (index - hash) & mask, how far it sits past its
+ *     home slot; along any run of entries, no entry is more than one step
+ *     further from home than the entry before it (Robin Hood order), so a
+ *     lookup may stop at the first slot that is empty or whose entry is
+ *     closer to home than the probe is;
+ *   - there is always an empty slot or an entry at its home, so probing and
+ *     shifting end even when the array is full (allowed up to HMAP_SMALL).
+ *
+ * The hash reads the key eight bytes at a time and folds each word into the
+ * state with a 64x64->128-bit multiply whose halves are xored together: one
+ * multiply spreads every input bit over the whole word, so a single round
+ * per word is enough for table indexing.  Keys of 8 bytes or fewer take one
+ * multiply and no loop.  The constants are random odd numbers chosen to
+ * contain a control byte, so that no 8 bytes of a valid topic can equal one
+ * and cancel the state.  The hash is not keyed, and a peer who knows it can
+ * craft topics that collide; the tables it could flood are bounded by the
+ * broker's limits (and the match cache by its size).
+ */
+#include "hmap.h"
+
+#include <assert.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "xalloc.h"
+
+struct hmap_slot {
+    const void *key; /* borrowed from the value */
+    void *value;     /* NULL: the slot is empty */
+    uint32_t hash;
+    uint32_t len;
+};
+
+#define HMAP_SMALL 8 /* arrays up to this many slots may fill up */
+
+/* ------------------------------------------------------------- hash ---- */
+
+#define HASH_K1 UINT64_C(0x2a8b60f7aa07b82b)
+#define HASH_K2 UINT64_C(0xbf8c16de498a43b3)
+#define HASH_K3 UINT64_C(0x78e8a41e624d63ad)
+
+#ifdef __SIZEOF_INT128__
+__extension__ typedef unsigned __int128 hmap_u128;
+
+static inline uint64_t hash_mix(uint64_t a, uint64_t b)
+{
+    hmap_u128 r = (hmap_u128)a * b;
+    return (uint64_t)r ^ (uint64_t)(r >> 64);
+}
+#else
+/* The same product, from 32-bit halves, where the compiler has no 128-bit type. */
+static inline uint64_t hash_mix(uint64_t a, uint64_t b)
+{
+    uint64_t al = (uint32_t)a, ah = a >> 32, bl = (uint32_t)b, bh = b >> 32;
+    uint64_t ll = al * bl, lh = al * bh, hl = ah * bl, hh = ah * bh;
+    uint64_t mid = (ll >> 32) + (uint32_t)lh + (uint32_t)hl;
+    uint64_t lo = (mid << 32) | (uint32_t)ll;
+    uint64_t hi = hh + (lh >> 32) + (hl >> 32) + (mid >> 32);
+    return lo ^ hi;
+}
+#endif
+
+static inline uint64_t read64(const unsigned char *p)
+{
+    uint64_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static inline uint64_t read32(const unsigned char *p)
+{
+    uint32_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+uint32_t hmap_hash(const void *key, size_t len)
+{
+    const unsigned char *p = key, *end = p + len;
+    uint64_t a = 0, b = 0, h;
+
+    if (len <= 8) {
+        /* Two overlapping words, or three bytes, cover every byte. */
+        if (len >= 4) {
+            a = read32(p);
+            b = read32(end - 4);
+        } else if (len > 0) {
+            a = (uint64_t)p[0] << 16 | (uint64_t)p[len >> 1] << 8 | p[len - 1];
+        }
+        /* a and b have 32 bits: the length goes above them, so (a, b, len)
+         * reaches the multiply intact ("1000" and "10000" differ). */
+        h = hash_mix(a ^ HASH_K1, (b | (uint64_t)len << 32) ^ HASH_K2);
+    } else {
+        h = HASH_K3 ^ len;
+        for (; end - p > 8; p += 8)
+            h = hash_mix(read64(p) ^ HASH_K1, h ^ HASH_K2);
+        h = hash_mix(read64(end - 8) ^ HASH_K1, h ^ HASH_K2); /* may overlap */
+    }
+    return (uint32_t)(h ^ (h >> 32));
+}
+
+/* ------------------------------------------------------------ slots ---- */
+
+static size_t hmap_cap(const struct hmap *m)
+{
+    return m->slots ? (size_t)m->mask + 1 : 0;
+}
+
+static size_t max_load(size_t cap)
+{
+    return cap <= HMAP_SMALL ? cap : cap - cap / 4;
+}
+
+static uint32_t slot_dist(const struct hmap_slot *s, uint32_t idx, uint32_t mask)
+{
+    return (idx - s->hash) & mask;
+}
+
+static bool slot_is(const struct hmap_slot *s, const void *key, size_t len, uint32_t hash)
+{
+    return s->hash == hash && s->len == len && (len == 0 || memcmp(s->key, key, len) == 0);
+}
+
+static struct hmap_slot *hmap_find(const struct hmap *m, const void *key, size_t len, uint32_t hash)
+{
+    uint32_t mask = m->mask, idx = hash & mask;
+
+    if (m->slots == NULL)
+        return NULL;
+    for (uint32_t d = 0;; d++, idx = (idx + 1) & mask) {
+        struct hmap_slot *s = &m->slots[idx];
+        if (s->value == NULL || slot_dist(s, idx, mask) < d)
+            return NULL;
+        if (slot_is(s, key, len, hash))
+            return s;
+    }
+}
+
+/* Puts IN, whose key is absent, into an array with an empty slot. */
+static void slots_place(struct hmap_slot *slots, uint32_t mask, struct hmap_slot in)
+{
+    uint32_t idx = in.hash & mask;
+
+    for (uint32_t d = 0;; d++, idx = (idx + 1) & mask) {
+        struct hmap_slot *s = &slots[idx];
+        uint32_t sd;
+        if (s->value == NULL) {
+            *s = in;
+            return;
+        }
+        sd = slot_dist(s, idx, mask);
+        if (sd < d) { /* take from the rich: IN settles here, S moves on */
+            struct hmap_slot out = *s;
+            *s = in;
+            in = out;
+            d = sd;
+        }
+    }
+}
+
+static void hmap_resize(struct hmap *m, size_t cap)
+{
+    struct hmap_slot *old = m->slots;
+    size_t old_cap = hmap_cap(m);
+
+    assert(cap >= m->count && cap <= (size_t)UINT32_MAX + 1);
+    m->slots = xcalloc(cap, sizeof *m->slots);
+    m->mask = (uint32_t)(cap - 1);
+    for (size_t i = 0; i < old_cap; i++) {
+        if (old[i].value != NULL)
+            slots_place(m->slots, m->mask, old[i]);
+    }
+    free(old);
+}
+
+/* The smallest capacity that holds N entries. */
+static size_t cap_for(size_t n)
+{
+    size_t cap = 1;
+
+    while (max_load(cap) < n)
+        cap *= 2;
+    return cap;
+}
+
+/* -------------------------------------------------------------- API ---- */
+
+void hmap_init(struct hmap *m)
+{
+    m->slots = NULL;
+    m->mask = 0;
+    m->count = 0;
+}
+
+void hmap_release(struct hmap *m)
+{
+    free(m->slots);
+    hmap_init(m);
+}
+
+void hmap_reserve(struct hmap *m, size_t n)
+{
+    size_t cap;
+
+    assert(n <= UINT32_MAX);
+    cap = cap_for(n);
+    if (n > 0 && cap > hmap_cap(m))
+        hmap_resize(m, cap);
+}
+
+void *hmap_get_h(const struct hmap *m, const void *key, size_t len, uint32_t hash)
+{
+    struct hmap_slot *s = hmap_find(m, key, len, hash);
+    return s ? s->value : NULL;
+}
+
+void *hmap_get(const struct hmap *m, const void *key, size_t len)
+{
+    if (m->count == 0)
+        return NULL;
+    return hmap_get_h(m, key, len, hmap_hash(key, len));
+}
+
+void *hmap_put_h(struct hmap *m, const void *key, size_t len, uint32_t hash, void *value)
+{
+    struct hmap_slot *s = hmap_find(m, key, len, hash);
+    size_t cap = hmap_cap(m);
+
+    assert(value != NULL && len <= UINT32_MAX);
+    if (s != NULL) {
+        void *old = s->value;
+        s->key = key;
+        s->value = value;
+        return old;
+    }
+    if ((size_t)m->count + 1 > max_load(cap))
+        hmap_resize(m, cap ? cap * 2 : 1);
+    slots_place(m->slots, m->mask,
+                (struct hmap_slot){.key = key, .value = value, .hash = hash, .len = (uint32_t)len});
+    m->count++;
+    return NULL;
+}
+
+void *hmap_put(struct hmap *m, const void *key, size_t len, void *value)
+{
+    return hmap_put_h(m, key, len, hmap_hash(key, len), value);
+}
+
+/* Empties slot IDX and pulls each displaced follower one step back home. */
+static void slots_shift_back(struct hmap_slot *slots, uint32_t mask, uint32_t idx)
+{
+    for (;;) {
+        uint32_t next = (idx + 1) & mask;
+        struct hmap_slot *n = &slots[next];
+        if (n->value == NULL || slot_dist(n, next, mask) == 0)
+            break;
+        slots[idx] = *n;
+        idx = next;
+    }
+    memset(&slots[idx], 0, sizeof slots[idx]);
+}
+
+void *hmap_remove_h(struct hmap *m, const void *key, size_t len, uint32_t hash)
+{
+    struct hmap_slot *s = hmap_find(m, key, len, hash);
+    size_t cap = hmap_cap(m);
+    void *old;
+
+    if (s == NULL)
+        return NULL;
+    old = s->value;
+    slots_shift_back(m->slots, m->mask, (uint32_t)(s - m->slots));
+    m->count--;
+    if (m->count == 0)
+        hmap_release(m);
+    else if (m->count < cap / 4)
+        hmap_resize(m, cap / 2);
+    return old;
+}
+
+void *hmap_remove(struct hmap *m, const void *key, size_t len)
+{
+    if (m->count == 0)
+        return NULL;
+    return hmap_remove_h(m, key, len, hmap_hash(key, len));
+}
+
+void *hmap_next(const struct hmap *m, size_t *pos, const void **key, size_t *len)
+{
+    size_t cap = hmap_cap(m);
+
+    for (size_t i = *pos; i < cap; i++) {
+        const struct hmap_slot *s = &m->slots[i];
+        if (s->value == NULL)
+            continue;
+        *pos = i + 1;
+        if (key != NULL)
+            *key = s->key;
+        if (len != NULL)
+            *len = s->len;
+        return s->value;
+    }
+    *pos = cap;
+    return NULL;
+}
+
+size_t hmap_bytes(const struct hmap *m)
+{
+    return hmap_cap(m) * sizeof(struct hmap_slot);
+}

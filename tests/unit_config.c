@@ -1,0 +1,987 @@
+/*
+ * unit_config.c - the config module: defaults, units, good files, every kind
+ * of bad file (with its exact line and reason), files on disk, and the sample
+ * conf/pigeond.conf.
+ *
+ * Environment (set by meson; each test that needs one passes, with a note,
+ * when it is unset):
+ *   PIGEON_SAMPLE_CONF   path of conf/pigeond.conf: it must parse, and every
+ *                        key config.c accepts must appear in it
+ *   PIGEON_CONFIG_DOC    path of docs/configuration.md: every key must appear
+ */
+#include <check.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+
+/* ---------------------------------------------------------- helpers ---- */
+
+/* Parses TEXT, which must succeed; the caller frees the result. */
+#define LOAD_OK(text) load_ok(__LINE__, (text))
+
+/* Parses TEXT, which must fail at LINE with WHY somewhere in the reason. */
+#define LOAD_BAD(text, line, why) load_bad(__LINE__, (text), (line), (why))
+
+static struct config *load_ok(int src_line, const char *text)
+{
+    struct config *conf = NULL;
+    struct config_error err;
+    int rc = config_load_string(text, "test.conf", &conf, &err);
+
+    ck_assert_msg(rc == 0, "line %d: expected success, got %s:%d: %s", src_line, err.file, err.line,
+                  err.reason);
+    ck_assert_ptr_nonnull(conf);
+    return conf;
+}
+
+static void load_bad(int src_line, const char *text, int line, const char *why)
+{
+    static struct config sentinel;
+    struct config *conf = &sentinel; /* must stay untouched */
+    struct config *before = conf;
+    struct config_error err;
+    int rc = config_load_string(text, "bad.conf", &conf, &err);
+
+    ck_assert_msg(rc == -1, "line %d: expected an error '%s', the file parsed", src_line, why);
+    ck_assert_msg(conf == before, "line %d: *out changed on failure", src_line);
+    ck_assert_str_eq(err.file, "bad.conf");
+    ck_assert_msg(err.line == line && strstr(err.reason, why) != NULL,
+                  "line %d: expected line %d '%s', got line %d '%s'", src_line, line, why, err.line,
+                  err.reason);
+}
+
+/* Writes TEXT to a new temporary file; returns its path (free it, unlink it). */
+static char *temp_file(const char *text, size_t len)
+{
+    char *path = strdup("/tmp/pigeon-unit-config-XXXXXX");
+    int fd;
+
+    ck_assert_ptr_nonnull(path);
+    fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(write(fd, text, len), (ssize_t)len);
+    close(fd);
+    return path;
+}
+
+/* The whole of PATH, NUL-terminated; the caller frees it. */
+static char *file_read(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    char *buf;
+    long len;
+
+    ck_assert_msg(f != NULL, "cannot open %s: %s", path, strerror(errno));
+    fseek(f, 0, SEEK_END);
+    len = ftell(f);
+    rewind(f);
+    buf = malloc((size_t)len + 1);
+    ck_assert_ptr_nonnull(buf);
+    ck_assert_int_eq(fread(buf, 1, (size_t)len, f), (size_t)len);
+    buf[len] = '\0';
+    fclose(f);
+    return buf;
+}
+
+/* --------------------------------------------------------- defaults ---- */
+
+START_TEST(test_defaults)
+{
+    struct config *conf = config_new_defaults();
+
+    ck_assert_ptr_null(conf->path);
+    ck_assert_int_eq(conf->io_backend, CONFIG_IO_AUTO);
+    ck_assert_int_eq(conf->log_level, LOG_LEVEL_INFO);
+    ck_assert_uint_eq(conf->max_payload, 1024 * 1024);
+    ck_assert_uint_eq(conf->max_connections, 10000);
+    ck_assert_uint_eq(conf->max_subscriptions, 10000);
+    ck_assert_uint_eq(conf->max_outbound, 64 * 1024 * 1024);
+    ck_assert_int_eq(conf->slow_consumer, CONFIG_SLOW_DISCONNECT);
+    ck_assert_uint_eq(conf->max_retained, 64 * 1024 * 1024);
+    ck_assert_uint_eq(conf->idle_timeout_ms, 5 * 60 * 1000);
+    ck_assert_uint_eq(conf->drain_timeout_ms, 5000);
+    ck_assert_uint_eq(conf->n_listeners, 1);
+    ck_assert_str_eq(conf->listeners[0].name, "default");
+    ck_assert_str_eq(conf->listeners[0].bind, "127.0.0.1:7400");
+    ck_assert_int_eq(conf->listeners[0].kind, CONFIG_LISTEN_TCP);
+    ck_assert_str_eq(conf->listeners[0].host, "127.0.0.1");
+    ck_assert_uint_eq(conf->listeners[0].port, 7400);
+    ck_assert_ptr_null(conf->listeners[0].path);
+    config_free(conf);
+    config_free(NULL);
+}
+END_TEST
+
+START_TEST(test_empty_file_is_defaults)
+{
+    struct config *def = config_new_defaults();
+    struct config *conf = LOAD_OK("; nothing but a comment\n\n");
+
+    ck_assert_str_eq(conf->path, "test.conf");
+    ck_assert_uint_eq(conf->max_payload, def->max_payload);
+    ck_assert_uint_eq(conf->idle_timeout_ms, def->idle_timeout_ms);
+    ck_assert_uint_eq(conf->n_listeners, 1);
+    ck_assert(config_listener_same(&conf->listeners[0], &def->listeners[0]));
+    ck_assert_str_eq(conf->listeners[0].name, "default");
+    config_free(conf);
+    config_free(def);
+
+    conf = LOAD_OK("");
+    ck_assert_uint_eq(conf->n_listeners, 1);
+    config_free(conf);
+}
+END_TEST
+
+START_TEST(test_names)
+{
+    ck_assert_str_eq(config_io_backend_name(CONFIG_IO_AUTO), "auto");
+    ck_assert_str_eq(config_io_backend_name(CONFIG_IO_EPOLL), "epoll");
+    ck_assert_str_eq(config_io_backend_name(CONFIG_IO_KQUEUE), "kqueue");
+    ck_assert_str_eq(config_io_backend_name(CONFIG_IO_POLL), "poll");
+    ck_assert_str_eq(config_io_backend_name(CONFIG_IO_SELECT), "select");
+    ck_assert_str_eq(config_io_backend_name((enum config_io_backend)99), "unknown");
+    ck_assert_str_eq(config_slow_policy_name(CONFIG_SLOW_DISCONNECT), "disconnect");
+    ck_assert_str_eq(config_slow_policy_name(CONFIG_SLOW_DROP), "drop");
+    ck_assert_str_eq(config_slow_policy_name((enum config_slow_policy)99), "unknown");
+}
+END_TEST
+
+START_TEST(test_key_table)
+{
+    const char *section, *key;
+    size_t i;
+
+    for (i = 0; config_key_at(i, &section, &key); i++)
+        ck_assert(strcmp(section, "broker") == 0 || strcmp(section, "listener") == 0);
+    ck_assert_uint_eq(i, 12);
+    ck_assert(config_key_at(0, &section, &key));
+    ck_assert_str_eq(key, "io_backend");
+}
+END_TEST
+
+/* ------------------------------------------------------------ units ---- */
+
+START_TEST(test_sizes)
+{
+    uint64_t v;
+
+    ck_assert_int_eq(config_parse_size("0", UINT64_MAX, &v), 0);
+    ck_assert_uint_eq(v, 0);
+    ck_assert_int_eq(config_parse_size("1500", UINT64_MAX, &v), 0);
+    ck_assert_uint_eq(v, 1500);
+    ck_assert_int_eq(config_parse_size("1k", UINT64_MAX, &v), 0);
+    ck_assert_uint_eq(v, 1024);
+    ck_assert_int_eq(config_parse_size("2KB", UINT64_MAX, &v), 0);
+    ck_assert_uint_eq(v, 2048);
+    ck_assert_int_eq(config_parse_size("3m", UINT64_MAX, &v), 0);
+    ck_assert_uint_eq(v, 3u << 20);
+    ck_assert_int_eq(config_parse_size("4Mb", UINT64_MAX, &v), 0);
+    ck_assert_uint_eq(v, 4u << 20);
+    ck_assert_int_eq(config_parse_size("1G", UINT64_MAX, &v), 0);
+    ck_assert_uint_eq(v, 1u << 30);
+    ck_assert_int_eq(config_parse_size("16gb", UINT64_MAX, &v), 0);
+    ck_assert_uint_eq(v, (uint64_t)16 << 30);
+    ck_assert_int_eq(config_parse_size("007k", UINT64_MAX, &v), 0);
+    ck_assert_uint_eq(v, 7 * 1024);
+    ck_assert_int_eq(config_parse_size("18446744073709551615", UINT64_MAX, &v), 0);
+    ck_assert_uint_eq(v, UINT64_MAX);
+
+    v = 42;
+    ck_assert_int_eq(config_parse_size("", UINT64_MAX, &v), -1);
+    ck_assert_int_eq(config_parse_size("k", UINT64_MAX, &v), -1);
+    ck_assert_int_eq(config_parse_size("-1", UINT64_MAX, &v), -1);
+    ck_assert_int_eq(config_parse_size("+1", UINT64_MAX, &v), -1);
+    ck_assert_int_eq(config_parse_size(" 1", UINT64_MAX, &v), -1);
+    ck_assert_int_eq(config_parse_size("1 k", UINT64_MAX, &v), -1);
+    ck_assert_int_eq(config_parse_size("1k ", UINT64_MAX, &v), -1);
+    ck_assert_int_eq(config_parse_size("12abc", UINT64_MAX, &v), -1);
+    ck_assert_int_eq(config_parse_size("1t", UINT64_MAX, &v), -1);
+    ck_assert_int_eq(config_parse_size("1kib", UINT64_MAX, &v), -1);
+    ck_assert_int_eq(config_parse_size("1.5m", UINT64_MAX, &v), -1);
+    ck_assert_int_eq(config_parse_size("0x10", UINT64_MAX, &v), -1);
+    ck_assert_int_eq(config_parse_size("18446744073709551616", UINT64_MAX, &v), -1);
+    ck_assert_int_eq(config_parse_size("17179869184g", UINT64_MAX, &v), -1); /* 2^64 */
+    ck_assert_int_eq(config_parse_size("1025", 1024, &v), -1);
+    ck_assert_int_eq(config_parse_size("2k", 2047, &v), -1);
+    ck_assert_uint_eq(v, 42); /* untouched on failure */
+    ck_assert_int_eq(config_parse_size("2k", 2048, &v), 0);
+    ck_assert_uint_eq(v, 2048);
+}
+END_TEST
+
+START_TEST(test_durations)
+{
+    uint64_t v;
+
+    ck_assert_int_eq(config_parse_duration_ms("0", UINT64_MAX, &v), 0);
+    ck_assert_uint_eq(v, 0);
+    ck_assert_int_eq(config_parse_duration_ms("30", UINT64_MAX, &v), 0);
+    ck_assert_uint_eq(v, 30000);
+    ck_assert_int_eq(config_parse_duration_ms("250ms", UINT64_MAX, &v), 0);
+    ck_assert_uint_eq(v, 250);
+    ck_assert_int_eq(config_parse_duration_ms("5s", UINT64_MAX, &v), 0);
+    ck_assert_uint_eq(v, 5000);
+    ck_assert_int_eq(config_parse_duration_ms("2m", UINT64_MAX, &v), 0);
+    ck_assert_uint_eq(v, 120000);
+    ck_assert_int_eq(config_parse_duration_ms("1h", UINT64_MAX, &v), 0);
+    ck_assert_uint_eq(v, 3600000);
+    ck_assert_int_eq(config_parse_duration_ms("3H", UINT64_MAX, &v), 0);
+    ck_assert_uint_eq(v, 3 * 3600000);
+    ck_assert_int_eq(config_parse_duration_ms("10MS", UINT64_MAX, &v), 0);
+    ck_assert_uint_eq(v, 10);
+
+    v = 42;
+    ck_assert_int_eq(config_parse_duration_ms("", UINT64_MAX, &v), -1);
+    ck_assert_int_eq(config_parse_duration_ms("s", UINT64_MAX, &v), -1);
+    ck_assert_int_eq(config_parse_duration_ms("-5s", UINT64_MAX, &v), -1);
+    ck_assert_int_eq(config_parse_duration_ms("5 s", UINT64_MAX, &v), -1);
+    ck_assert_int_eq(config_parse_duration_ms("1d", UINT64_MAX, &v), -1);
+    ck_assert_int_eq(config_parse_duration_ms("1.5s", UINT64_MAX, &v), -1);
+    ck_assert_int_eq(config_parse_duration_ms("5sec", UINT64_MAX, &v), -1);
+    ck_assert_int_eq(config_parse_duration_ms("18446744073709551615", UINT64_MAX, &v), -1);
+    ck_assert_int_eq(config_parse_duration_ms("5124095576030432h", UINT64_MAX, &v), -1);
+    ck_assert_int_eq(config_parse_duration_ms("2h", 3600000, &v), -1);
+    ck_assert_uint_eq(v, 42);
+}
+END_TEST
+
+/* ------------------------------------------------------ good files ---- */
+
+START_TEST(test_every_option)
+{
+    struct config *conf = LOAD_OK("[broker]\n"
+                                  "io_backend = poll\n"
+                                  "log_level = debug\n"
+                                  "max_payload = 2m\n"
+                                  "max_connections = 500\n"
+                                  "max_subscriptions = 20\n"
+                                  "max_outbound = 1g\n"
+                                  "slow_consumer = drop\n"
+                                  "max_retained = 0\n"
+                                  "idle_timeout = 90s\n"
+                                  "drain_timeout = 250ms\n");
+
+    ck_assert_int_eq(conf->io_backend, CONFIG_IO_POLL);
+    ck_assert_int_eq(conf->log_level, LOG_LEVEL_DEBUG);
+    ck_assert_uint_eq(conf->max_payload, 2u << 20);
+    ck_assert_uint_eq(conf->max_connections, 500);
+    ck_assert_uint_eq(conf->max_subscriptions, 20);
+    ck_assert_uint_eq(conf->max_outbound, 1u << 30);
+    ck_assert_int_eq(conf->slow_consumer, CONFIG_SLOW_DROP);
+    ck_assert_uint_eq(conf->max_retained, 0);
+    ck_assert_uint_eq(conf->idle_timeout_ms, 90000);
+    ck_assert_uint_eq(conf->drain_timeout_ms, 250);
+    ck_assert_uint_eq(conf->n_listeners, 1); /* the default */
+    ck_assert_str_eq(conf->listeners[0].bind, "127.0.0.1:7400");
+    config_free(conf);
+}
+END_TEST
+
+START_TEST(test_enum_values)
+{
+    static const char *const backends[] = {"auto", "epoll", "kqueue", "poll", "select"};
+    static const char *const levels[] = {"debug", "info", "notice", "warning", "error"};
+    char text[128];
+
+    for (int i = 0; i < 5; i++) {
+        snprintf(text, sizeof(text), "[broker]\nio_backend = %s\nlog_level = %s\n", backends[i],
+                 levels[i]);
+        struct config *conf = LOAD_OK(text);
+        ck_assert_int_eq(conf->io_backend, i);
+        ck_assert_int_eq(conf->log_level, i);
+        config_free(conf);
+    }
+    struct config *conf = LOAD_OK("[broker]\nslow_consumer = disconnect\n");
+    ck_assert_int_eq(conf->slow_consumer, CONFIG_SLOW_DISCONNECT);
+    config_free(conf);
+}
+END_TEST
+
+START_TEST(test_limits_at_bounds)
+{
+    struct config *conf = LOAD_OK("[broker]\n"
+                                  "max_payload = 1k\n"
+                                  "max_connections = 1\n"
+                                  "max_subscriptions = 1\n"
+                                  "max_outbound = 1024\n"
+                                  "idle_timeout = 0\n"
+                                  "drain_timeout = 0\n");
+
+    ck_assert_uint_eq(conf->max_payload, 1024);
+    ck_assert_uint_eq(conf->max_connections, 1);
+    ck_assert_uint_eq(conf->max_subscriptions, 1);
+    ck_assert_uint_eq(conf->max_outbound, 1024);
+    ck_assert_uint_eq(conf->idle_timeout_ms, 0);
+    ck_assert_uint_eq(conf->drain_timeout_ms, 0);
+    config_free(conf);
+
+    conf = LOAD_OK("[broker]\n"
+                   "max_payload = 1gb\n"
+                   "max_connections = 1000000\n"
+                   "max_subscriptions = 10000000\n"
+                   "max_outbound = 1024g\n"
+                   "max_retained = 1024GB\n"
+                   "idle_timeout = 24h\n"
+                   "drain_timeout = 1h\n");
+    ck_assert_uint_eq(conf->max_payload, 1u << 30);
+    ck_assert_uint_eq(conf->max_connections, 1000000);
+    ck_assert_uint_eq(conf->max_subscriptions, 10000000);
+    ck_assert_uint_eq(conf->max_outbound, (uint64_t)1 << 40);
+    ck_assert_uint_eq(conf->max_retained, (uint64_t)1 << 40);
+    ck_assert_uint_eq(conf->idle_timeout_ms, 24u * 3600 * 1000);
+    ck_assert_uint_eq(conf->drain_timeout_ms, 3600 * 1000);
+    config_free(conf);
+}
+END_TEST
+
+START_TEST(test_listeners)
+{
+    struct config *conf = LOAD_OK("[broker]\n"                       /* 1 */
+                                  "log_level = info\n"               /* 2 */
+                                  "[listener v4]\n"                  /* 3 */
+                                  "bind = 0.0.0.0:7400\n"            /* 4 */
+                                  "[listener v6]\n"                  /* 5 */
+                                  "bind = [::]:7401\n"               /* 6 */
+                                  "[ listener  local.sock ]\n"       /* 7 */
+                                  "mode = 0600\n"                    /* 8 */
+                                  "bind = unix:/run/pigeon/p.sock\n" /* 9 */
+                                  "[listener by-name_1]\n"           /* 10 */
+                                  "bind = localhost:0\n"             /* 11 */
+                                  "[listener ll]\n"                  /* 12 */
+                                  "bind = [fe80::1:2]:65535\n"       /* 13 */
+                                  "[listener unix-default-mode]\n"   /* 14 */
+                                  "bind = unix:/tmp/x.sock\n");      /* 15 */
+    const struct config_listener *l = conf->listeners;
+
+    ck_assert_uint_eq(conf->n_listeners, 6);
+    ck_assert_str_eq(l[0].name, "v4");
+    ck_assert_int_eq(l[0].line, 3);
+    ck_assert_int_eq(l[0].kind, CONFIG_LISTEN_TCP);
+    ck_assert_str_eq(l[0].host, "0.0.0.0");
+    ck_assert_uint_eq(l[0].port, 7400);
+    ck_assert_str_eq(l[0].bind, "0.0.0.0:7400");
+    ck_assert_uint_eq(l[0].mode, 0);
+
+    ck_assert_str_eq(l[1].name, "v6");
+    ck_assert_int_eq(l[1].line, 5);
+    ck_assert_str_eq(l[1].host, "::");
+    ck_assert_uint_eq(l[1].port, 7401);
+    ck_assert_str_eq(l[1].bind, "[::]:7401");
+
+    ck_assert_str_eq(l[2].name, "local.sock");
+    ck_assert_int_eq(l[2].line, 7);
+    ck_assert_int_eq(l[2].kind, CONFIG_LISTEN_UNIX);
+    ck_assert_str_eq(l[2].path, "/run/pigeon/p.sock");
+    ck_assert_ptr_null(l[2].host);
+    ck_assert_uint_eq(l[2].mode, 0600);
+
+    ck_assert_str_eq(l[3].name, "by-name_1");
+    ck_assert_str_eq(l[3].host, "localhost");
+    ck_assert_uint_eq(l[3].port, 0);
+
+    ck_assert_str_eq(l[4].host, "fe80::1:2");
+    ck_assert_uint_eq(l[4].port, 65535);
+
+    ck_assert_uint_eq(l[5].mode, 0660);
+    config_free(conf);
+}
+END_TEST
+
+START_TEST(test_listener_same)
+{
+    struct config *conf = LOAD_OK("[listener a]\nbind = 127.0.0.1:0\n"
+                                  "[listener b]\nbind = 127.0.0.1:0\n" /* port 0 twice is fine */
+                                  "[listener c]\nbind = [::1]:7400\n"
+                                  "[listener d]\nbind = localhost:7400\n"
+                                  "[listener e]\nbind = unix:/tmp/a.sock\nmode = 0600\n");
+    struct config *other = LOAD_OK("[listener x]\nbind = [0:0::1]:7400\n"
+                                   "[listener y]\nbind = LOCALHOST:7400\n"
+                                   "[listener z]\nbind = unix:/tmp/a.sock\nmode = 0660\n");
+    struct config *third = LOAD_OK("[listener w]\nbind = unix:/tmp/a.sock\n");
+    const struct config_listener *l = conf->listeners, *o = other->listeners;
+    const struct config_listener *w = third->listeners;
+
+    ck_assert(config_listener_same(&l[0], &l[1]));
+    ck_assert(config_listener_same(&l[2], &o[0]));  /* the same address, spelt two ways */
+    ck_assert(config_listener_same(&l[3], &o[1]));  /* host names ignore case */
+    ck_assert(!config_listener_same(&l[4], &o[2])); /* another mode */
+    ck_assert(!config_listener_same(&l[4], &w[0])); /* the default mode, 0660, is another */
+    ck_assert(config_listener_same(&o[2], &w[0]));
+    ck_assert(!config_listener_same(&l[0], &l[2]));
+    ck_assert(!config_listener_same(&l[2], &l[3])); /* no name lookups */
+    ck_assert(!config_listener_same(&l[3], &l[4]));
+    config_free(conf);
+    config_free(other);
+    config_free(third);
+}
+END_TEST
+
+START_TEST(test_unix_path_limit)
+{
+    char text[300], path[120];
+
+    memset(path, 'p', sizeof(path));
+    path[0] = '/';
+    path[107] = '\0'; /* 107 bytes: the most sun_path holds */
+    snprintf(text, sizeof(text), "[listener u]\nbind = unix:%s\n", path);
+    struct config *conf = LOAD_OK(text);
+    ck_assert_uint_eq(strlen(conf->listeners[0].path), 107);
+    config_free(conf);
+
+    path[107] = 'p';
+    path[108] = '\0';
+    snprintf(text, sizeof(text), "[listener u]\nbind = unix:%s\n", path);
+    LOAD_BAD(text, 2, "the socket path is 108 bytes, the most a unix socket takes is 107");
+}
+END_TEST
+
+/* ----------------------------------------------------------- syntax ---- */
+
+START_TEST(test_comments_and_layout)
+{
+    struct config *conf = LOAD_OK("\xEF\xBB\xBF# a comment; with both marks\r\n"
+                                  "; another\r\n"
+                                  "\r\n"
+                                  "  [broker]   ; the broker\r\n"
+                                  "\tmax_connections = 5 ; five\r\n"
+                                  "    max_subscriptions = 6 # six\r\n"
+                                  "max_payload=4k\r\n"
+                                  "max_outbound\t= 2m\r\n"
+                                  "[listener a] # here\r\n"
+                                  "bind = unix:/tmp/a;b.sock\r\n");
+
+    ck_assert_uint_eq(conf->max_connections, 5);
+    ck_assert_uint_eq(conf->max_subscriptions, 6);
+    ck_assert_uint_eq(conf->max_payload, 4096);
+    ck_assert_uint_eq(conf->max_outbound, 2u << 20);
+    ck_assert_str_eq(conf->listeners[0].path, "/tmp/a;b.sock"); /* no blank before ';' */
+    config_free(conf);
+}
+END_TEST
+
+/* inih would take an indented line after a key as more of that key's value. */
+START_TEST(test_indented_key_is_a_key)
+{
+    struct config *conf = LOAD_OK("[broker]\n"
+                                  "log_level = notice\n"
+                                  "  max_payload = 2m\n");
+
+    ck_assert_int_eq(conf->log_level, LOG_LEVEL_NOTICE);
+    ck_assert_uint_eq(conf->max_payload, 2u << 20);
+    config_free(conf);
+    LOAD_BAD("[broker]\nlog_level = notice\n   more\n", 3, "syntax error: expected 'key = value'");
+}
+END_TEST
+
+START_TEST(test_long_lines)
+{
+    char text[1400];
+    char fill[600];
+
+    /* A comment may be any length, and does not shift the line numbers. */
+    memset(fill, 'c', sizeof(fill) - 1);
+    fill[sizeof(fill) - 1] = '\0';
+    snprintf(text, sizeof(text), "[broker]\n; %s\n# %s\nnope = 1\n", fill, fill);
+    LOAD_BAD(text, 4, "unknown key 'nope'");
+
+    /* So may an inline comment after a value. */
+    snprintf(text, sizeof(text), "[broker]\nmax_connections = 7 ; %s\n", fill);
+    struct config *conf = LOAD_OK(text);
+    ck_assert_uint_eq(conf->max_connections, 7);
+    config_free(conf);
+
+    /* A key line longer than inih's buffer is refused, not cut in two. */
+    snprintf(text, sizeof(text), "[broker]\nlog_level = info\nmax_payload = %.300s\n", fill);
+    LOAD_BAD(text, 3, "line too long: at most 198 characters");
+
+    /* 198 characters pass (to the setter, which refuses the value). */
+    memset(fill, '1', 198 - strlen("max_payload = "));
+    fill[198 - strlen("max_payload = ")] = '\0';
+    snprintf(text, sizeof(text), "[broker]\nmax_payload = %s\n", fill);
+    LOAD_BAD(text, 2, "bad max_payload '1111");
+}
+END_TEST
+
+START_TEST(test_syntax_errors)
+{
+    LOAD_BAD("[broker]\nlog_level = info\njunk\n", 3,
+             "syntax error: expected 'key = value' or '[section]'");
+    LOAD_BAD("[broker\nlog_level = info\n", 1, "syntax error: expected ']'");
+    LOAD_BAD("[broker] trailing\n", 1, "syntax error: unexpected text after ']'");
+    LOAD_BAD("[broker]\n= info\n", 2, "syntax error: missing key before '='");
+    LOAD_BAD("[broker]\nlog_level: info\n", 2, "syntax error: expected 'key = value'");
+    LOAD_BAD("[listener a]\nunix:/tmp/s\n", 2, "syntax error: expected 'key = value'");
+    /* Unlike inih, the header ends at the first ']', comment mark or not. */
+    LOAD_BAD("[listener a ; x]\nbind = 127.0.0.1:1\n", 1, "bad listener name 'a ; x'");
+}
+END_TEST
+
+/* The error reported is the first in the file, whoever found it. */
+START_TEST(test_first_error_wins)
+{
+    LOAD_BAD("[broker]\njunk\nnope = 1\n", 2, "syntax error");
+    LOAD_BAD("[broker]\nnope = 1\njunk\n", 2, "unknown key 'nope'");
+    LOAD_BAD("[broker]\nlog_level = x\n[bad]\n", 2, "bad log_level");
+    LOAD_BAD("[bad]\nlog_level = x\n", 1, "unknown section [bad]");
+    /* Errors found at the end of a section still count at their own line. */
+    LOAD_BAD("[listener a]\nbind = 127.0.0.1:1\njunk\nmode = 0600\n", 3, "syntax error");
+    LOAD_BAD("[listener a]\nmode = 0600\njunk\n", 1, "listener 'a' has no bind");
+}
+END_TEST
+
+/* -------------------------------------------------------- bad files ---- */
+
+START_TEST(test_unknown_names)
+{
+    LOAD_BAD("[broker]\nlog_level = info\nmax_paylod = 1m\n", 3,
+             "unknown key 'max_paylod' in [broker]");
+    LOAD_BAD("[broker]\nbind = 127.0.0.1:1\n", 2,
+             "unknown key 'bind' in [broker]: it belongs in [listener NAME]");
+    LOAD_BAD("[listener a]\nbind = 127.0.0.1:1\nmax_payload = 1m\n", 3,
+             "unknown key 'max_payload' in [listener]: it belongs in [broker]");
+    LOAD_BAD("[broker]\nLog_Level = info\n", 2, "unknown key 'Log_Level'");
+    LOAD_BAD("[broker]\n[brokre]\n", 2, "unknown section [brokre]");
+    LOAD_BAD("[broker]\nlog_level = info\n\n[tls]\n", 4, "unknown section [tls]");
+    LOAD_BAD("[]\n", 1, "unknown section []");
+    LOAD_BAD("[listeners a]\n", 1, "unknown section [listeners a]");
+    LOAD_BAD("log_level = info\n[broker]\n", 1, "key 'log_level' is outside any section");
+}
+END_TEST
+
+START_TEST(test_duplicates)
+{
+    LOAD_BAD("[broker]\nmax_payload = 1m\nlog_level = info\nmax_payload = 2m\n", 4,
+             "duplicate key 'max_payload' in [broker] (first at line 2)");
+    LOAD_BAD("[listener a]\nbind = 127.0.0.1:1\nbind = 127.0.0.1:2\n", 3,
+             "duplicate key 'bind' in [listener] (first at line 2)");
+    LOAD_BAD("[broker]\nlog_level = info\n[broker]\nmax_payload = 2m\n", 3,
+             "duplicate section [broker] (first at line 1)");
+    LOAD_BAD("[listener a]\nbind = 127.0.0.1:1\n[listener b]\nbind = 127.0.0.1:2\n"
+             "[listener a]\nbind = 127.0.0.1:3\n",
+             5, "duplicate listener 'a' (first at line 1)");
+    LOAD_BAD("[listener a]\nbind = 127.0.0.1:7400\n\n[listener b]\nbind = 127.0.0.1:7400\n", 4,
+             "listener 'b' binds 127.0.0.1:7400, as listener 'a' does (line 1)");
+    LOAD_BAD("[listener a]\nbind = [::1]:7400\n[listener b]\nbind = [0::0:1]:7400\n", 3,
+             "as listener 'a' does");
+    LOAD_BAD("[listener a]\nbind = unix:/tmp/s\nmode = 0600\n[listener b]\nbind = unix:/tmp/s\n", 4,
+             "listener 'b' binds unix:/tmp/s, as listener 'a' does (line 1)");
+}
+END_TEST
+
+START_TEST(test_listener_sections)
+{
+    LOAD_BAD("[listener a]\nmode = 0600\n[broker]\n", 1, "listener 'a' has no bind");
+    LOAD_BAD("[broker]\n[listener a]\n[listener b]\nbind = 127.0.0.1:1\n", 2,
+             "listener 'a' has no bind");
+    LOAD_BAD("[broker]\n[listener a]\n", 2, "listener 'a' has no bind");
+    LOAD_BAD("[listener a]\nbind =\n", 2, "missing value for 'bind'");
+    LOAD_BAD("[listener a]\nmode = 0600\nbind = 127.0.0.1:1\n", 2,
+             "mode applies to unix sockets only; listener 'a' binds 127.0.0.1:1");
+    LOAD_BAD("[listener a]\nbind = [::1]:1\nmode = 0600\n[broker]\n", 3,
+             "mode applies to unix sockets only");
+    LOAD_BAD("[listener]\nbind = 127.0.0.1:1\n", 1, "a listener section needs a name");
+    LOAD_BAD("[listener   ]\n", 1, "a listener section needs a name");
+    LOAD_BAD("[listener a/b]\nbind = 127.0.0.1:1\n", 1, "bad listener name 'a/b'");
+    LOAD_BAD("[listener a b]\nbind = 127.0.0.1:1\n", 1, "bad listener name 'a b'");
+    LOAD_BAD("[listener "
+             "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa]\n" /* 65 */
+             "bind = 127.0.0.1:1\n",
+             1, "bad listener name");
+}
+END_TEST
+
+START_TEST(test_bad_binds)
+{
+    LOAD_BAD("[listener a]\nbind = ::1:7400\n", 2,
+             "bad bind '::1:7400': an IPv6 address needs brackets: [addr]:port");
+    LOAD_BAD("[listener a]\nbind = ::1\n", 2, "an IPv6 address needs brackets");
+    LOAD_BAD("[listener a]\nbind = [::1]\n", 2, "expected [v6addr]:port");
+    LOAD_BAD("[listener a]\nbind = [::1]7400\n", 2, "expected [v6addr]:port");
+    LOAD_BAD("[listener a]\nbind = [::1:7400\n", 2, "expected [v6addr]:port");
+    LOAD_BAD("[listener a]\nbind = [::g]:7400\n", 2, "not an IPv6 address");
+    LOAD_BAD("[listener a]\nbind = [127.0.0.1]:7400\n", 2, "not an IPv6 address");
+    LOAD_BAD("[listener a]\nbind = 127.0.0.1\n", 2, "expected host:port, [v6addr]:port or unix:");
+    LOAD_BAD("[listener a]\nbind = 127.0.0.1:\n", 2, "missing port");
+    LOAD_BAD("[listener a]\nbind = :7400\n", 2, "missing host");
+    LOAD_BAD("[listener a]\nbind = 127.0.0.1:65536\n", 2, "the port must be a number from 0");
+    LOAD_BAD("[listener a]\nbind = 127.0.0.1:-1\n", 2, "the port must be a number");
+    LOAD_BAD("[listener a]\nbind = 127.0.0.1:http\n", 2, "the port must be a number");
+    LOAD_BAD("[listener a]\nbind = 127.0.0.1:99999999999999999999999\n", 2, "the port must be");
+    LOAD_BAD("[listener a]\nbind = 300.1.1.1:7400\n", 2, "not an IPv4 address or a host name");
+    LOAD_BAD("[listener a]\nbind = 127.1:7400\n", 2, "not an IPv4 address or a host name");
+    LOAD_BAD("[listener a]\nbind = bad..name:7400\n", 2, "not an IPv4 address or a host name");
+    LOAD_BAD("[listener a]\nbind = bad/name:7400\n", 2, "not an IPv4 address or a host name");
+    LOAD_BAD("[listener a]\nbind = unix:relative.sock\n", 2, "must be absolute");
+    LOAD_BAD("[listener a]\nbind = unix:\n", 2, "must be absolute");
+    LOAD_BAD("[listener a]\nbind = unix:/run/pigeon/\n", 2, "names a directory");
+}
+END_TEST
+
+START_TEST(test_bad_modes)
+{
+    LOAD_BAD("[listener a]\nbind = unix:/tmp/s\nmode = 0800\n", 3,
+             "bad mode '0800': expected octal permission bits");
+    LOAD_BAD("[listener a]\nbind = unix:/tmp/s\nmode = 01777\n", 3, "expected octal");
+    LOAD_BAD("[listener a]\nbind = unix:/tmp/s\nmode = 1000\n", 3, "expected octal");
+    LOAD_BAD("[listener a]\nbind = unix:/tmp/s\nmode = 0x1ff\n", 3, "expected octal");
+    LOAD_BAD("[listener a]\nbind = unix:/tmp/s\nmode = rw\n", 3, "expected octal");
+    LOAD_BAD("[listener a]\nbind = unix:/tmp/s\nmode = -600\n", 3, "expected octal");
+
+    struct config *conf = LOAD_OK("[listener a]\nbind = unix:/tmp/s\nmode = 777\n");
+    ck_assert_uint_eq(conf->listeners[0].mode, 0777);
+    config_free(conf);
+}
+END_TEST
+
+START_TEST(test_bad_values)
+{
+    LOAD_BAD("[broker]\nio_backend = iocp\n", 2,
+             "bad io_backend 'iocp': expected one of: auto, epoll, kqueue, poll, select");
+    LOAD_BAD("[broker]\nio_backend = EPOLL\n", 2, "bad io_backend 'EPOLL'");
+    LOAD_BAD("[broker]\nlog_level = verbose\n", 2,
+             "bad log_level 'verbose': expected one of: debug, info, notice, warning, error");
+    LOAD_BAD("[broker]\nslow_consumer = block\n", 2,
+             "bad slow_consumer 'block': expected one of: disconnect, drop");
+    LOAD_BAD("[broker]\nmax_payload = 1023\n", 2,
+             "bad max_payload '1023': must be from 1kb to 1gb");
+    LOAD_BAD("[broker]\nmax_payload = 1025m\n", 2, "must be from 1kb to 1gb");
+    LOAD_BAD("[broker]\nmax_payload = 1t\n", 2, "bad max_payload '1t': expected a size");
+    LOAD_BAD("[broker]\nmax_payload = 1 m\n", 2, "expected a size");
+    LOAD_BAD("[broker]\nmax_payload = -1\n", 2, "expected a size");
+    LOAD_BAD("[broker]\nmax_connections = 0\n", 2,
+             "bad max_connections '0': must be from 1 to 1000000");
+    LOAD_BAD("[broker]\nmax_connections = 1000001\n", 2, "must be from 1 to 1000000");
+    LOAD_BAD("[broker]\nmax_connections = 12abc\n", 2, "expected a whole number");
+    LOAD_BAD("[broker]\nmax_connections = 10k\n", 2, "expected a whole number");
+    LOAD_BAD("[broker]\nmax_connections = -1\n", 2, "expected a whole number");
+    LOAD_BAD("[broker]\nmax_subscriptions = 0\n", 2, "must be from 1 to 10000000");
+    LOAD_BAD("[broker]\nmax_subscriptions = 10000001\n", 2, "must be from 1 to 10000000");
+    LOAD_BAD("[broker]\nmax_outbound = 1023\n", 2, "must be from 1kb to 1024gb");
+    LOAD_BAD("[broker]\nmax_outbound = 1025g\n", 2, "must be from 1kb to 1024gb");
+    LOAD_BAD("[broker]\nmax_retained = 64q\n", 2, "expected a size");
+    LOAD_BAD("[broker]\nmax_retained = 2048g\n", 2, "must be from 0 to 1024gb");
+    LOAD_BAD("[broker]\nidle_timeout = 1d\n", 2, "bad idle_timeout '1d': expected a duration");
+    LOAD_BAD("[broker]\nidle_timeout = 25h\n", 2, "must be from 0 to 24h");
+    LOAD_BAD("[broker]\nidle_timeout = -5s\n", 2, "expected a duration");
+    LOAD_BAD("[broker]\ndrain_timeout = 3601s\n", 2,
+             "bad drain_timeout '3601s': must be from 0 to 1h");
+    LOAD_BAD("[broker]\ndrain_timeout = 5 s\n", 2, "expected a duration");
+    LOAD_BAD("[broker]\nlog_level =\n", 2, "missing value for 'log_level'");
+    LOAD_BAD("[broker]\nlog_level = ; nothing\n", 2, "missing value for 'log_level'");
+    LOAD_BAD("[broker]\nlog_level = debug;x\n", 2, "bad log_level 'debug;x'");
+}
+END_TEST
+
+START_TEST(test_overflow)
+{
+    LOAD_BAD("[broker]\nmax_outbound = 99999999999999999999\n", 2, "must be from 1kb to 1024gb");
+    LOAD_BAD("[broker]\nmax_outbound = 17179869184g\n", 2, "must be from 1kb to 1024gb");
+    LOAD_BAD("[broker]\nmax_payload = 4294967296\n", 2, "must be from 1kb to 1gb");
+    LOAD_BAD("[broker]\nmax_connections = 4294967297\n", 2, "must be from 1 to 1000000");
+    LOAD_BAD("[broker]\nidle_timeout = 99999999999999999999h\n", 2, "must be from 0 to 24h");
+    LOAD_BAD("[broker]\nidle_timeout = 5124095576030432h\n", 2, "must be from 0 to 24h");
+}
+END_TEST
+
+/* ------------------------------------------------------------ files ---- */
+
+START_TEST(test_file_good)
+{
+    static const char text[] = "[broker]\nmax_connections = 77\n[listener x]\nbind = [::1]:0\n";
+    char *path = temp_file(text, strlen(text));
+    struct config *conf = NULL;
+    struct config_error err;
+
+    ck_assert_int_eq(config_load_file(path, &conf, &err), 0);
+    ck_assert_str_eq(conf->path, path);
+    ck_assert_uint_eq(conf->max_connections, 77);
+    ck_assert_str_eq(conf->listeners[0].host, "::1");
+    config_free(conf);
+    unlink(path);
+    free(path);
+}
+END_TEST
+
+START_TEST(test_file_bad)
+{
+    static const char text[] = "[broker]\n\nmax_connections = 0\n";
+    char *path = temp_file(text, strlen(text));
+    struct config *conf = NULL;
+    struct config_error err;
+
+    ck_assert_int_eq(config_load_file(path, &conf, &err), -1);
+    ck_assert_ptr_null(conf);
+    ck_assert_str_eq(err.file, path);
+    ck_assert_int_eq(err.line, 3);
+    ck_assert_ptr_nonnull(strstr(err.reason, "max_connections"));
+    unlink(path);
+    free(path);
+}
+END_TEST
+
+START_TEST(test_file_missing)
+{
+    struct config *conf = NULL;
+    struct config_error err;
+
+    ck_assert_int_eq(config_load_file("/nonexistent/pigeond.conf", &conf, &err), -1);
+    ck_assert_ptr_null(conf);
+    ck_assert_str_eq(err.file, "/nonexistent/pigeond.conf");
+    ck_assert_int_eq(err.line, 0);
+    ck_assert_str_eq(err.reason, "cannot open: No such file or directory");
+    /* ERR may be NULL. */
+    ck_assert_int_eq(config_load_file("/nonexistent/pigeond.conf", &conf, NULL), -1);
+}
+END_TEST
+
+START_TEST(test_file_directory)
+{
+    struct config *conf = NULL;
+    struct config_error err;
+
+    ck_assert_int_eq(config_load_file("/", &conf, &err), -1);
+    ck_assert_int_eq(err.line, 0);
+    ck_assert_msg(strncmp(err.reason, "cannot ", 7) == 0, "reason: %s", err.reason);
+}
+END_TEST
+
+START_TEST(test_file_nul_byte)
+{
+    static const char text[] = "[broker]\nlog_level = info\nmax\0_payload = 1m\n";
+    char *path = temp_file(text, sizeof(text) - 1);
+    struct config *conf = NULL;
+    struct config_error err;
+
+    ck_assert_int_eq(config_load_file(path, &conf, &err), -1);
+    ck_assert_int_eq(err.line, 3);
+    ck_assert_str_eq(err.reason, "NUL byte in the file");
+    unlink(path);
+    free(path);
+}
+END_TEST
+
+START_TEST(test_file_too_large)
+{
+    size_t len = 1024 * 1024 + 1;
+    char *text = malloc(len);
+    struct config *conf = NULL;
+    struct config_error err;
+    char *path;
+
+    ck_assert_ptr_nonnull(text);
+    memset(text, '\n', len);
+    path = temp_file(text, len);
+    ck_assert_int_eq(config_load_file(path, &conf, &err), -1);
+    ck_assert_int_eq(err.line, 0);
+    ck_assert_ptr_nonnull(strstr(err.reason, "file too large"));
+    unlink(path);
+    free(path);
+
+    path = temp_file(text, len - 1); /* exactly 1 MiB of blank lines is fine */
+    ck_assert_int_eq(config_load_file(path, &conf, &err), 0);
+    config_free(conf);
+    unlink(path);
+    free(path);
+    free(text);
+}
+END_TEST
+
+/* ----------------------------------------------- the shipped sample ---- */
+
+/* True when a line of TEXT, less a leading '#' or ';' and blanks, is "KEY =". */
+static bool text_has_key(const char *text, const char *key)
+{
+    size_t klen = strlen(key);
+
+    for (const char *line = text; line; line = strchr(line, '\n'), line = line ? line + 1 : NULL) {
+        const char *s = line + strspn(line, " \t");
+        if (*s == '#' || *s == ';')
+            s += 1 + strspn(s + 1, " \t");
+        if (strncmp(s, key, klen) == 0 && s[klen + strspn(s + klen, " \t")] == '=')
+            return true;
+    }
+    return false;
+}
+
+/* TEXT with "#KEY = value" lines of [broker] keys uncommented; free it. */
+static char *broker_keys_uncommented(const char *text)
+{
+    char *out = malloc(strlen(text) + 1), *o = out;
+    const char *section, *key;
+
+    ck_assert_ptr_nonnull(out);
+    for (const char *line = text; *line;) {
+        const char *next = strchr(line, '\n');
+        size_t len = next ? (size_t)(next - line) + 1 : strlen(line);
+        bool drop = false;
+
+        for (size_t i = 0; line[0] == '#' && config_key_at(i, &section, &key); i++) {
+            size_t klen = strlen(key);
+            drop |= strcmp(section, "broker") == 0 && strncmp(line + 1, key, klen) == 0 &&
+                    line[1 + klen + strspn(line + 1 + klen, " \t")] == '=';
+        }
+        memcpy(o, line + drop, len - drop);
+        o += len - drop;
+        line += len;
+    }
+    *o = '\0';
+    return out;
+}
+
+START_TEST(test_sample_conf)
+{
+    const char *path = getenv("PIGEON_SAMPLE_CONF");
+    struct config *conf = NULL;
+    struct config_error err;
+    const char *section, *key;
+    char *text;
+
+    if (path == NULL) {
+        fprintf(stderr, "test_sample_conf: PIGEON_SAMPLE_CONF unset, not checked\n");
+        return;
+    }
+    ck_assert_msg(config_load_file(path, &conf, &err) == 0, "%s:%d: %s", err.file, err.line,
+                  err.reason);
+    ck_assert_uint_ge(conf->n_listeners, 1);
+    ck_assert_str_eq(conf->listeners[0].name, "default");
+    ck_assert_str_eq(conf->listeners[0].bind, "127.0.0.1:7400");
+    config_free(conf);
+
+    text = file_read(path);
+    ck_assert_ptr_nonnull(strstr(text, "[broker]"));
+    for (size_t i = 0; config_key_at(i, &section, &key); i++)
+        ck_assert_msg(text_has_key(text, key), "%s: no line for %s.%s", path, section, key);
+    free(text);
+}
+END_TEST
+
+/* Each option is commented out at its default: uncommented, nothing changes. */
+START_TEST(test_sample_conf_defaults)
+{
+    const char *path = getenv("PIGEON_SAMPLE_CONF");
+    struct config *conf, *def = config_new_defaults();
+    char *text, *active;
+
+    if (path == NULL) {
+        fprintf(stderr, "test_sample_conf_defaults: PIGEON_SAMPLE_CONF unset, not checked\n");
+        config_free(def);
+        return;
+    }
+    text = file_read(path);
+    active = broker_keys_uncommented(text);
+    ck_assert_uint_eq(strlen(text) - strlen(active), 10); /* one per [broker] key */
+    conf = LOAD_OK(active);
+    ck_assert_int_eq(conf->io_backend, def->io_backend);
+    ck_assert_int_eq(conf->log_level, def->log_level);
+    ck_assert_uint_eq(conf->max_payload, def->max_payload);
+    ck_assert_uint_eq(conf->max_connections, def->max_connections);
+    ck_assert_uint_eq(conf->max_subscriptions, def->max_subscriptions);
+    ck_assert_uint_eq(conf->max_outbound, def->max_outbound);
+    ck_assert_int_eq(conf->slow_consumer, def->slow_consumer);
+    ck_assert_uint_eq(conf->max_retained, def->max_retained);
+    ck_assert_uint_eq(conf->idle_timeout_ms, def->idle_timeout_ms);
+    ck_assert_uint_eq(conf->drain_timeout_ms, def->drain_timeout_ms);
+    ck_assert_uint_eq(conf->n_listeners, 1);
+    ck_assert(config_listener_same(&conf->listeners[0], &def->listeners[0]));
+    config_free(conf);
+    config_free(def);
+    free(active);
+    free(text);
+}
+END_TEST
+
+START_TEST(test_config_doc)
+{
+    const char *path = getenv("PIGEON_CONFIG_DOC");
+    const char *section, *key;
+    char quoted[64];
+    char *text;
+
+    if (path == NULL) {
+        fprintf(stderr, "test_config_doc: PIGEON_CONFIG_DOC unset, not checked\n");
+        return;
+    }
+    text = file_read(path);
+    for (size_t i = 0; config_key_at(i, &section, &key); i++) {
+        snprintf(quoted, sizeof(quoted), "`%s`", key);
+        ck_assert_msg(strstr(text, quoted) != NULL, "%s: %s.%s is not documented", path, section,
+                      key);
+    }
+    free(text);
+}
+END_TEST
+
+/* ------------------------------------------------------------ suite ---- */
+
+static Suite *config_suite(void)
+{
+    Suite *s = suite_create("config");
+    TCase *tc;
+
+    tc = tcase_create("defaults");
+    tcase_add_test(tc, test_defaults);
+    tcase_add_test(tc, test_empty_file_is_defaults);
+    tcase_add_test(tc, test_names);
+    tcase_add_test(tc, test_key_table);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("units");
+    tcase_add_test(tc, test_sizes);
+    tcase_add_test(tc, test_durations);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("good files");
+    tcase_add_test(tc, test_every_option);
+    tcase_add_test(tc, test_enum_values);
+    tcase_add_test(tc, test_limits_at_bounds);
+    tcase_add_test(tc, test_listeners);
+    tcase_add_test(tc, test_listener_same);
+    tcase_add_test(tc, test_unix_path_limit);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("syntax");
+    tcase_add_test(tc, test_comments_and_layout);
+    tcase_add_test(tc, test_indented_key_is_a_key);
+    tcase_add_test(tc, test_long_lines);
+    tcase_add_test(tc, test_syntax_errors);
+    tcase_add_test(tc, test_first_error_wins);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("bad files");
+    tcase_add_test(tc, test_unknown_names);
+    tcase_add_test(tc, test_duplicates);
+    tcase_add_test(tc, test_listener_sections);
+    tcase_add_test(tc, test_bad_binds);
+    tcase_add_test(tc, test_bad_modes);
+    tcase_add_test(tc, test_bad_values);
+    tcase_add_test(tc, test_overflow);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("files");
+    tcase_add_test(tc, test_file_good);
+    tcase_add_test(tc, test_file_bad);
+    tcase_add_test(tc, test_file_missing);
+    tcase_add_test(tc, test_file_directory);
+    tcase_add_test(tc, test_file_nul_byte);
+    tcase_add_test(tc, test_file_too_large);
+    tcase_add_test(tc, test_sample_conf);
+    tcase_add_test(tc, test_sample_conf_defaults);
+    tcase_add_test(tc, test_config_doc);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(config_suite());
+    int failed;
+
+    srunner_run_all(sr, CK_ENV);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
