@@ -1,0 +1,489 @@
+/*
+ * dispatch.c - the protocol's methods, broker side (see dispatch.h).
+ *
+ * Layers, top-down: the call context and its error replies; decoders for
+ * the option maps (msgpack-c, on bounded bytes); the method handlers; the
+ * method table and dispatch_frame.
+ *
+ * Errors follow docs/protocol.md: a request that fails gets a response
+ * carrying [code, message]; a notification that fails gets an `error`
+ * notification; a frame of the wrong shape is fatal (code 1), since the
+ * stream cannot be trusted after it.
+ */
+#include "dispatch.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <msgpack.h>
+
+#include "clock.h"
+#include "conn.h"
+#include "encode.h"
+#include "envelope.h"
+#include "proto.h"
+#include "router.h"
+#include "server.h"
+#include "topic.h"
+#include "xalloc.h"
+
+#define DISPATCH_CLIENT_NAME_MAX 128
+
+/* One frame being handled. */
+struct call {
+    struct conn *c;
+    struct server *srv;
+    const struct envelope *env;
+    struct block *blk;
+    bool is_request;
+};
+
+/* ------------------------------------------------------------ replies */
+
+/* Answers the call with error CODE: a response or an error notification. */
+static void call_fail(const struct call *k, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void call_fail(const struct call *k, int code, const char *fmt, ...)
+{
+    char msg[256];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (k->is_request)
+        encode_response_error(conn_reply_buf(k->c), k->env->msgid, code, msg);
+    else
+        encode_error_notification(conn_reply_buf(k->c), code, msg);
+}
+
+/* A frame of the wrong shape: code 1, and the connection closes. */
+static void dispatch_bad_frame(struct conn *c, const char *why)
+{
+    struct server *srv = c->srv;
+    uint64_t suppressed;
+
+    c->loop->stats.protocol_errors++;
+    if (log_ratelimit_ok(&srv->rl_protocol, (uint64_t)clock_now_ms(), &suppressed))
+        log_warning(&srv->log, "client %llu (%s): bad frame: %s (%llu similar warnings suppressed)",
+                    (unsigned long long)c->id, c->peer, why, (unsigned long long)suppressed);
+    conn_close(c, "bad frame", PROTO_ERR_BAD_FRAME, why);
+}
+
+/* Copies S (LEN bytes) into OUT for a message, escaping what isn't printable. */
+static const char *printable(const char *s, size_t len, char *out, size_t outlen)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < len && o + 5 < outlen; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch >= 0x20 && ch < 0x7f && ch != '\\')
+            out[o++] = (char)ch;
+        else
+            o += (size_t)snprintf(out + o, outlen - o, "\\x%02x", ch);
+    }
+    out[o] = '\0';
+    return out;
+}
+
+/* ---------------------------------------------------------- decoding */
+
+static bool key_is(const msgpack_object *k, const char *name)
+{
+    size_t n = strlen(name);
+    return k->type == MSGPACK_OBJECT_STR && k->via.str.size == n &&
+           memcmp(k->via.str.ptr, name, n) == 0;
+}
+
+/*
+ * Decodes the last param at R (bounded by the frame scanner) with msgpack-c
+ * into the server's zone.  Returns false when it is not a map or nil.
+ */
+static bool decode_opts_map(struct server *srv, const struct mpread *r, msgpack_object *out)
+{
+    size_t off = 0;
+    msgpack_unpack_return rc =
+        msgpack_unpack((const char *)r->p, mpread_left(r), &off, &srv->zone, out);
+    if (rc != MSGPACK_UNPACK_SUCCESS && rc != MSGPACK_UNPACK_EXTRA_BYTES)
+        return false;
+    return out->type == MSGPACK_OBJECT_MAP || out->type == MSGPACK_OBJECT_NIL;
+}
+
+static bool is_string_map(const msgpack_object *o)
+{
+    if (o->type != MSGPACK_OBJECT_MAP)
+        return false;
+    for (uint32_t i = 0; i < o->via.map.size; i++) {
+        const msgpack_object_kv *kv = &o->via.map.ptr[i];
+        if (kv->key.type != MSGPACK_OBJECT_STR || kv->val.type != MSGPACK_OBJECT_STR)
+            return false;
+    }
+    return true;
+}
+
+struct pub_opts {
+    const char *reply_to;
+    uint32_t reply_to_len;
+    const msgpack_object *headers;
+    bool retain;
+};
+
+/* Fills PO from the opts map at R. Returns 0, or fails the call and returns -1. */
+static int decode_pub_opts(const struct call *k, const struct mpread *r, struct pub_opts *po)
+{
+    msgpack_object o;
+    char name[64];
+
+    if (!decode_opts_map(k->srv, r, &o)) {
+        call_fail(k, PROTO_ERR_BAD_PARAMS, "pub opts must be a map");
+        return -1;
+    }
+    if (o.type == MSGPACK_OBJECT_NIL)
+        return 0;
+    for (uint32_t i = 0; i < o.via.map.size; i++) {
+        const msgpack_object *key = &o.via.map.ptr[i].key, *val = &o.via.map.ptr[i].val;
+        if (val->type == MSGPACK_OBJECT_NIL && !key_is(key, "retain")) {
+            continue; /* nil means "not given" */
+        } else if (key_is(key, "reply_to")) {
+            if (val->type != MSGPACK_OBJECT_STR) {
+                call_fail(k, PROTO_ERR_BAD_PARAMS, "reply_to must be a string");
+                return -1;
+            }
+            enum topic_error te = topic_check(val->via.str.ptr, val->via.str.size, TOPIC_PUBLISH);
+            if (te != TOPIC_OK) {
+                call_fail(k, PROTO_ERR_BAD_TOPIC, "bad reply_to: %s", topic_strerror(te));
+                return -1;
+            }
+            po->reply_to = val->via.str.ptr;
+            po->reply_to_len = val->via.str.size;
+        } else if (key_is(key, "retain")) {
+            if (val->type != MSGPACK_OBJECT_BOOLEAN && val->type != MSGPACK_OBJECT_NIL) {
+                call_fail(k, PROTO_ERR_BAD_PARAMS, "retain must be a boolean");
+                return -1;
+            }
+            po->retain = val->type == MSGPACK_OBJECT_BOOLEAN && val->via.boolean;
+        } else if (key_is(key, "headers")) {
+            if (!is_string_map(val)) {
+                call_fail(k, PROTO_ERR_BAD_PARAMS, "headers must be a map of string to string");
+                return -1;
+            }
+            if (val->via.map.size > 0)
+                po->headers = val;
+        } else {
+            call_fail(k, PROTO_ERR_BAD_PARAMS, "unknown pub option '%s'",
+                      key->type == MSGPACK_OBJECT_STR
+                          ? printable(key->via.str.ptr, key->via.str.size, name, sizeof(name))
+                          : "(not a string)");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* The queue group named in sub opts at R, or NULL. Returns 0, or fails and returns -1. */
+static int decode_sub_opts(const struct call *k, const struct mpread *r, const char **queue,
+                           uint32_t *qlen)
+{
+    msgpack_object o;
+    char name[64];
+
+    *queue = NULL;
+    if (!decode_opts_map(k->srv, r, &o)) {
+        call_fail(k, PROTO_ERR_BAD_PARAMS, "sub opts must be a map");
+        return -1;
+    }
+    if (o.type == MSGPACK_OBJECT_NIL)
+        return 0;
+    for (uint32_t i = 0; i < o.via.map.size; i++) {
+        const msgpack_object *key = &o.via.map.ptr[i].key, *val = &o.via.map.ptr[i].val;
+        if (key_is(key, "queue")) {
+            if (val->type == MSGPACK_OBJECT_NIL)
+                continue;
+            if (val->type != MSGPACK_OBJECT_STR ||
+                topic_check(val->via.str.ptr, val->via.str.size, TOPIC_PUBLISH) != TOPIC_OK) {
+                call_fail(k, PROTO_ERR_BAD_PARAMS,
+                          "queue must be a group name (1..255 bytes, the rules of a topic)");
+                return -1;
+            }
+            *queue = val->via.str.ptr;
+            *qlen = val->via.str.size;
+        } else {
+            call_fail(k, PROTO_ERR_BAD_PARAMS, "unknown sub option '%s'",
+                      key->type == MSGPACK_OBJECT_STR
+                          ? printable(key->via.str.ptr, key->via.str.size, name, sizeof(name))
+                          : "(not a string)");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------- handlers */
+
+static void handle_pub(const struct call *k)
+{
+    struct conn *c = k->c;
+    struct mpread r = k->env->params;
+    struct router_msg m = {.block = k->blk};
+    struct pub_opts po = {0};
+    const char *topic;
+    uint32_t tlen;
+
+    if (k->env->n_params != 2 && k->env->n_params != 3) {
+        call_fail(k, PROTO_ERR_BAD_PARAMS, "pub takes [topic, payload] or [topic, payload, opts]");
+        return;
+    }
+    m.body = r.p;
+    if (!mpread_str(&r, &topic, &tlen)) {
+        call_fail(k, PROTO_ERR_BAD_PARAMS, "topic must be a string");
+        return;
+    }
+    enum topic_error te = topic_check(topic, tlen, TOPIC_PUBLISH);
+    if (te != TOPIC_OK) {
+        call_fail(k, PROTO_ERR_BAD_TOPIC, "bad topic: %s", topic_strerror(te));
+        return;
+    }
+    if (topic_is_system(topic, tlen)) {
+        call_fail(k, PROTO_ERR_FORBIDDEN, "topics beginning with '$' are the broker's own");
+        return;
+    }
+    m.payload_nil = mpread_is_nil(&r);
+    if (!mpread_skip(&r)) {
+        call_fail(k, PROTO_ERR_BAD_PARAMS, "truncated payload");
+        return;
+    }
+    m.body_len = (size_t)(r.p - m.body);
+    m.topic = topic;
+    m.topic_len = tlen;
+    if (k->env->n_params == 3) {
+        if (decode_pub_opts(k, &r, &po) < 0)
+            return;
+        msgpack_sbuffer_clear(&k->srv->scratch);
+        m.opts_len = encode_msg_opts(&k->srv->scratch, po.reply_to, po.reply_to_len, po.headers,
+                                     false);
+        m.opts = m.opts_len > 0 ? (const uint8_t *)k->srv->scratch.data : NULL;
+        m.retain = po.retain;
+        m.reply_to = po.reply_to;
+        m.reply_to_len = po.reply_to_len;
+        m.headers = po.headers;
+    }
+    c->stats.msgs_in++;
+    c->loop->stats.msgs_in++;
+    c->loop->stats.bytes_in += m.body_len;
+    long n = router_publish(k->srv->router, &m);
+    if (n < 0)
+        call_fail(k, (int)-n, "retained store full (max_retained); message not published");
+    else if (k->is_request)
+        encode_result_uint(conn_reply_buf(c), k->env->msgid, (uint64_t)n);
+}
+
+/* Adds S to C's subs, which stay sorted by sid (sids only grow). */
+static void conn_subs_append(struct conn *c, struct sub *s)
+{
+    if (c->n_subs == c->cap_subs) {
+        c->cap_subs = c->cap_subs ? c->cap_subs * 2 : 1;
+        c->subs = xrealloc(c->subs, c->cap_subs * sizeof(*c->subs));
+    }
+    c->subs[c->n_subs++] = s;
+}
+
+static void handle_sub(const struct call *k)
+{
+    struct conn *c = k->c;
+    struct mpread r = k->env->params;
+    const char *pattern, *queue = NULL;
+    uint32_t plen, qlen = 0;
+
+    if (k->env->n_params != 1 && k->env->n_params != 2) {
+        call_fail(k, PROTO_ERR_BAD_PARAMS, "sub takes [pattern] or [pattern, opts]");
+        return;
+    }
+    if (!mpread_str(&r, &pattern, &plen)) {
+        call_fail(k, PROTO_ERR_BAD_PARAMS, "pattern must be a string");
+        return;
+    }
+    enum topic_error te = topic_check(pattern, plen, TOPIC_PATTERN);
+    if (te != TOPIC_OK) {
+        call_fail(k, PROTO_ERR_BAD_TOPIC, "bad pattern: %s", topic_strerror(te));
+        return;
+    }
+    if (k->env->n_params == 2 && decode_sub_opts(k, &r, &queue, &qlen) < 0)
+        return;
+    if (c->n_subs >= k->srv->conf->max_subscriptions || c->next_sid == UINT32_MAX) {
+        call_fail(k, PROTO_ERR_LIMIT, "too many subscriptions on this connection (max %u)",
+                  k->srv->conf->max_subscriptions);
+        return;
+    }
+    struct sub *s = router_subscribe(k->srv->router, c, ++c->next_sid, pattern, plen, queue, qlen);
+    conn_subs_append(c, s);
+    encode_result_uint(conn_reply_buf(c), k->env->msgid, s->sid);
+    router_replay_retained(k->srv->router, s);
+}
+
+/* Index of SID in C's subs, or -1. */
+static long conn_subs_find(const struct conn *c, uint64_t sid)
+{
+    long lo = 0, hi = (long)c->n_subs - 1;
+    while (lo <= hi) {
+        long mid = lo + (hi - lo) / 2;
+        if (c->subs[mid]->sid == sid)
+            return mid;
+        if (c->subs[mid]->sid < sid)
+            lo = mid + 1;
+        else
+            hi = mid - 1;
+    }
+    return -1;
+}
+
+static void handle_unsub(const struct call *k)
+{
+    struct conn *c = k->c;
+    struct mpread r = k->env->params;
+    uint64_t sid;
+
+    if (k->env->n_params != 1 || !mpread_uint(&r, &sid)) {
+        call_fail(k, PROTO_ERR_BAD_PARAMS, "unsub takes [sid]");
+        return;
+    }
+    long i = conn_subs_find(c, sid);
+    if (i < 0) {
+        call_fail(k, PROTO_ERR_BAD_PARAMS, "unknown sid %llu", (unsigned long long)sid);
+        return;
+    }
+    router_unsubscribe(k->srv->router, c->subs[i]);
+    memmove(&c->subs[i], &c->subs[i + 1], (c->n_subs - (size_t)i - 1) * sizeof(*c->subs));
+    c->n_subs--;
+    encode_result_true(conn_reply_buf(c), k->env->msgid);
+}
+
+static void handle_ping(const struct call *k)
+{
+    if (k->env->n_params != 0) {
+        call_fail(k, PROTO_ERR_BAD_PARAMS, "ping takes []");
+        return;
+    }
+    encode_result_str(conn_reply_buf(k->c), k->env->msgid, "pong");
+}
+
+/* Reads the client name from the hello map; other keys are for later or ignored. */
+static int decode_hello(const struct call *k, const struct mpread *r)
+{
+    msgpack_object o;
+
+    if (!decode_opts_map(k->srv, r, &o)) {
+        call_fail(k, PROTO_ERR_BAD_PARAMS, "hello takes [] or [{client, token, user, password}]");
+        return -1;
+    }
+    for (uint32_t i = 0; o.type == MSGPACK_OBJECT_MAP && i < o.via.map.size; i++) {
+        const msgpack_object *key = &o.via.map.ptr[i].key, *val = &o.via.map.ptr[i].val;
+        bool known = key_is(key, "client") || key_is(key, "token") || key_is(key, "user") ||
+                     key_is(key, "password");
+        if (known && val->type != MSGPACK_OBJECT_STR && val->type != MSGPACK_OBJECT_NIL) {
+            call_fail(k, PROTO_ERR_BAD_PARAMS, "hello: client, token, user and password are "
+                                               "strings");
+            return -1;
+        }
+        if (key_is(key, "client") && val->type == MSGPACK_OBJECT_STR) {
+            char name[DISPATCH_CLIENT_NAME_MAX * 4 + 1];
+            size_t n = val->via.str.size;
+            free(k->c->client_name);
+            k->c->client_name = xstrdup(printable(
+                val->via.str.ptr, n > DISPATCH_CLIENT_NAME_MAX ? DISPATCH_CLIENT_NAME_MAX : n,
+                name, sizeof(name)));
+        }
+    }
+    /* Authentication, when it comes, checks token/user/password here and
+     * answers auth_failed (code 7) and closes on a mismatch. */
+    return 0;
+}
+
+static void handle_hello(const struct call *k)
+{
+    struct conn *c = k->c;
+    struct mpread r = k->env->params;
+
+    if (c->hello_done) {
+        call_fail(k, PROTO_ERR_BAD_PARAMS, "hello was already done on this connection");
+        return;
+    }
+    if (k->env->n_params > 1) {
+        call_fail(k, PROTO_ERR_BAD_PARAMS, "hello takes [] or [{client, token, user, password}]");
+        return;
+    }
+    if (k->env->n_params == 1 && decode_hello(k, &r) < 0)
+        return;
+    c->hello_done = true;
+    struct encode_hello h = {
+        .server = "pigeond",
+        .version = PIGEON_VERSION,
+        .client_id = c->id,
+        .max_payload = k->srv->conf->max_payload,
+    };
+    encode_result_hello(conn_reply_buf(c), k->env->msgid, &h);
+    if (c->client_name != NULL)
+        log_info(&k->srv->log, "client %llu (%s) is \"%s\"", (unsigned long long)c->id, c->peer,
+                 c->client_name);
+}
+
+/* ------------------------------------------------------------- dispatch */
+
+struct method {
+    const char *name;
+    uint32_t len;
+    void (*handle)(const struct call *k);
+    bool notification_ok; /* may be sent as a notification */
+};
+
+static const struct method methods[] = {
+    {"pub", 3, handle_pub, true},
+    {"sub", 3, handle_sub, false},
+    {"unsub", 5, handle_unsub, false},
+    {"ping", 4, handle_ping, false},
+    {"hello", 5, handle_hello, false},
+};
+
+static const struct method *method_find(const char *name, uint32_t len)
+{
+    for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++)
+        if (methods[i].len == len && memcmp(methods[i].name, name, len) == 0)
+            return &methods[i];
+    return NULL;
+}
+
+void dispatch_frame(struct conn *c, const uint8_t *frame, size_t len, struct block *blk)
+{
+    struct envelope env;
+    const char *why;
+    char name[64];
+
+    if (envelope_parse(frame, len, &env, &why) < 0) {
+        dispatch_bad_frame(c, why);
+        return;
+    }
+    if (env.kind == PROTO_RESPONSE) {
+        dispatch_bad_frame(c, "the broker takes requests and notifications, not responses");
+        return;
+    }
+    struct call k = {
+        .c = c,
+        .srv = c->srv,
+        .env = &env,
+        .blk = blk,
+        .is_request = env.kind == PROTO_REQUEST,
+    };
+    const struct method *m = method_find(env.method, env.method_len);
+    if (m == NULL) {
+        call_fail(&k, PROTO_ERR_UNKNOWN_METHOD, "unknown method '%s'",
+                  printable(env.method, env.method_len, name, sizeof(name)));
+        return;
+    }
+    if (!k.is_request && !m->notification_ok) {
+        call_fail(&k, PROTO_ERR_BAD_PARAMS, "%s must be sent as a request", m->name);
+        return;
+    }
+    m->handle(&k);
+    msgpack_zone_clear(&c->srv->zone);
+}

@@ -1,0 +1,174 @@
+/*
+ * encode.c - frames the broker sends (see encode.h).
+ *
+ * Everything is packed by msgpack-c.  A frame of bounded size is packed into
+ * a stack buffer by a packer whose writer appends to that buffer, so each
+ * response costs one evbuffer_add; nothing here allocates.
+ */
+#include "encode.h"
+
+#include <string.h>
+
+#include "proto.h"
+
+/* Bigger than any frame packed here: the longest is an error with a message
+ * truncated to ENCODE_MESSAGE_MAX bytes. */
+#define ENCODE_STACK_MAX   512
+#define ENCODE_MESSAGE_MAX 400
+
+struct stackbuf {
+    char data[ENCODE_STACK_MAX];
+    size_t len;
+};
+
+/* msgpack_packer_write: appends to a stackbuf, refusing to overflow. */
+static int stackbuf_write(void *arg, const char *buf, size_t len)
+{
+    struct stackbuf *sb = arg;
+    if (len > sizeof(sb->data) - sb->len)
+        return -1;
+    memcpy(sb->data + sb->len, buf, len);
+    sb->len += len;
+    return 0;
+}
+
+static void pack_str(msgpack_packer *pk, const char *s, size_t len)
+{
+    msgpack_pack_str(pk, len);
+    msgpack_pack_str_body(pk, s, len);
+}
+
+static void pack_cstr(msgpack_packer *pk, const char *s)
+{
+    size_t len = strlen(s);
+    pack_str(pk, s, len > ENCODE_MESSAGE_MAX ? ENCODE_MESSAGE_MAX : len);
+}
+
+/* Starts [1, msgid, ... into SB. */
+static void begin_response(msgpack_packer *pk, struct stackbuf *sb, uint32_t msgid)
+{
+    sb->len = 0;
+    msgpack_packer_init(pk, sb, stackbuf_write);
+    msgpack_pack_array(pk, 4);
+    msgpack_pack_uint8(pk, PROTO_RESPONSE);
+    msgpack_pack_uint32(pk, msgid);
+}
+
+size_t encode_msg_prefix(uint8_t out[ENCODE_MSG_PREFIX_MAX], uint32_t sid)
+{
+    struct stackbuf sb = {.len = 0};
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, stackbuf_write);
+    msgpack_pack_array(&pk, 3);
+    msgpack_pack_uint8(&pk, PROTO_NOTIFICATION);
+    pack_str(&pk, "msg", 3);
+    msgpack_pack_array(&pk, 3);
+    msgpack_pack_uint32(&pk, sid);
+    memcpy(out, sb.data, sb.len);
+    return sb.len;
+}
+
+void encode_result_uint(struct evbuffer *out, uint32_t msgid, uint64_t v)
+{
+    struct stackbuf sb;
+    msgpack_packer pk;
+    begin_response(&pk, &sb, msgid);
+    msgpack_pack_nil(&pk);
+    msgpack_pack_uint64(&pk, v);
+    evbuffer_add(out, sb.data, sb.len);
+}
+
+void encode_result_true(struct evbuffer *out, uint32_t msgid)
+{
+    struct stackbuf sb;
+    msgpack_packer pk;
+    begin_response(&pk, &sb, msgid);
+    msgpack_pack_nil(&pk);
+    msgpack_pack_true(&pk);
+    evbuffer_add(out, sb.data, sb.len);
+}
+
+void encode_result_str(struct evbuffer *out, uint32_t msgid, const char *s)
+{
+    struct stackbuf sb;
+    msgpack_packer pk;
+    begin_response(&pk, &sb, msgid);
+    msgpack_pack_nil(&pk);
+    pack_cstr(&pk, s);
+    evbuffer_add(out, sb.data, sb.len);
+}
+
+void encode_result_hello(struct evbuffer *out, uint32_t msgid, const struct encode_hello *h)
+{
+    struct stackbuf sb;
+    msgpack_packer pk;
+    begin_response(&pk, &sb, msgid);
+    msgpack_pack_nil(&pk);
+    msgpack_pack_map(&pk, 5);
+    pack_cstr(&pk, "server");
+    pack_cstr(&pk, h->server);
+    pack_cstr(&pk, "version");
+    pack_cstr(&pk, h->version);
+    pack_cstr(&pk, "proto");
+    msgpack_pack_uint8(&pk, PROTO_VERSION);
+    pack_cstr(&pk, "client_id");
+    msgpack_pack_uint64(&pk, h->client_id);
+    pack_cstr(&pk, "max_payload");
+    msgpack_pack_uint64(&pk, h->max_payload);
+    evbuffer_add(out, sb.data, sb.len);
+}
+
+static void pack_error_pair(msgpack_packer *pk, int code, const char *message)
+{
+    msgpack_pack_array(pk, 2);
+    msgpack_pack_int(pk, code);
+    pack_cstr(pk, message);
+}
+
+void encode_response_error(struct evbuffer *out, uint32_t msgid, int code, const char *message)
+{
+    struct stackbuf sb;
+    msgpack_packer pk;
+    begin_response(&pk, &sb, msgid);
+    pack_error_pair(&pk, code, message);
+    msgpack_pack_nil(&pk);
+    evbuffer_add(out, sb.data, sb.len);
+}
+
+void encode_error_notification(struct evbuffer *out, int code, const char *message)
+{
+    struct stackbuf sb = {.len = 0};
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, stackbuf_write);
+    msgpack_pack_array(&pk, 3);
+    msgpack_pack_uint8(&pk, PROTO_NOTIFICATION);
+    pack_str(&pk, "error", 5);
+    pack_error_pair(&pk, code, message);
+    evbuffer_add(out, sb.data, sb.len);
+}
+
+size_t encode_msg_opts(msgpack_sbuffer *buf, const char *reply_to, size_t reply_to_len,
+                       const msgpack_object *headers, bool retained)
+{
+    size_t before = buf->size;
+    unsigned n = (reply_to != NULL) + (headers != NULL) + retained;
+    msgpack_packer pk;
+
+    if (n == 0)
+        return 0;
+    msgpack_packer_init(&pk, buf, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, n);
+    if (reply_to != NULL) {
+        pack_str(&pk, "reply_to", 8);
+        pack_str(&pk, reply_to, reply_to_len);
+    }
+    if (headers != NULL) {
+        pack_str(&pk, "headers", 7);
+        msgpack_pack_object(&pk, *headers);
+    }
+    if (retained) {
+        pack_str(&pk, "retained", 8);
+        msgpack_pack_true(&pk);
+    }
+    return buf->size - before;
+}

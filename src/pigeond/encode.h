@@ -1,0 +1,61 @@
+/*
+ * encode.h - the frames the broker sends, encoded with msgpack-c's packer.
+ *
+ * Responses ([1, msgid, error, result]), error notifications ([2, "error",
+ * [code, message]]), the hello result, the opts map of a `msg`, and the
+ * constant prefix of every `msg` a subscription receives.  Small frames are
+ * packed into a stack buffer and appended to the evbuffer in one call.
+ *
+ * The payload of a message is never encoded here: it travels as the bytes
+ * the publisher sent (see router.c).
+ */
+#ifndef PIGEON_ENCODE_H
+#define PIGEON_ENCODE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <event2/buffer.h>
+#include <msgpack.h>
+
+/* 93 02 a3 "msg" 93|94 <sid>: at most 7 + 5 bytes. */
+#define ENCODE_MSG_PREFIX_MAX 12
+/* Offset in the prefix of the params array header: 0x93, or 0x94 with opts. */
+#define ENCODE_MSG_PARAMS_AT 6
+
+/* The `msg` prefix for subscription SID, with a 3-element params array. */
+size_t encode_msg_prefix(uint8_t out[ENCODE_MSG_PREFIX_MAX], uint32_t sid);
+
+/* [1, msgid, nil, v] */
+void encode_result_uint(struct evbuffer *out, uint32_t msgid, uint64_t v);
+/* [1, msgid, nil, true] */
+void encode_result_true(struct evbuffer *out, uint32_t msgid);
+/* [1, msgid, nil, s] (S is a NUL-terminated string) */
+void encode_result_str(struct evbuffer *out, uint32_t msgid, const char *s);
+
+/* The hello result map. */
+struct encode_hello {
+    const char *server;
+    const char *version;
+    uint64_t client_id;
+    uint64_t max_payload;
+};
+void encode_result_hello(struct evbuffer *out, uint32_t msgid, const struct encode_hello *h);
+
+/* [1, msgid, [code, message], nil] */
+void encode_response_error(struct evbuffer *out, uint32_t msgid, int code, const char *message);
+
+/* [2, "error", [code, message]] */
+void encode_error_notification(struct evbuffer *out, int code, const char *message);
+
+/*
+ * The opts map of a delivered `msg`: reply_to (when REPLY_TO is not NULL),
+ * headers (when HEADERS is not NULL: a map object, packed as it was
+ * decoded), and retained: true (when RETAINED).  Appends to BUF and returns
+ * the bytes added (0 when there is nothing to say: no map at all).
+ */
+size_t encode_msg_opts(msgpack_sbuffer *buf, const char *reply_to, size_t reply_to_len,
+                       const msgpack_object *headers, bool retained);
+
+#endif

@@ -1,0 +1,313 @@
+/*
+ * listener.c - listening sockets (see listener.h).
+ *
+ * Sockets are made by hand rather than with evconnlistener_new_bind so that
+ * IPv6 listeners are v6-only (a "[::]:7400" and a "0.0.0.0:7400" listener
+ * can coexist), the backlog is the kernel's maximum, and a Unix socket is
+ * created with its final permissions (umask around bind) after a stale file
+ * from a dead server has been told apart from a live one.
+ */
+#include "listener.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/listener.h>
+
+#include "clock.h"
+#include "server.h"
+#include "xalloc.h"
+
+#define LISTENER_BACKLOG 4096 /* capped by net.core.somaxconn */
+#define LISTENER_RETRY_MS 200 /* pause after running out of descriptors */
+
+static void listener_accept_cb(struct evconnlistener *evl, evutil_socket_t fd,
+                               struct sockaddr *sa, int salen, void *arg);
+static void listener_error_cb(struct evconnlistener *evl, void *arg);
+static void listener_retry_cb(evutil_socket_t fd, short what, void *arg);
+
+static char *dup_or_null(const char *s)
+{
+    return s != NULL ? xstrdup(s) : NULL;
+}
+
+static void listener_copy_conf(struct config_listener *dst, const struct config_listener *src)
+{
+    *dst = *src;
+    dst->name = dup_or_null(src->name);
+    dst->bind = dup_or_null(src->bind);
+    dst->host = dup_or_null(src->host);
+    dst->path = dup_or_null(src->path);
+}
+
+static void listener_free_conf(struct config_listener *c)
+{
+    free(c->name);
+    free(c->bind);
+    free(c->host);
+    free(c->path);
+}
+
+/* ------------------------------------------------------------------ TCP */
+
+static evutil_socket_t bind_tcp(const struct config_listener *cl, char *err, size_t errlen)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+    struct addrinfo *res;
+    char port[8];
+    int one = 1;
+
+    snprintf(port, sizeof(port), "%u", cl->port);
+    int rc = getaddrinfo(cl->host, port, &hints, &res);
+    if (rc != 0) {
+        snprintf(err, errlen, "cannot resolve %s: %s", cl->host, gai_strerror(rc));
+        return -1;
+    }
+    evutil_socket_t fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(err, errlen, "socket: %s", strerror(errno));
+        freeaddrinfo(res);
+        return -1;
+    }
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (res->ai_family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    if (bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, LISTENER_BACKLOG) < 0) {
+        snprintf(err, errlen, "cannot bind %s: %s", cl->bind, strerror(errno));
+        close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(res);
+    return fd;
+}
+
+static void format_tcp_address(struct listener *l, evutil_socket_t fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    char host[INET6_ADDRSTRLEN];
+
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0) {
+        snprintf(l->address, sizeof(l->address), "%s", l->conf.bind);
+    } else if (ss.ss_family == AF_INET6) {
+        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+        snprintf(l->address, sizeof(l->address), "[%s]:%u", host, ntohs(in6->sin6_port));
+    } else {
+        struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+        inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+        snprintf(l->address, sizeof(l->address), "%s:%u", host, ntohs(in->sin_port));
+    }
+}
+
+/* ----------------------------------------------------------------- Unix */
+
+/*
+ * Removes PATH when it is a socket no server answers on.  Returns 0 when
+ * the path is free to bind, -1 (ERR filled) when it must be left alone.
+ */
+static int clear_stale_socket(const char *path, char *err, size_t errlen)
+{
+    struct stat st;
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+
+    if (lstat(path, &st) < 0)
+        return 0; /* nothing there */
+    if (!S_ISSOCK(st.st_mode)) {
+        snprintf(err, errlen, "%s exists and is not a socket; not removing it", path);
+        return -1;
+    }
+    snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(err, errlen, "socket: %s", strerror(errno));
+        return -1;
+    }
+    int rc = connect(fd, (struct sockaddr *)&sun, sizeof(sun));
+    int saved = errno;
+    close(fd);
+    if (rc == 0) {
+        snprintf(err, errlen, "%s is in use by a running server", path);
+        return -1;
+    }
+    if (saved != ECONNREFUSED) {
+        snprintf(err, errlen, "cannot tell whether %s is in use: %s", path, strerror(saved));
+        return -1;
+    }
+    if (unlink(path) < 0 && errno != ENOENT) {
+        snprintf(err, errlen, "cannot remove stale socket %s: %s", path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+static evutil_socket_t bind_unix(struct listener *l, char *err, size_t errlen)
+{
+    const struct config_listener *cl = &l->conf;
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    struct stat st;
+
+    if (clear_stale_socket(cl->path, err, errlen) < 0)
+        return -1;
+    snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", cl->path);
+    evutil_socket_t fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(err, errlen, "socket: %s", strerror(errno));
+        return -1;
+    }
+    /* The file gets its final mode at creation: no window with wider access. */
+    mode_t old = umask(~cl->mode & 0777);
+    int rc = bind(fd, (struct sockaddr *)&sun, sizeof(sun));
+    int saved = errno;
+    umask(old);
+    if (rc < 0 || listen(fd, LISTENER_BACKLOG) < 0) {
+        snprintf(err, errlen, "cannot bind %s: %s", cl->bind, strerror(rc < 0 ? saved : errno));
+        close(fd);
+        return -1;
+    }
+    if (stat(cl->path, &st) == 0) {
+        l->sock_dev = st.st_dev;
+        l->sock_ino = st.st_ino;
+    }
+    snprintf(l->address, sizeof(l->address), "unix:%s", cl->path);
+    return fd;
+}
+
+/* ------------------------------------------------------------ lifecycle */
+
+int listener_open(struct server *srv, const struct config_listener *cl, struct listener **out,
+                  char *err, size_t errlen)
+{
+    struct listener *l = xcalloc(1, sizeof(*l));
+    evutil_socket_t fd;
+
+    l->srv = srv;
+    l->refs = 1;
+    listener_copy_conf(&l->conf, cl);
+    if (cl->kind == CONFIG_LISTEN_UNIX) {
+        fd = bind_unix(l, err, errlen);
+    } else {
+        fd = bind_tcp(cl, err, errlen);
+        if (fd >= 0)
+            format_tcp_address(l, fd);
+    }
+    if (fd < 0) {
+        listener_unref(l);
+        return -1;
+    }
+    l->evl = evconnlistener_new(srv->loop.base, listener_accept_cb, l, LEV_OPT_CLOSE_ON_FREE, 0,
+                                fd);
+    l->retry_ev = evtimer_new(srv->loop.base, listener_retry_cb, l);
+    if (l->evl == NULL || l->retry_ev == NULL) {
+        snprintf(err, errlen, "cannot create a libevent listener");
+        if (l->evl == NULL)
+            close(fd);
+        listener_close(l);
+        return -1;
+    }
+    evconnlistener_set_error_cb(l->evl, listener_error_cb);
+    *out = l;
+    return 0;
+}
+
+/* Removes our Unix socket file, and only ours (not a successor's). */
+static void listener_remove_socket_file(struct listener *l)
+{
+    struct stat st;
+
+    if (l->conf.kind != CONFIG_LISTEN_UNIX || l->sock_ino == 0)
+        return;
+    if (stat(l->conf.path, &st) == 0 && st.st_dev == l->sock_dev && st.st_ino == l->sock_ino)
+        unlink(l->conf.path);
+    l->sock_ino = 0;
+}
+
+void listener_close(struct listener *l)
+{
+    if (l->evl != NULL) {
+        evconnlistener_free(l->evl);
+        l->evl = NULL;
+    }
+    if (l->retry_ev != NULL) {
+        event_free(l->retry_ev);
+        l->retry_ev = NULL;
+    }
+    listener_remove_socket_file(l);
+    listener_unref(l);
+}
+
+struct listener *listener_ref(struct listener *l)
+{
+    l->refs++;
+    return l;
+}
+
+void listener_unref(struct listener *l)
+{
+    if (l == NULL || --l->refs > 0)
+        return;
+    listener_free_conf(&l->conf);
+    free(l);
+}
+
+const char *listener_name(const struct listener *l)
+{
+    return l->conf.name;
+}
+
+const char *listener_address(const struct listener *l)
+{
+    return l->address;
+}
+
+/* ------------------------------------------------------------ callbacks */
+
+static void listener_accept_cb(struct evconnlistener *evl, evutil_socket_t fd,
+                               struct sockaddr *sa, int salen, void *arg)
+{
+    struct listener *l = arg;
+    int one = 1;
+
+    l->accepted++;
+    if (sa->sa_family == AF_INET || sa->sa_family == AF_INET6)
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    server_accept(l->srv, l, fd, sa, (socklen_t)salen);
+}
+
+/* accept() failed: out of descriptors or memory pauses accepting briefly. */
+static void listener_error_cb(struct evconnlistener *evl, void *arg)
+{
+    struct listener *l = arg;
+    int err = EVUTIL_SOCKET_ERROR();
+    struct timeval tv = {.tv_sec = 0, .tv_usec = LISTENER_RETRY_MS * 1000};
+    uint64_t suppressed;
+
+    if (log_ratelimit_ok(&l->srv->rl_accept, (uint64_t)clock_now_ms(), &suppressed))
+        log_warning(&l->srv->log, "listener %s: accept: %s; pausing %d ms", l->conf.name,
+                    evutil_socket_error_to_string(err), LISTENER_RETRY_MS);
+    if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+        evconnlistener_disable(evl);
+        evtimer_add(l->retry_ev, &tv);
+    }
+}
+
+static void listener_retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct listener *l = arg;
+
+    if (l->evl != NULL)
+        evconnlistener_enable(l->evl);
+}

@@ -1,0 +1,130 @@
+/*
+ * loop.c - an event loop, its connections, and its deferred jobs (see loop.h).
+ *
+ * The I/O backend is chosen behind this one seam: libevent is told to avoid
+ * every method but the one configured, and the method it ends up with is
+ * checked.  With epoll the changelist is on, so a connection whose write
+ * interest is added and dropped within one iteration costs no epoll_ctl.
+ */
+#include "loop.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "conn.h"
+#include "xalloc.h"
+
+static void loop_flush_cb(evutil_socket_t fd, short what, void *arg);
+static void loop_reap_cb(evutil_socket_t fd, short what, void *arg);
+
+/* libevent's method names, in the order of enum config_io_backend. */
+static const char *const backend_methods[] = {
+    [CONFIG_IO_AUTO] = NULL,
+    [CONFIG_IO_EPOLL] = "epoll",
+    [CONFIG_IO_KQUEUE] = "kqueue",
+    [CONFIG_IO_POLL] = "poll",
+    [CONFIG_IO_SELECT] = "select",
+};
+
+static struct event_base *loop_new_base(enum config_io_backend backend, const char **why)
+{
+    struct event_config *cfg = event_config_new();
+    struct event_base *base;
+    const char *want = backend_methods[backend];
+
+    if (cfg == NULL) {
+        *why = "cannot create an event_config";
+        return NULL;
+    }
+    event_config_set_flag(cfg, EVENT_BASE_FLAG_NOLOCK);
+    if (backend == CONFIG_IO_AUTO || backend == CONFIG_IO_EPOLL)
+        event_config_set_flag(cfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+    if (want != NULL) {
+        const char **methods = event_get_supported_methods();
+        for (int i = 0; methods != NULL && methods[i] != NULL; i++)
+            if (strcmp(methods[i], want) != 0)
+                event_config_avoid_method(cfg, methods[i]);
+    }
+    base = event_base_new_with_config(cfg);
+    event_config_free(cfg);
+    if (base == NULL) {
+        *why = want != NULL ? "the configured io_backend is not available on this system"
+                            : "cannot create an event_base";
+        return NULL;
+    }
+    if (want != NULL && strcmp(event_base_get_method(base), want) != 0) {
+        event_base_free(base);
+        *why = "the configured io_backend is not available on this system";
+        return NULL;
+    }
+    return base;
+}
+
+int loop_init(struct loop *lp, struct server *srv, enum config_io_backend backend,
+              const char **why)
+{
+    memset(lp, 0, sizeof(*lp));
+    lp->srv = srv;
+    TAILQ_INIT(&lp->conns);
+    TAILQ_INIT(&lp->pending);
+    TAILQ_INIT(&lp->dead);
+    lp->rbuf = xmalloc(LOOP_READ_MAX);
+    lp->base = loop_new_base(backend, why);
+    if (lp->base == NULL)
+        return -1;
+    lp->flush_ev = event_new(lp->base, -1, 0, loop_flush_cb, lp);
+    lp->reap_ev = event_new(lp->base, -1, 0, loop_reap_cb, lp);
+    if (lp->flush_ev == NULL || lp->reap_ev == NULL) {
+        *why = "cannot create the loop's events";
+        loop_fini(lp);
+        return -1;
+    }
+    return 0;
+}
+
+void loop_fini(struct loop *lp)
+{
+    if (lp->reap_ev != NULL)
+        event_free(lp->reap_ev);
+    if (lp->flush_ev != NULL)
+        event_free(lp->flush_ev);
+    if (lp->base != NULL)
+        event_base_free(lp->base);
+    free(lp->rbuf);
+    lp->rbuf = NULL;
+    lp->reap_ev = lp->flush_ev = NULL;
+    lp->base = NULL;
+}
+
+const char *loop_method(const struct loop *lp)
+{
+    return event_base_get_method(lp->base);
+}
+
+void loop_schedule_flush(struct loop *lp)
+{
+    event_active(lp->flush_ev, 0, 0);
+}
+
+void loop_schedule_reap(struct loop *lp)
+{
+    event_active(lp->reap_ev, 0, 0);
+}
+
+static void loop_flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct loop *lp = arg;
+    struct conn *c;
+
+    while ((c = TAILQ_FIRST(&lp->pending)) != NULL)
+        conn_flush(c); /* takes C off the pending list */
+}
+
+static void loop_reap_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct loop *lp = arg;
+    struct conn *c;
+
+    while ((c = TAILQ_FIRST(&lp->dead)) != NULL)
+        conn_reap(c); /* takes C off the dead list */
+}

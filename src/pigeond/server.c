@@ -1,0 +1,378 @@
+/*
+ * server.c - the server context and the daemon's life (see server.h).
+ *
+ * Layers, top-down: start-up helpers (descriptor limit, ports file,
+ * listeners), the signal handlers, reload, shutdown, and the public
+ * init/run/fini.
+ *
+ * Every signal enters through libevent (evsignal) into one of three
+ * handlers that run as ordinary callbacks, so no work happens in signal
+ * context.  SIGPIPE is ignored: a write to a vanished client is an error
+ * return, handled where it happens.
+ */
+#include "server.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+
+#include "clock.h"
+#include "conn.h"
+#include "encode.h"
+#include "listener.h"
+#include "proto.h"
+#include "router.h"
+#include "xalloc.h"
+
+/* Descriptors kept beyond max_connections: listeners, logs, slack. */
+#define SERVER_FD_RESERVE 64
+
+static void server_signal_cb(evutil_socket_t sig, short what, void *arg);
+static void server_drain_timeout_cb(evutil_socket_t fd, short what, void *arg);
+
+/* ------------------------------------------------------------ start-up */
+
+/* Raises the descriptor limit toward max_connections, as far as allowed. */
+static void server_raise_fd_limit(struct server *srv)
+{
+    struct rlimit rl;
+    rlim_t want = (rlim_t)srv->conf->max_connections + SERVER_FD_RESERVE;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= want)
+        return;
+    rlim_t old = rl.rlim_cur;
+    rl.rlim_cur = want < rl.rlim_max ? want : rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+        rl.rlim_cur = old;
+    if (rl.rlim_cur < want)
+        log_warning(&srv->log,
+                    "open file limit is %llu, below max_connections %u + %d: "
+                    "raise LimitNOFILE / ulimit -n",
+                    (unsigned long long)rl.rlim_cur, srv->conf->max_connections,
+                    SERVER_FD_RESERVE);
+}
+
+/* Writes "NAME ADDRESS" lines for the bound listeners, atomically. */
+static void server_write_ports_file(struct server *srv)
+{
+    char tmp[4096];
+    struct listener *l;
+
+    if (srv->ports_file == NULL)
+        return;
+    snprintf(tmp, sizeof(tmp), "%s.tmp", srv->ports_file);
+    FILE *f = fopen(tmp, "w");
+    if (f == NULL) {
+        log_error(&srv->log, "cannot write %s: %s", tmp, strerror(errno));
+        return;
+    }
+    TAILQ_FOREACH(l, &srv->listeners, link)
+        fprintf(f, "%s %s\n", listener_name(l), listener_address(l));
+    if (fclose(f) != 0 || rename(tmp, srv->ports_file) < 0) {
+        log_error(&srv->log, "cannot write %s: %s", srv->ports_file, strerror(errno));
+        unlink(tmp);
+    }
+}
+
+static int server_open_listener(struct server *srv, const struct config_listener *cl)
+{
+    struct listener *l;
+    char err[256];
+
+    if (listener_open(srv, cl, &l, err, sizeof(err)) < 0) {
+        log_error(&srv->log, "listener %s (%s): %s", cl->name, cl->bind, err);
+        return -1;
+    }
+    TAILQ_INSERT_TAIL(&srv->listeners, l, link);
+    log_notice(&srv->log, "listener %s on %s", listener_name(l), listener_address(l));
+    return 0;
+}
+
+static void server_close_listener(struct server *srv, struct listener *l)
+{
+    log_notice(&srv->log, "listener %s on %s closed", listener_name(l), listener_address(l));
+    TAILQ_REMOVE(&srv->listeners, l, link);
+    listener_close(l);
+}
+
+static void server_log_summary(struct server *srv)
+{
+    const struct config *c = srv->conf;
+
+    log_notice(&srv->log,
+               "pigeond %s started: io_backend %s, max_payload %u, max_connections %u, "
+               "max_subscriptions %u, max_outbound %llu, slow_consumer %s, max_retained %llu, "
+               "idle_timeout %u ms, config %s",
+               PIGEON_VERSION, loop_method(&srv->loop), c->max_payload, c->max_connections,
+               c->max_subscriptions, (unsigned long long)c->max_outbound,
+               config_slow_policy_name(c->slow_consumer), (unsigned long long)c->max_retained,
+               c->idle_timeout_ms, c->path != NULL ? c->path : "(built-in defaults)");
+}
+
+/* ------------------------------------------------------------- signals */
+
+static int server_add_signals(struct server *srv)
+{
+    struct event_base *base = srv->loop.base;
+
+    signal(SIGPIPE, SIG_IGN);
+    srv->sig_term = evsignal_new(base, SIGTERM, server_signal_cb, srv);
+    srv->sig_int = evsignal_new(base, SIGINT, server_signal_cb, srv);
+    srv->sig_hup = evsignal_new(base, SIGHUP, server_signal_cb, srv);
+    if (srv->sig_term == NULL || srv->sig_int == NULL || srv->sig_hup == NULL ||
+        event_add(srv->sig_term, NULL) < 0 || event_add(srv->sig_int, NULL) < 0 ||
+        event_add(srv->sig_hup, NULL) < 0) {
+        log_error(&srv->log, "cannot install signal handlers");
+        return -1;
+    }
+    return 0;
+}
+
+static void server_signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+    struct server *srv = arg;
+
+    if (sig == SIGHUP) {
+        server_reload(srv);
+        return;
+    }
+    if (srv->draining) {
+        log_notice(&srv->log, "second %s: stopping now", sig == SIGINT ? "SIGINT" : "SIGTERM");
+        event_base_loopbreak(srv->loop.base);
+        return;
+    }
+    log_notice(&srv->log, "%s: shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    server_shutdown(srv);
+}
+
+/* -------------------------------------------------------------- reload */
+
+/* True when NEW lists a listener binding what L binds. */
+static const struct config_listener *find_listener_conf(const struct config *conf,
+                                                        const struct listener *l)
+{
+    for (size_t i = 0; i < conf->n_listeners; i++)
+        if (config_listener_same(&conf->listeners[i], &l->conf))
+            return &conf->listeners[i];
+    return NULL;
+}
+
+static bool listener_is_open(struct server *srv, const struct config_listener *cl)
+{
+    struct listener *l;
+    TAILQ_FOREACH(l, &srv->listeners, link)
+        if (config_listener_same(&l->conf, cl))
+            return true;
+    return false;
+}
+
+/* Closes the listeners NEW drops, then opens the ones it adds. */
+static void server_reload_listeners(struct server *srv, const struct config *next)
+{
+    struct listener *l, *tmp;
+
+    for (l = TAILQ_FIRST(&srv->listeners); l != NULL; l = tmp) {
+        tmp = TAILQ_NEXT(l, link);
+        const struct config_listener *keep = find_listener_conf(next, l);
+        if (keep == NULL) {
+            server_close_listener(srv, l);
+        } else if (strcmp(keep->name, l->conf.name) != 0) {
+            free(l->conf.name);
+            l->conf.name = xstrdup(keep->name);
+        }
+    }
+    for (size_t i = 0; i < next->n_listeners; i++)
+        if (!listener_is_open(srv, &next->listeners[i]))
+            server_open_listener(srv, &next->listeners[i]); /* logged; the rest goes on */
+}
+
+int server_reload(struct server *srv)
+{
+    struct config *next;
+    struct config_error err;
+    struct conn *c;
+
+    if (srv->conf_path == NULL) {
+        log_notice(&srv->log, "SIGHUP: running on built-in defaults, no config file to reread");
+        return 0;
+    }
+    if (config_load_file(srv->conf_path, &next, &err) < 0) {
+        log_error(&srv->log, "SIGHUP: %s:%d: %s; keeping the running configuration", err.file,
+                  err.line, err.reason);
+        return -1;
+    }
+    if (next->io_backend != srv->conf->io_backend)
+        log_warning(&srv->log, "SIGHUP: io_backend %s takes effect at the next start",
+                    config_io_backend_name(next->io_backend));
+    struct config *old = srv->conf;
+    srv->conf = next;
+    srv->log.level = next->log_level;
+    if (!srv->draining)
+        server_reload_listeners(srv, next);
+    TAILQ_FOREACH(c, &srv->loop.conns, link)
+        conn_apply_config(c);
+    config_free(old);
+    server_write_ports_file(srv);
+    log_notice(&srv->log, "SIGHUP: configuration reloaded from %s", srv->conf_path);
+    return 0;
+}
+
+/* ------------------------------------------------------------ shutdown */
+
+void server_shutdown(struct server *srv)
+{
+    struct listener *l;
+    struct conn *c;
+
+    if (srv->draining)
+        return;
+    srv->draining = true;
+    while ((l = TAILQ_FIRST(&srv->listeners)) != NULL)
+        server_close_listener(srv, l);
+    /* conn_close never frees, so walking the list while closing is safe. */
+    TAILQ_FOREACH(c, &srv->loop.conns, link)
+        conn_close(c, "server shutting down", 0, NULL);
+    if (srv->n_conns == 0) {
+        event_base_loopexit(srv->loop.base, NULL);
+        return;
+    }
+    /* Each connection has drain_timeout to flush; this is the backstop. */
+    uint32_t ms = srv->conf->drain_timeout_ms + 1000;
+    struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+    srv->drain_timer = evtimer_new(srv->loop.base, server_drain_timeout_cb, srv);
+    if (srv->drain_timer == NULL || evtimer_add(srv->drain_timer, &tv) < 0)
+        event_base_loopexit(srv->loop.base, NULL);
+}
+
+static void server_drain_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct server *srv = arg;
+
+    log_warning(&srv->log, "drain timeout: %u connections still flushing, closing them",
+                srv->n_conns);
+    event_base_loopexit(srv->loop.base, NULL);
+}
+
+void server_conn_freed(struct server *srv)
+{
+    srv->n_conns--;
+    if (srv->draining && srv->n_conns == 0)
+        event_base_loopexit(srv->loop.base, NULL);
+}
+
+/* -------------------------------------------------------------- accept */
+
+/* Refuses FD with error 10: the broker is at max_connections. */
+static void server_refuse(struct server *srv, evutil_socket_t fd)
+{
+    struct evbuffer *buf = evbuffer_new();
+    uint64_t suppressed;
+
+    if (buf != NULL) {
+        encode_error_notification(buf, PROTO_ERR_LIMIT, "too many connections (max_connections)");
+        evbuffer_write(buf, fd); /* best effort: the socket is new and empty */
+        evbuffer_free(buf);
+    }
+    evutil_closesocket(fd);
+    srv->loop.stats.conns_rejected++;
+    if (log_ratelimit_ok(&srv->rl_accept, (uint64_t)clock_now_ms(), &suppressed))
+        log_warning(&srv->log, "refused a connection: max_connections %u reached "
+                               "(%llu similar warnings suppressed)",
+                    srv->conf->max_connections, (unsigned long long)suppressed);
+}
+
+void server_accept(struct server *srv, struct listener *l, evutil_socket_t fd,
+                   const struct sockaddr *peer, socklen_t peerlen)
+{
+    if (srv->draining) {
+        evutil_closesocket(fd);
+        return;
+    }
+    if (srv->n_conns >= srv->conf->max_connections) {
+        server_refuse(srv, fd);
+        return;
+    }
+    if (conn_new(&srv->loop, l, fd, peer, peerlen) == NULL)
+        log_error(&srv->log, "cannot set up a connection from listener %s", listener_name(l));
+}
+
+/* ---------------------------------------------------------- public API */
+
+int server_init(struct server *srv, struct config *conf, const char *conf_path,
+                const char *ports_file)
+{
+    const char *why;
+
+    memset(srv, 0, sizeof(*srv));
+    srv->conf = conf;
+    srv->conf_path = conf_path != NULL ? xstrdup(conf_path) : NULL;
+    srv->ports_file = ports_file != NULL ? xstrdup(ports_file) : NULL;
+    srv->started_ms = clock_now_ms();
+    TAILQ_INIT(&srv->listeners);
+    log_init(&srv->log, stderr, conf->log_level);
+    log_ratelimit_init(&srv->rl_protocol, 10, 1000);
+    log_ratelimit_init(&srv->rl_slow, 10, 1000);
+    log_ratelimit_init(&srv->rl_accept, 10, 1000);
+    if (!msgpack_zone_init(&srv->zone, 2048))
+        abort(); /* out of memory at start: the xalloc policy */
+    msgpack_sbuffer_init(&srv->scratch);
+    server_raise_fd_limit(srv);
+    if (loop_init(&srv->loop, srv, conf->io_backend, &why) < 0) {
+        log_error(&srv->log, "io_backend %s: %s", config_io_backend_name(conf->io_backend), why);
+        return -1;
+    }
+    srv->router = router_new(srv);
+    for (size_t i = 0; i < conf->n_listeners; i++)
+        if (server_open_listener(srv, &conf->listeners[i]) < 0)
+            return -1;
+    if (server_add_signals(srv) < 0)
+        return -1;
+    server_write_ports_file(srv);
+    server_log_summary(srv);
+    return 0;
+}
+
+int server_run(struct server *srv)
+{
+    if (event_base_dispatch(srv->loop.base) < 0) {
+        log_error(&srv->log, "event loop failed");
+        return 1;
+    }
+    log_notice(&srv->log, "stopped");
+    return srv->exit_code;
+}
+
+void server_fini(struct server *srv)
+{
+    struct listener *l;
+    struct conn *c;
+
+    while ((l = TAILQ_FIRST(&srv->listeners)) != NULL)
+        server_close_listener(srv, l);
+    while ((c = TAILQ_FIRST(&srv->loop.conns)) != NULL)
+        conn_destroy(c);
+    router_free(srv->router);
+    if (srv->drain_timer != NULL)
+        event_free(srv->drain_timer);
+    if (srv->sig_term != NULL)
+        event_free(srv->sig_term);
+    if (srv->sig_int != NULL)
+        event_free(srv->sig_int);
+    if (srv->sig_hup != NULL)
+        event_free(srv->sig_hup);
+    loop_fini(&srv->loop);
+    msgpack_sbuffer_destroy(&srv->scratch);
+    msgpack_zone_destroy(&srv->zone);
+    config_free(srv->conf);
+    free(srv->conf_path);
+    if (srv->ports_file != NULL)
+        unlink(srv->ports_file);
+    free(srv->ports_file);
+}
