@@ -185,6 +185,33 @@ static int cmp_u32(const void *a, const void *b)
 
 /* Keys of every length up to 64 that differ from zeros in one bit: all
  * 16,640 hashes differ (about 0.03 collisions would be expected by chance). */
+/* A seed changes every hash; maps filled after seeding work; seed 0 is the default. */
+START_TEST(test_seed)
+{
+    static const char *const keys[] = {"a", "orders", "bench.idle.12345", "_INBOX.abcdef.17"};
+    uint32_t before[4];
+    for (int i = 0; i < 4; i++)
+        before[i] = hmap_hash(keys[i], strlen(keys[i]));
+    hmap_seed(UINT64_C(0x0123456789abcdef));
+    int changed = 0;
+    for (int i = 0; i < 4; i++)
+        changed += hmap_hash(keys[i], strlen(keys[i])) != before[i];
+    ck_assert_int_eq(changed, 4);
+    struct hmap m = HMAP_INIT;
+    char buf[1000][16];
+    for (int i = 0; i < 1000; i++) {
+        snprintf(buf[i], sizeof(buf[i]), "k%d", i);
+        ck_assert_ptr_null(hmap_put(&m, buf[i], strlen(buf[i]), buf[i]));
+    }
+    for (int i = 0; i < 1000; i++)
+        ck_assert_ptr_eq(hmap_get(&m, buf[i], strlen(buf[i])), buf[i]);
+    hmap_release(&m);
+    hmap_seed(0);
+    for (int i = 0; i < 4; i++)
+        ck_assert_uint_eq(hmap_hash(keys[i], strlen(keys[i])), before[i]);
+}
+END_TEST
+
 START_TEST(test_hash_bit_flips)
 {
     unsigned char buf[64] = {0};
@@ -450,6 +477,7 @@ static Suite *hmap_suite(void)
     tc = tcase_create("hash");
     tcase_add_test(tc, test_hash);
     tcase_add_test(tc, test_hash_bit_flips);
+    tcase_add_test(tc, test_seed);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("size");

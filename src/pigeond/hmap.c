@@ -17,9 +17,9 @@
  * per word is enough for table indexing.  Keys of 8 bytes or fewer take one
  * multiply and no loop.  The constants are random odd numbers chosen to
  * contain a control byte, so that no 8 bytes of a valid topic can equal one
- * and cancel the state.  The hash is not keyed, and a peer who knows it can
- * craft topics that collide; the tables it could flood are bounded by the
- * broker's limits (and the match cache by its size).
+ * and cancel the state.  pigeond keys the hash with a random seed at start
+ * (hmap_seed), so a peer cannot craft topics or tokens that collide in
+ * advance and turn a trie node or the match cache into a linear list.
  */
 #include "hmap.h"
 
@@ -43,6 +43,21 @@ struct hmap_slot {
 #define HASH_K1 UINT64_C(0x2a8b60f7aa07b82b)
 #define HASH_K2 UINT64_C(0xbf8c16de498a43b3)
 #define HASH_K3 UINT64_C(0x78e8a41e624d63ad)
+
+/*
+ * The process's hash key, set once by hmap_seed() before any map is filled.
+ * It goes into the state (K2, K3), never into a key word, so K1's control
+ * byte keeps its job whatever the seed.  Without a seed the hash is the
+ * same in every run, which the unit tests rely on.
+ */
+static uint64_t hash_k2 = HASH_K2;
+static uint64_t hash_k3 = HASH_K3;
+
+void hmap_seed(uint64_t seed)
+{
+    hash_k2 = HASH_K2 ^ seed;
+    hash_k3 = HASH_K3 ^ (seed * UINT64_C(0x9e3779b97f4a7c15));
+}
 
 #ifdef __SIZEOF_INT128__
 __extension__ typedef unsigned __int128 hmap_u128;
@@ -94,12 +109,12 @@ uint32_t hmap_hash(const void *key, size_t len)
         }
         /* a and b have 32 bits: the length goes above them, so (a, b, len)
          * reaches the multiply intact ("1000" and "10000" differ). */
-        h = hash_mix(a ^ HASH_K1, (b | (uint64_t)len << 32) ^ HASH_K2);
+        h = hash_mix(a ^ HASH_K1, (b | (uint64_t)len << 32) ^ hash_k2);
     } else {
-        h = HASH_K3 ^ len;
+        h = hash_k3 ^ len;
         for (; end - p > 8; p += 8)
-            h = hash_mix(read64(p) ^ HASH_K1, h ^ HASH_K2);
-        h = hash_mix(read64(end - 8) ^ HASH_K1, h ^ HASH_K2); /* may overlap */
+            h = hash_mix(read64(p) ^ HASH_K1, h ^ hash_k2);
+        h = hash_mix(read64(end - 8) ^ HASH_K1, h ^ hash_k2); /* may overlap */
     }
     return (uint32_t)(h ^ (h >> 32));
 }

@@ -23,8 +23,8 @@
  * pointer chase per lookup.  Treat the fields as private; use the functions.
  *
  * Not thread-safe.  Do not put or remove while iterating with hmap_next.
- * The hash is fast, not keyed: it does not resist deliberate flooding (see
- * hmap.c).
+ * The hash is keyed by a process-wide seed (hmap_seed), the one piece of
+ * state here that is not per map: it is written once at start-up.
  */
 #ifndef PIGEON_HMAP_H
 #define PIGEON_HMAP_H
@@ -57,6 +57,13 @@ void hmap_release(struct hmap *m);
  * without hashing it again.  Deterministic across maps and runs.
  */
 uint32_t hmap_hash(const void *key, size_t len);
+
+/*
+ * Keys the hash with SEED (random, from the OS), so that peers cannot
+ * precompute colliding keys.  Call once at process start, before any map
+ * holds an entry: entries hashed under another seed could not be found.
+ */
+void hmap_seed(uint64_t seed);
 
 /* The value stored under KEY, borrowed, or NULL. */
 void *hmap_get(const struct hmap *m, const void *key, size_t len);

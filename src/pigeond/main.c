@@ -13,12 +13,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
 #include <msgpack.h>
 
 #include "config.h"
+#include "hmap.h"
 #include "server.h"
 
 static void usage(FILE *out)
@@ -131,6 +134,10 @@ int main(int argc, char **argv)
         config_free(conf);
         return 0;
     }
+    uint64_t seed = 0;
+    if (getrandom(&seed, sizeof(seed), 0) != sizeof(seed))
+        seed = (uint64_t)getpid() ^ (uint64_t)time(NULL) << 20; /* no entropy yet: better than none */
+    hmap_seed(seed);
     if (server_init(&srv, conf, path, o.ports_file) < 0) {
         server_fini(&srv);
         return 1;
