@@ -14,61 +14,60 @@
 
 #include <string.h>
 
-/* Bytes of each header, type byte included; 0 marks the reserved 0xc1. */
-static uint8_t header_size(uint8_t b)
+/*
+ * The types 0xc0..0xdf, whose header is not just the type byte's bits:
+ * the header's size (0 marks the reserved 0xc1), what follows it, and for
+ * scalars the fixed size of their body.  Everything else is a fix-type
+ * (fixint, fixmap, fixarray, fixstr, negative fixint) of one byte.
+ */
+enum type_class {
+    TYPE_SCALAR, /* body of `fixed` bytes */
+    TYPE_BYTES,  /* str/bin: the length field gives the body */
+    TYPE_EXT,    /* ext: length field, plus the type byte in the body */
+    TYPE_ARRAY,  /* the count field gives the elements */
+    TYPE_MAP,    /* the count field gives the pairs */
+};
+
+static const struct {
+    uint8_t hsize;
+    uint8_t cls;
+    uint8_t fixed;
+} wide_types[32] = {
+    /* c0 nil */ {1, TYPE_SCALAR, 0},     /* c1 */ {0, TYPE_SCALAR, 0},
+    /* c2 false */ {1, TYPE_SCALAR, 0},   /* c3 true */ {1, TYPE_SCALAR, 0},
+    /* c4 bin8 */ {2, TYPE_BYTES, 0},     /* c5 bin16 */ {3, TYPE_BYTES, 0},
+    /* c6 bin32 */ {5, TYPE_BYTES, 0},    /* c7 ext8 */ {2, TYPE_EXT, 0},
+    /* c8 ext16 */ {3, TYPE_EXT, 0},      /* c9 ext32 */ {5, TYPE_EXT, 0},
+    /* ca float32 */ {1, TYPE_SCALAR, 4}, /* cb float64 */ {1, TYPE_SCALAR, 8},
+    /* cc uint8 */ {1, TYPE_SCALAR, 1},   /* cd uint16 */ {1, TYPE_SCALAR, 2},
+    /* ce uint32 */ {1, TYPE_SCALAR, 4},  /* cf uint64 */ {1, TYPE_SCALAR, 8},
+    /* d0 int8 */ {1, TYPE_SCALAR, 1},    /* d1 int16 */ {1, TYPE_SCALAR, 2},
+    /* d2 int32 */ {1, TYPE_SCALAR, 4},   /* d3 int64 */ {1, TYPE_SCALAR, 8},
+    /* d4 fixext1 */ {1, TYPE_SCALAR, 2}, /* d5 fixext2 */ {1, TYPE_SCALAR, 3},
+    /* d6 fixext4 */ {1, TYPE_SCALAR, 5}, /* d7 fixext8 */ {1, TYPE_SCALAR, 9},
+    /* d8 fixext16 */ {1, TYPE_SCALAR, 17}, /* d9 str8 */ {2, TYPE_BYTES, 0},
+    /* da str16 */ {3, TYPE_BYTES, 0},    /* db str32 */ {5, TYPE_BYTES, 0},
+    /* dc array16 */ {3, TYPE_ARRAY, 0}, /* dd array32 */ {5, TYPE_ARRAY, 0},
+    /* de map16 */ {3, TYPE_MAP, 0},      /* df map32 */ {5, TYPE_MAP, 0},
+};
+
+/* Bytes of the header that type byte B starts; 0 for the reserved 0xc1. */
+static inline uint8_t header_size(uint8_t b)
 {
-    if (b <= 0xbf || b >= 0xe0)
-        return 1; /* fixint, fixmap, fixarray, fixstr, negative fixint */
-    switch (b) {
-    case 0xc1:
-        return 0;
-    case 0xc4: case 0xc7: case 0xd9:
-        return 2;
-    case 0xc5: case 0xc8: case 0xda: case 0xdc: case 0xde:
-        return 3;
-    case 0xc6: case 0xc9: case 0xdb: case 0xdd: case 0xdf:
-        return 5;
-    default:
-        return 1; /* nil, bool, floats, ints, fixext */
-    }
+    return (b & 0xe0) == 0xc0 ? wide_types[b - 0xc0].hsize : 1;
 }
 
-static int is_array(uint8_t b)
+static inline int is_array(uint8_t b)
 {
-    return (b >= 0x90 && b <= 0x9f) || b == 0xdc || b == 0xdd;
+    return (b & 0xf0) == 0x90 || b == 0xdc || b == 0xdd;
 }
 
-/* Body bytes of a type whose size is fixed by its type byte. */
-static uint32_t fixed_body(uint8_t b)
+/* The big-endian length or count field of W (1, 2 or 4) bytes at P. */
+static inline uint32_t be_read(const uint8_t *p, unsigned w)
 {
-    switch (b) {
-    case 0xcc: case 0xd0:
-        return 1;
-    case 0xcd: case 0xd1: case 0xd4:
-        return 2;
-    case 0xd5:
-        return 3;
-    case 0xca: case 0xce: case 0xd2:
-        return 4;
-    case 0xd6:
-        return 5;
-    case 0xcb: case 0xcf: case 0xd3:
-        return 8;
-    case 0xd7:
-        return 9;
-    case 0xd8:
-        return 17;
-    default:
-        return 0;
-    }
-}
-
-static uint32_t be_read(const uint8_t *p, unsigned n)
-{
-    uint32_t v = 0;
-    for (unsigned i = 0; i < n; i++)
-        v = (v << 8) | p[i];
-    return v;
+    return w == 1 ? p[0] : w == 2 ? (uint32_t)p[0] << 8 | p[1]
+                                  : (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
+                                        (uint32_t)p[2] << 8 | p[3];
 }
 
 void frame_scanner_init(struct frame_scanner *s, uint32_t max_frame)
@@ -93,74 +92,106 @@ struct header {
     int container;
 };
 
-static void header_decode(const uint8_t *h, struct header *out)
+static inline void header_decode(const uint8_t *h, struct header *out)
 {
     uint8_t b = h[0];
+
     out->count = 0;
     out->body = 0;
     out->container = 0;
-    if (b >= 0x80 && b <= 0x8f) {
-        out->container = 1;
-        out->count = 2u * (b & 0x0f);
-    } else if (b >= 0x90 && b <= 0x9f) {
-        out->container = 1;
-        out->count = b & 0x0f;
-    } else if (b >= 0xa0 && b <= 0xbf) {
-        out->body = b & 0x1f;
-    } else if (b == 0xdc || b == 0xdd) {
-        out->container = 1;
-        out->count = be_read(h + 1, b == 0xdc ? 2 : 4);
-    } else if (b == 0xde || b == 0xdf) {
-        out->container = 1;
-        out->count = 2ull * be_read(h + 1, b == 0xde ? 2 : 4);
-    } else if (b == 0xc4 || b == 0xd9) {
-        out->body = h[1];
-    } else if (b == 0xc5 || b == 0xda) {
-        out->body = be_read(h + 1, 2);
-    } else if (b == 0xc6 || b == 0xdb) {
-        out->body = be_read(h + 1, 4);
-    } else if (b >= 0xc7 && b <= 0xc9) {
-        /* ext: the type byte is part of the body */
-        out->body = (uint64_t)be_read(h + 1, b == 0xc7 ? 1 : b == 0xc8 ? 2 : 4) + 1;
-    } else {
-        out->body = fixed_body(b);
+    if (b < 0x80 || b >= 0xe0)
+        return; /* positive or negative fixint */
+    if (b < 0xa0) {
+        out->container = 1; /* fixmap (pairs count twice) or fixarray */
+        out->count = b < 0x90 ? 2u * (b & 0x0f) : b & 0x0fu;
+        return;
     }
-}
-
-/* Pops every container whose last element has ended. 1 when the frame ends. */
-static int close_finished(struct frame_scanner *s)
-{
-    while (s->depth > 0 && s->remain[s->depth - 1] == 0)
-        s->depth--;
-    return s->depth == 0;
+    if (b < 0xc0) {
+        out->body = b & 0x1f; /* fixstr */
+        return;
+    }
+    unsigned t = b - 0xc0, w = wide_types[t].hsize - 1u;
+    switch (wide_types[t].cls) {
+    case TYPE_SCALAR:
+        out->body = wide_types[t].fixed;
+        break;
+    case TYPE_BYTES:
+        out->body = be_read(h + 1, w);
+        break;
+    case TYPE_EXT:
+        out->body = (uint64_t)be_read(h + 1, w) + 1;
+        break;
+    case TYPE_ARRAY:
+        out->container = 1;
+        out->count = be_read(h + 1, w);
+        break;
+    case TYPE_MAP:
+        out->container = 1;
+        out->count = 2ull * be_read(h + 1, w);
+        break;
+    }
 }
 
 /*
- * Accounts for one whole header at H (its bytes are already in s->len).
+ * The scanner's working state, copied out of struct frame_scanner for the
+ * length of one frame_scan call so that the compiler can keep it in
+ * registers: the input bytes are `uint8_t`, which may alias anything, so
+ * fields updated through the struct would be reloaded after every store.
+ */
+struct cursor {
+    uint64_t need;
+    uint32_t len;
+    uint32_t skip;
+    uint32_t depth;
+    uint32_t *remain;
+    uint32_t max_frame;
+};
+
+/* Pops every container whose last element has ended. 1 when the frame ends. */
+static inline int close_finished(struct cursor *k)
+{
+    while (k->depth > 0 && k->remain[k->depth - 1] == 0)
+        k->depth--;
+    return k->depth == 0;
+}
+
+/*
+ * Accounts for one whole header at H (its bytes are already in k->len).
  * Returns FRAME_DONE when the object completes the frame, FRAME_MORE
  * otherwise, or an error.
  */
-static enum frame_status take_header(struct frame_scanner *s, const uint8_t *h)
+static inline enum frame_status take_header(struct cursor *k, const uint8_t *h)
 {
     struct header hd;
 
-    if (s->depth > 0) {
-        s->remain[s->depth - 1]--;
-        s->need--;
+    if (k->depth > 0) {
+        k->remain[k->depth - 1]--;
+        k->need--;
     }
     header_decode(h, &hd);
-    s->need += hd.count + hd.body;
-    if ((uint64_t)s->len + s->need > s->max_frame)
+    k->need += hd.count + hd.body;
+    if ((uint64_t)k->len + k->need > k->max_frame)
         return FRAME_ERR_TOO_LARGE;
     if (hd.container) {
-        if (s->depth >= PROTO_MAX_DEPTH)
+        if (k->depth >= PROTO_MAX_DEPTH)
             return FRAME_ERR_TOO_DEEP;
-        s->remain[s->depth++] = (uint32_t)hd.count;
+        k->remain[k->depth++] = (uint32_t)hd.count;
     } else if (hd.body > 0) {
-        s->skip = (uint32_t)hd.body; /* <= max_frame, checked above */
+        k->skip = (uint32_t)hd.body; /* <= max_frame, checked above */
         return FRAME_MORE;
     }
-    return close_finished(s) ? FRAME_DONE : FRAME_MORE;
+    return close_finished(k) ? FRAME_DONE : FRAME_MORE;
+}
+
+/* Completes a header split between slices from P; 0 while still short. */
+static size_t finish_split_header(struct frame_scanner *s, const uint8_t *p, size_t n)
+{
+    size_t take = header_size(s->hdr[0]) - s->hdr_have;
+    if (take > n)
+        take = n;
+    memcpy(s->hdr + s->hdr_have, p, take);
+    s->hdr_have += (uint8_t)take;
+    return take;
 }
 
 enum frame_status frame_scan(struct frame_scanner *s, const uint8_t *p, size_t n, size_t *used)
@@ -170,61 +201,58 @@ enum frame_status frame_scan(struct frame_scanner *s, const uint8_t *p, size_t n
 
     if (s->len > 0 && s->depth == 0 && s->skip == 0 && s->hdr_have == 0)
         frame_scanner_reset(s); /* the caller went on after FRAME_DONE */
+    struct cursor k = {s->need, s->len, s->skip, s->depth, s->remain, s->max_frame};
 
     while (i < n) {
-        if (s->skip > 0) {
-            uint32_t take = n - i < s->skip ? (uint32_t)(n - i) : s->skip;
-            s->skip -= take;
-            s->need -= take;
-            s->len += take;
+        if (k.skip > 0) {
+            uint32_t take = n - i < k.skip ? (uint32_t)(n - i) : k.skip;
+            k.skip -= take;
+            k.need -= take;
+            k.len += take;
             i += take;
-            if (s->skip == 0 && close_finished(s)) {
+            if (k.skip == 0 && close_finished(&k)) {
                 st = FRAME_DONE;
                 break;
             }
             continue;
         }
-        const uint8_t *h;
-        uint8_t hsize;
-        if (s->hdr_have == 0) {
-            if (s->depth == 0 && !is_array(p[i])) {
+        const uint8_t *h = p + i;
+        if (s->hdr_have > 0) {
+            size_t take = finish_split_header(s, p + i, n - i);
+            k.len += (uint32_t)take;
+            i += take;
+            if (s->hdr_have < header_size(s->hdr[0]))
+                break;
+            h = s->hdr;
+            s->hdr_have = 0;
+        } else {
+            if (k.depth == 0 && !is_array(*h)) {
                 st = FRAME_ERR_NOT_ARRAY; /* told from the first byte */
                 break;
             }
-            hsize = header_size(p[i]);
+            uint8_t hsize = header_size(*h);
             if (hsize == 0) {
                 st = FRAME_ERR_MALFORMED;
                 break;
             }
-            if (n - i >= hsize) {
-                h = p + i;
-                i += hsize;
-                s->len += hsize;
-            } else {
-                memcpy(s->hdr, p + i, n - i);
+            if (n - i < hsize) { /* the header goes on in the next slice */
+                memcpy(s->hdr, h, n - i);
                 s->hdr_have = (uint8_t)(n - i);
-                s->len += (uint32_t)(n - i);
+                k.len += (uint32_t)(n - i);
                 i = n;
                 break;
             }
-        } else {
-            hsize = header_size(s->hdr[0]);
-            size_t take = hsize - s->hdr_have;
-            if (take > n - i)
-                take = n - i;
-            memcpy(s->hdr + s->hdr_have, p + i, take);
-            s->hdr_have += (uint8_t)take;
-            s->len += (uint32_t)take;
-            i += take;
-            if (s->hdr_have < hsize)
-                break;
-            h = s->hdr;
-            s->hdr_have = 0;
+            i += hsize;
+            k.len += hsize;
         }
-        st = take_header(s, h);
+        st = take_header(&k, h);
         if (st != FRAME_MORE)
             break;
     }
+    s->need = k.need;
+    s->len = k.len;
+    s->skip = k.skip;
+    s->depth = k.depth;
     *used = i;
     return st;
 }
