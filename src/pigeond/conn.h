@@ -63,6 +63,9 @@ struct conn {
     struct bufferevent *bev;    /* owned; writes, and frees the socket with it */
     struct event *read_ev;      /* owned; the socket is readable, or idle */
     struct evbuffer *staging;   /* owned; output queued in this batch */
+    struct evbuffer_iovec stage; /* space reserved at the end of staging, or iov_base NULL */
+    size_t stage_used;          /* bytes of it filled, not yet committed */
+    uint32_t stage_chunk;       /* size of the next reservation */
     struct evbuffer *in;        /* owned, or NULL; the start of a frame still arriving */
     uint64_t id;                /* the client_id, unique in this server's life */
     enum conn_state state;
