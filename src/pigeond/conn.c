@@ -3,22 +3,31 @@
  *
  * Reading.  The bufferevent does the writing, but not the reading:
  * libevent 2.1 reads at most 4 KiB per callback (EVBUFFER_MAX_READ), which
- * costs four times the syscalls of one 16 KiB message, so the connection
- * has its own read event and reads up to LOOP_READ_MAX bytes at once into
+ * costs four system calls for one 16 KiB message, so the connection has
+ * its own read event and reads up to LOOP_READ_MAX (256 KiB) at once into
  * its loop's read buffer.  Complete frames are scanned and dispatched where
  * they lie there, with no copy; the start of a frame left at the end is
  * kept in the connection's input buffer (made the first time one is
- * needed), and the next read completes it.  The scanner keeps its place, so no byte is scanned
- * twice.  A frame at least CONN_SHARE_MIN long is copied once into a
- * refcounted block that every subscriber's output shares.  Input is
- * bounded: a frame over max_payload is refused from its header, so the
- * input buffer never holds more than one frame.
+ * needed), and the next read completes it.  The scanner keeps its place,
+ * so no byte is scanned twice.  Input is bounded: a frame over max_payload
+ * is refused from its header, so the input buffer never holds more than
+ * one frame.
+ *
+ * Sharing.  A frame at least CONN_SHARE_MIN long is shared by every
+ * subscriber's output by reference rather than copied into each: a very
+ * large one (a quarter of the read buffer or more) straight from the read
+ * buffer, which is itself a refcounted block, so with no copy at all; a
+ * smaller one is first copied once into a block of its own, so that a
+ * subscriber holding it never pins a whole read buffer (a read block a slow
+ * output still refers to pins at most four times the bytes referred to).
  *
  * Writing.  Output goes to `staging`; the loop's flush job moves it to the
- * socket buffer once per batch.  A message is queued only while the
- * connection's queued bytes stay under max_outbound; past it, the
- * slow-consumer policy applies.  A client that sends requests without
- * reading the responses stops being read until its output drains.
+ * socket buffer once per batch and writes what the socket takes at once
+ * (conn_write_now); the bufferevent writes the rest when it can.  A message
+ * is queued only while the connection's queued bytes stay under
+ * max_outbound; past it, the slow-consumer policy applies.  A client that
+ * sends requests without reading the responses stops being read until its
+ * output drains.
  *
  * Closing never frees: conn_close moves the connection to CLOSING and the
  * loop's reap job does the rest, after the callback at hand has returned.
@@ -127,10 +136,11 @@ struct conn *conn_new(struct loop *lp, struct listener *l, evutil_socket_t fd,
     frame_scanner_init(&c->scan, srv->conf->max_payload);
     conn_format_peer(c, peer, peerlen);
 
-    /* The bufferevent writes; reading is conn_read_cb's (see the top). */
+    /* The bufferevent writes what conn_write_now could not; reading is
+     * conn_read_cb's (see the top). */
     bufferevent_setcb(bev, NULL, conn_write_cb, conn_event_cb, c);
     bufferevent_set_max_single_write(bev, CONN_MAX_SINGLE_WRITE);
-    bufferevent_enable(bev, EV_WRITE);
+    bufferevent_disable(bev, EV_READ | EV_WRITE);
     conn_arm_reading(c);
 
     TAILQ_INSERT_TAIL(&lp->conns, c, link);
@@ -292,6 +302,58 @@ static void conn_resume_reading(struct conn *c)
     conn_arm_reading(c);
 }
 
+/* The output has drained: a slow consumer's episode is over. */
+static void conn_drained(struct conn *c)
+{
+    c->dropping = false;
+    if (c->read_paused && c->state == CONN_OPEN)
+        conn_resume_reading(c);
+}
+
+/* A closing connection has written all it will: free it in the reap job. */
+static void conn_finish(struct conn *c)
+{
+    c->state = CONN_DEAD;
+    if (!c->reaping) {
+        c->reaping = true;
+        TAILQ_INSERT_TAIL(&c->loop->dead, c, job_link);
+        loop_schedule_reap(c->loop);
+    }
+}
+
+/*
+ * Writes what the socket takes of the output now, before the loop sleeps,
+ * as Redis does, instead of waiting a loop iteration for a writable event:
+ * that saves an epoll_wait and two epoll_ctl calls per batch.  Only when the
+ * socket is full does the bufferevent take over (EV_WRITE on) until the
+ * output drains (conn_write_cb turns it off again).
+ */
+static void conn_write_now(struct conn *c)
+{
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+
+    /* The socket bufferevent keeps its output's front frozen between its
+     * own writes; it is not writing now (EV_WRITE is off), so thaw it. */
+    evbuffer_unfreeze(out, 1);
+    int n = evbuffer_write_atmost(out, bufferevent_getfd(c->bev), CONN_MAX_SINGLE_WRITE);
+    int err = errno;
+    evbuffer_freeze(out, 1);
+    if (n < 0 && err != EAGAIN && err != EWOULDBLOCK && err != EINTR) {
+        c->peer_gone = true;
+        if (c->state == CONN_OPEN)
+            conn_close(c, "connection error", 0, NULL);
+        else
+            conn_finish(c);
+        return;
+    }
+    if (evbuffer_get_length(out) > 0) {
+        c->writing = true;
+        bufferevent_enable(c->bev, EV_WRITE);
+    } else {
+        conn_drained(c);
+    }
+}
+
 void conn_flush(struct conn *c)
 {
     struct evbuffer *out = bufferevent_get_output(c->bev);
@@ -304,6 +366,8 @@ void conn_flush(struct conn *c)
     c->stage_chunk = CONN_STAGE_MIN;
     if (evbuffer_get_length(c->staging) > 0)
         evbuffer_add_buffer(out, c->staging);
+    if (!c->writing && !c->peer_gone && evbuffer_get_length(out) > 0)
+        conn_write_now(c);
     /* A client that does not read its responses stops being read. */
     if (c->state == CONN_OPEN && !c->read_paused &&
         evbuffer_get_length(out) > c->srv->conf->max_outbound)
@@ -334,16 +398,23 @@ static void conn_next_frame(struct conn *c)
     c->scan.max_frame = c->srv->conf->max_payload;
 }
 
-/* Dispatches the complete frame at FRAME (LEN bytes), sharing it when large. */
-static void conn_dispatch(struct conn *c, const uint8_t *frame, size_t len)
+/*
+ * Dispatches the complete frame at FRAME (LEN bytes), which lies in the
+ * loop's read block when it came whole in one read (BLK), or in the input
+ * buffer (BLK NULL), whence a large frame is copied into a block of its own
+ * so that it can be shared.
+ */
+static void conn_dispatch(struct conn *c, const uint8_t *frame, size_t len, struct block *blk)
 {
-    if (len >= CONN_SHARE_MIN) {
-        struct block *blk = block_new(len);
+    if (len < CONN_SHARE_MIN) {
+        dispatch_frame(c, frame, len, NULL);
+    } else if (blk != NULL && len >= LOOP_READ_MAX / 4) {
+        dispatch_frame(c, frame, len, blk);
+    } else {
+        blk = block_new(len);
         memcpy(blk->data, frame, len);
         dispatch_frame(c, blk->data, len, blk);
         block_unref(blk);
-    } else {
-        dispatch_frame(c, frame, len, NULL);
     }
     conn_next_frame(c);
 }
@@ -366,7 +437,7 @@ static size_t conn_read_batch(struct conn *c, const uint8_t *data, size_t len)
             conn_bad_stream(c, st);
             break;
         }
-        conn_dispatch(c, data + off, used);
+        conn_dispatch(c, data + off, used, c->loop->rblk);
         off += used;
     }
     return off;
@@ -399,11 +470,10 @@ static size_t conn_read_rest(struct conn *c, struct evbuffer *in, const uint8_t 
         if (flen >= CONN_SHARE_MIN) {
             struct block *blk = block_new(flen);
             evbuffer_remove(in, blk->data, flen);
-            dispatch_frame(c, blk->data, flen, blk);
+            conn_dispatch(c, blk->data, flen, blk);
             block_unref(blk);
-            conn_next_frame(c);
         } else {
-            conn_dispatch(c, evbuffer_pullup(in, -1), flen);
+            conn_dispatch(c, evbuffer_pullup(in, -1), flen, NULL);
             evbuffer_drain(in, flen);
         }
     }
@@ -432,10 +502,11 @@ static void conn_handle_input(struct conn *c, const uint8_t *data, size_t n)
 /* Reads once from the socket and handles what came. */
 static void conn_read_socket(struct conn *c)
 {
-    ssize_t n = read(bufferevent_getfd(c->bev), c->loop->rbuf, LOOP_READ_MAX);
+    struct block *rblk = loop_read_block(c->loop);
+    ssize_t n = read(bufferevent_getfd(c->bev), rblk->data, LOOP_READ_MAX);
 
     if (n > 0) {
-        conn_handle_input(c, c->loop->rbuf, (size_t)n);
+        conn_handle_input(c, rblk->data, (size_t)n);
     } else if (n == 0) {
         conn_close(c, "closed by client", 0, NULL);
     } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
@@ -461,23 +532,17 @@ static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
     conn_read_socket(c);
 }
 
-/* Runs when the output has drained (write low watermark 0). */
+/* The bufferevent wrote the output to the end (write low watermark 0). */
 static void conn_write_cb(struct bufferevent *bev, void *arg)
 {
     struct conn *c = arg;
 
-    if (c->state == CONN_CLOSING) {
-        c->state = CONN_DEAD;
-        if (!c->reaping) {
-            c->reaping = true;
-            TAILQ_INSERT_TAIL(&c->loop->dead, c, job_link);
-            loop_schedule_reap(c->loop);
-        }
-        return;
-    }
-    c->dropping = false;
-    if (c->read_paused && c->state == CONN_OPEN)
-        conn_resume_reading(c);
+    c->writing = false;
+    bufferevent_disable(bev, EV_WRITE);
+    if (c->state == CONN_CLOSING)
+        conn_finish(c);
+    else
+        conn_drained(c);
 }
 
 static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
@@ -499,7 +564,7 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
     else
         c->peer_gone = true;
     if (c->peer_gone && c->state == CONN_CLOSING)
-        conn_write_cb(bev, c); /* nothing more can be written: finish */
+        conn_finish(c); /* nothing more can be written */
 }
 
 /* --------------------------------------------------------------- closing */

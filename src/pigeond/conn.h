@@ -72,6 +72,7 @@ struct conn {
     bool pending;     /* in loop->pending */
     bool reaping;     /* in loop->dead */
     bool read_paused; /* its own output is over max_outbound */
+    bool writing;     /* the bufferevent is writing what the socket did not take */
     bool dropping;    /* dropping messages (slow_consumer = drop) */
     bool peer_gone;   /* the socket failed: nothing more can be written */
     bool hello_done;

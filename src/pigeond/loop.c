@@ -8,11 +8,10 @@
  */
 #include "loop.h"
 
-#include <stdlib.h>
 #include <string.h>
 
+#include "block.h"
 #include "conn.h"
-#include "xalloc.h"
 
 static void loop_flush_cb(evutil_socket_t fd, short what, void *arg);
 static void loop_reap_cb(evutil_socket_t fd, short what, void *arg);
@@ -68,7 +67,6 @@ int loop_init(struct loop *lp, struct server *srv, enum config_io_backend backen
     TAILQ_INIT(&lp->conns);
     TAILQ_INIT(&lp->pending);
     TAILQ_INIT(&lp->dead);
-    lp->rbuf = xmalloc(LOOP_READ_MAX);
     lp->base = loop_new_base(backend, why);
     if (lp->base == NULL)
         return -1;
@@ -90,8 +88,10 @@ void loop_fini(struct loop *lp)
         event_free(lp->flush_ev);
     if (lp->base != NULL)
         event_base_free(lp->base);
-    free(lp->rbuf);
-    lp->rbuf = NULL;
+    block_unref(lp->rblk);
+    lp->rblk = NULL;
+    while (lp->n_rpool > 0)
+        block_unref(lp->rpool[--lp->n_rpool]);
     lp->reap_ev = lp->flush_ev = NULL;
     lp->base = NULL;
 }
@@ -99,6 +99,36 @@ void loop_fini(struct loop *lp)
 const char *loop_method(const struct loop *lp)
 {
     return event_base_get_method(lp->base);
+}
+
+/* A pooled read block no output refers to any more, taken out of the pool, or NULL. */
+static struct block *loop_pool_take(struct loop *lp)
+{
+    for (unsigned i = 0; i < lp->n_rpool; i++) {
+        struct block *b = lp->rpool[i];
+        if (b->refs == 1) {
+            lp->rpool[i] = lp->rpool[--lp->n_rpool];
+            return b;
+        }
+    }
+    return NULL;
+}
+
+struct block *loop_read_block(struct loop *lp)
+{
+    if (lp->rblk != NULL && lp->rblk->refs > 1) {
+        /* Outputs still refer to it: set it aside (or let them free it). */
+        if (lp->n_rpool < LOOP_READ_POOL)
+            lp->rpool[lp->n_rpool++] = lp->rblk;
+        else
+            block_unref(lp->rblk);
+        lp->rblk = NULL;
+    }
+    if (lp->rblk == NULL)
+        lp->rblk = loop_pool_take(lp);
+    if (lp->rblk == NULL)
+        lp->rblk = block_new(LOOP_READ_MAX);
+    return lp->rblk;
 }
 
 void loop_schedule_flush(struct loop *lp)

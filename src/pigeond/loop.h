@@ -28,6 +28,7 @@
 #include "config.h"
 
 struct server;
+struct block;
 struct conn;
 
 TAILQ_HEAD(conn_list, conn);
@@ -46,7 +47,9 @@ struct loop_stats {
 };
 
 /* Bytes read from a socket at once (see conn.c). */
-#define LOOP_READ_MAX (64 * 1024)
+#define LOOP_READ_MAX (256 * 1024)
+/* Read blocks kept for reuse once outputs let go of them. */
+#define LOOP_READ_POOL 8
 
 struct loop {
     struct server *srv;       /* borrowed; outlives the loop */
@@ -58,7 +61,9 @@ struct loop {
     struct conn_list dead;    /* closed, waiting to be freed */
     struct event *reap_ev;
     struct loop_stats stats;
-    uint8_t *rbuf;            /* owned; LOOP_READ_MAX bytes every connection reads into */
+    struct block *rblk;       /* holds a reference; LOOP_READ_MAX bytes sockets are read into */
+    struct block *rpool[LOOP_READ_POOL]; /* earlier read blocks, each referenced, for reuse */
+    unsigned n_rpool;
 };
 
 /*
@@ -73,6 +78,14 @@ void loop_fini(struct loop *lp);
 
 /* The I/O method in use: "epoll", "poll", ... */
 const char *loop_method(const struct loop *lp);
+
+/*
+ * The block to read a socket into.  Large frames are shared straight out of
+ * it by reference, so when a subscriber's output still holds the last one,
+ * the loop sets it aside and reads into another: one from its pool that no
+ * output holds any more, or a new one.  Borrowed.
+ */
+struct block *loop_read_block(struct loop *lp);
 
 /* Makes the flush job run after the current callback. */
 void loop_schedule_flush(struct loop *lp);

@@ -10,6 +10,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -138,6 +139,10 @@ int main(int argc, char **argv)
     if (getrandom(&seed, sizeof(seed), 0) != sizeof(seed))
         seed = (uint64_t)getpid() ^ (uint64_t)time(NULL) << 20; /* no entropy yet: better than none */
     hmap_seed(seed);
+    /* Keep glibc from giving the heap's top back and taking it again on
+     * every burst (a brk and page faults per read block). */
+    mallopt(M_TRIM_THRESHOLD, 16 * 1024 * 1024);
+    mallopt(M_MMAP_THRESHOLD, 4 * 1024 * 1024);
     if (server_init(&srv, conf, path, o.ports_file) < 0) {
         server_fini(&srv);
         return 1;
