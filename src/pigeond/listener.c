@@ -208,7 +208,8 @@ int listener_open(struct server *srv, const struct config_listener *cl, struct l
         listener_unref(l);
         return -1;
     }
-    l->evl = evconnlistener_new(srv->loop.base, listener_accept_cb, l, LEV_OPT_CLOSE_ON_FREE, 0,
+    l->evl = evconnlistener_new(srv->loop.base, listener_accept_cb, l,
+                                LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0,
                                 fd);
     l->retry_ev = evtimer_new(srv->loop.base, listener_retry_cb, l);
     if (l->evl == NULL || l->retry_ev == NULL) {
