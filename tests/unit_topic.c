@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "topic.h"
+#include "utf8.h"
 
 #define S(lit) (lit), (sizeof(lit) - 1) /* a literal and its length, NULs included */
 
@@ -421,6 +422,34 @@ END_TEST
 
 /* -------------------------------------------------------------- suite ---- */
 
+/* utf8_valid on its own: what header strings are checked with. */
+START_TEST(test_utf8_valid_strings)
+{
+    static const struct {
+        const char *s;
+        size_t len;
+        bool ok;
+    } cases[] = {
+        {"", 0, true},
+        {"plain ascii, spaces and \t tabs", 31, true},
+        {"caf\xc3\xa9", 5, true},
+        {"\xe2\x82\xac", 3, true},         /* U+20AC */
+        {"\xf0\x9f\x90\xa6", 4, true},     /* U+1F426 */
+        {"\xf4\x8f\xbf\xbf", 4, true},     /* U+10FFFF */
+        {"\xc3", 1, false},                 /* truncated */
+        {"\xc0\x80", 2, false},             /* overlong NUL */
+        {"\xe0\x80\xaf", 3, false},         /* overlong */
+        {"\xed\xa0\x80", 3, false},         /* surrogate */
+        {"\xf4\x90\x80\x80", 4, false},     /* above U+10FFFF */
+        {"\xf5\x80\x80\x80", 4, false},     /* never a lead */
+        {"a\x80" "b", 3, false},            /* stray continuation */
+        {"\xe2\x82x", 3, false},            /* missing continuation */
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        ck_assert_msg(utf8_valid(cases[i].s, cases[i].len) == cases[i].ok, "case %zu", i);
+}
+END_TEST
+
 static Suite *topic_suite(void)
 {
     Suite *s = suite_create("topic");
@@ -441,6 +470,7 @@ static Suite *topic_suite(void)
     suite_add_tcase(s, tc);
 
     tc = tcase_create("bytes");
+    tcase_add_test(tc, test_utf8_valid_strings);
     tcase_add_test(tc, test_control_bytes);
     tcase_add_test(tc, test_embedded_nul);
     tcase_add_test(tc, test_utf8_valid);

@@ -27,6 +27,7 @@
 #include "router.h"
 #include "server.h"
 #include "topic.h"
+#include "utf8.h"
 #include "xalloc.h"
 
 #define DISPATCH_CLIENT_NAME_MAX 128
@@ -111,13 +112,19 @@ static bool decode_opts_map(struct server *srv, const struct mpread *r, msgpack_
     return out->type == MSGPACK_OBJECT_MAP || out->type == MSGPACK_OBJECT_NIL;
 }
 
+static bool is_utf8_str(const msgpack_object *o)
+{
+    return o->type == MSGPACK_OBJECT_STR && utf8_valid(o->via.str.ptr, o->via.str.size);
+}
+
+/* A map of strings to strings, all valid UTF-8: every subscriber decodes them. */
 static bool is_string_map(const msgpack_object *o)
 {
     if (o->type != MSGPACK_OBJECT_MAP)
         return false;
     for (uint32_t i = 0; i < o->via.map.size; i++) {
         const msgpack_object_kv *kv = &o->via.map.ptr[i];
-        if (kv->key.type != MSGPACK_OBJECT_STR || kv->val.type != MSGPACK_OBJECT_STR)
+        if (!is_utf8_str(&kv->key) || !is_utf8_str(&kv->val))
             return false;
     }
     return true;
@@ -166,7 +173,8 @@ static int decode_pub_opts(const struct call *k, const struct mpread *r, struct 
             po->retain = val->type == MSGPACK_OBJECT_BOOLEAN && val->via.boolean;
         } else if (key_is(key, "headers")) {
             if (!is_string_map(val)) {
-                call_fail(k, PROTO_ERR_BAD_PARAMS, "headers must be a map of string to string");
+                call_fail(k, PROTO_ERR_BAD_PARAMS,
+                          "headers must be a map of string to string (valid UTF-8)");
                 return -1;
             }
             if (val->via.map.size > 0)
