@@ -92,6 +92,10 @@ static void conn_arm_reading(struct conn *c)
     uint32_t idle = c->srv->conf->idle_timeout_ms;
     struct timeval tv = {.tv_sec = idle / 1000, .tv_usec = (idle % 1000) * 1000};
 
+    /* event_add(NULL) keeps a timeout set earlier: with idle_timeout turned
+     * off by a reload, drop it first. */
+    if (idle == 0)
+        event_del(c->read_ev);
     event_add(c->read_ev, idle > 0 ? &tv : NULL);
 }
 
@@ -583,10 +587,14 @@ void conn_close(struct conn *c, const char *reason, int code, const char *messag
         encode_error_notification(c->staging, code, message);
     conn_flush(c);
     /* The reap job drops the subscriptions (never mid-fan-out) and frees C
-     * once its output is written (conn_write_cb) or cannot be. */
-    c->reaping = true;
-    TAILQ_INSERT_TAIL(&lp->dead, c, job_link);
-    loop_schedule_reap(lp);
+     * once its output is written (conn_write_cb) or cannot be.  The flush
+     * above may already have queued it (conn_finish, when the peer is gone):
+     * a second insert would corrupt the dead list. */
+    if (!c->reaping) {
+        c->reaping = true;
+        TAILQ_INSERT_TAIL(&lp->dead, c, job_link);
+        loop_schedule_reap(lp);
+    }
     uint32_t drain = c->srv->conf->drain_timeout_ms;
     struct timeval tv = {.tv_sec = drain / 1000, .tv_usec = (drain % 1000) * 1000};
     bufferevent_set_timeouts(c->bev, NULL, &tv);

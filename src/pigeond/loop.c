@@ -51,7 +51,9 @@ static struct event_base *loop_new_base(enum config_io_backend backend, const ch
                             : "cannot create an event_base";
         return NULL;
     }
-    if (want != NULL && strcmp(event_base_get_method(base), want) != 0) {
+    /* A prefix match: with the changelist, libevent names epoll
+     * "epoll (with changelist)". */
+    if (want != NULL && strncmp(event_base_get_method(base), want, strlen(want)) != 0) {
         event_base_free(base);
         *why = "the configured io_backend is not available on this system";
         return NULL;

@@ -154,12 +154,24 @@ static void server_signal_cb(evutil_socket_t sig, short what, void *arg)
 
 /* -------------------------------------------------------------- reload */
 
-/* True when NEW lists a listener binding what L binds. */
+/*
+ * True when the open listener L is the one CL configures: same socket, and
+ * for a TCP port 0 the same name too, since each port-0 listener takes a
+ * port of its own (two of them on one host are two sockets, not one).
+ */
+static bool listener_conf_matches(const struct config_listener *cl, const struct listener *l)
+{
+    if (!config_listener_same(cl, &l->conf))
+        return false;
+    return cl->kind != CONFIG_LISTEN_TCP || cl->port != 0 || strcmp(cl->name, l->conf.name) == 0;
+}
+
+/* The listener NEW configures that L already is, or NULL. */
 static const struct config_listener *find_listener_conf(const struct config *conf,
                                                         const struct listener *l)
 {
     for (size_t i = 0; i < conf->n_listeners; i++)
-        if (config_listener_same(&conf->listeners[i], &l->conf))
+        if (listener_conf_matches(&conf->listeners[i], l))
             return &conf->listeners[i];
     return NULL;
 }
@@ -168,7 +180,7 @@ static bool listener_is_open(struct server *srv, const struct config_listener *c
 {
     struct listener *l;
     TAILQ_FOREACH(l, &srv->listeners, link)
-        if (config_listener_same(&l->conf, cl))
+        if (listener_conf_matches(cl, l))
             return true;
     return false;
 }
