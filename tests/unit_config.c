@@ -156,8 +156,9 @@ START_TEST(test_key_table)
     size_t i;
 
     for (i = 0; config_key_at(i, &section, &key); i++)
-        ck_assert(strcmp(section, "broker") == 0 || strcmp(section, "listener") == 0);
-    ck_assert_uint_eq(i, 12);
+        ck_assert(strcmp(section, "broker") == 0 || strcmp(section, "listener") == 0 ||
+                  strcmp(section, "http") == 0);
+    ck_assert_uint_eq(i, 16);
     ck_assert(config_key_at(0, &section, &key));
     ck_assert_str_eq(key, "io_backend");
 }
@@ -873,7 +874,7 @@ START_TEST(test_sample_conf_defaults)
     }
     text = file_read(path);
     active = broker_keys_uncommented(text);
-    ck_assert_uint_eq(strlen(text) - strlen(active), 10); /* one per [broker] key */
+    ck_assert_uint_eq(strlen(text) - strlen(active), 11); /* one per [broker] key */
     conf = LOAD_OK(active);
     ck_assert_int_eq(conf->io_backend, def->io_backend);
     ck_assert_int_eq(conf->log_level, def->log_level);
@@ -885,12 +886,121 @@ START_TEST(test_sample_conf_defaults)
     ck_assert_uint_eq(conf->max_retained, def->max_retained);
     ck_assert_uint_eq(conf->idle_timeout_ms, def->idle_timeout_ms);
     ck_assert_uint_eq(conf->drain_timeout_ms, def->drain_timeout_ms);
+    ck_assert_uint_eq(conf->stats_interval_ms, def->stats_interval_ms);
+    ck_assert(!conf->http.enabled);
     ck_assert_uint_eq(conf->n_listeners, 1);
     ck_assert(config_listener_same(&conf->listeners[0], &def->listeners[0]));
     config_free(conf);
     config_free(def);
     free(active);
     free(text);
+}
+END_TEST
+
+/* [http] and stats_interval: the monitoring options (docs/operations.md). */
+START_TEST(test_http_section)
+{
+    struct config *conf = config_new_defaults();
+
+    ck_assert(!conf->http.enabled);
+    ck_assert_ptr_null(conf->http.bind);
+    ck_assert_uint_eq(conf->http.max_clients, 16);
+    ck_assert_uint_eq(conf->http.timeout_ms, 10000);
+    ck_assert_uint_eq(conf->stats_interval_ms, 10000);
+    config_free(conf);
+
+    conf = LOAD_OK("[broker]\nstats_interval = 0\n[http]\nbind = 127.0.0.1:7480\n");
+    ck_assert_uint_eq(conf->stats_interval_ms, 0);
+    ck_assert(conf->http.enabled);
+    ck_assert_str_eq(conf->http.bind, "127.0.0.1:7480");
+    ck_assert_str_eq(conf->http.host, "127.0.0.1");
+    ck_assert_uint_eq(conf->http.port, 7480);
+    ck_assert_int_eq(conf->http.line, 3);
+    ck_assert_uint_eq(conf->n_listeners, 1); /* [http] is not a listener */
+    config_free(conf);
+
+    conf = LOAD_OK("[http]\nbind = [::1]:0\nmax_clients = 1\ntimeout = 1h\n");
+    ck_assert_str_eq(conf->http.host, "::1");
+    ck_assert_uint_eq(conf->http.port, 0);
+    ck_assert_uint_eq(conf->http.max_clients, 1);
+    ck_assert_uint_eq(conf->http.timeout_ms, 3600000);
+    config_free(conf);
+
+    LOAD_BAD("[http]\nmax_clients = 4\n", 1, "[http] has no bind");
+    LOAD_BAD("[http]\nbind = unix:/run/p.sock\n", 2, "TCP only");
+    LOAD_BAD("[http]\nbind = ::1:80\n", 2, "needs brackets");
+    LOAD_BAD("[http]\nbind = 127.0.0.1:80\n[http]\n", 3, "duplicate section [http] (first at line 1)");
+    LOAD_BAD("[http]\nbind = 127.0.0.1:80\nmax_clients = 0\n", 3, "must be from 1 to 10000");
+    LOAD_BAD("[http]\nbind = 127.0.0.1:80\ntimeout = 500ms\n", 3, "must be from 1s to 1h");
+    LOAD_BAD("[http]\nbind = 127.0.0.1:80\nmode = 0600\n", 3,
+             "unknown key 'mode' in [http]: it belongs in [listener NAME]");
+    LOAD_BAD("[broker]\nmax_clients = 3\n", 2, "unknown key 'max_clients' in [broker]: it belongs in [http]");
+    LOAD_BAD("[broker]\nstats_interval = 2h\n", 2, "must be from 0 to 1h");
+    LOAD_BAD("[htp]\n", 1, "expected [broker], [listener NAME] or [http]");
+}
+END_TEST
+
+/* config_check_file (pigeond -t): every error, sorted by line, none invented. */
+START_TEST(test_check_every_error)
+{
+    static const char text[] = "[broker]\n"                 /* 1 */
+                               "max_payload = lots\n"       /* 2: bad value */
+                               "junk\n"                     /* 3: syntax */
+                               "log_level = info\n"         /* 4 */
+                               "[listener a]\n"             /* 5 */
+                               "bind = nowhere\n"           /* 6: bad bind (no second error) */
+                               "mode = 0600\n"              /* 7: not reported: bind failed */
+                               "[listener b]\n"             /* 8: no bind */
+                               "mode = 0600\n"              /* 9 */
+                               "[oops]\n"                   /* 10: unknown section */
+                               "max_payload = 1\n"          /* 11: ignored: in [oops] */
+                               "[http]\n"                   /* 12 */
+                               "bind = 127.0.0.1:0\n"       /* 13 */
+                               "timeout = 0\n"              /* 14: out of range */
+                               "[broker]\n";                /* 15: duplicate */
+    static const struct {
+        int line;
+        const char *why;
+    } want[] = {
+        {2, "bad max_payload 'lots'"}, {3, "syntax error"}, {6, "bad bind 'nowhere'"},
+        {8, "listener 'b' has no bind"}, {10, "unknown section [oops]"},
+        {14, "bad timeout '0'"}, {15, "duplicate section [broker]"},
+    };
+    struct config_error errs[16], few[2];
+    size_t n = 99;
+    char *path = temp_file(text, strlen(text));
+
+    ck_assert_int_eq(config_check_file(path, errs, 16, &n), -1);
+    ck_assert_uint_eq(n, sizeof(want) / sizeof(want[0]));
+    for (size_t i = 0; i < n; i++) {
+        ck_assert_str_eq(errs[i].file, path);
+        ck_assert_msg(errs[i].line == want[i].line && strstr(errs[i].reason, want[i].why),
+                      "error %zu: expected line %d '%s', got line %d '%s'", i, want[i].line,
+                      want[i].why, errs[i].line, errs[i].reason);
+    }
+    /* The first is what config_load_file reports. */
+    struct config *conf = NULL;
+    struct config_error first;
+    ck_assert_int_eq(config_load_file(path, &conf, &first), -1);
+    ck_assert_int_eq(first.line, errs[0].line);
+    ck_assert_str_eq(first.reason, errs[0].reason);
+    /* MAX bounds what is kept. */
+    ck_assert_int_eq(config_check_file(path, few, 2, &n), -1);
+    ck_assert_uint_eq(n, 2);
+    ck_assert_int_eq(few[1].line, 3);
+    unlink(path);
+    free(path);
+
+    /* A valid file: no errors; a missing one: one, on line 0. */
+    path = temp_file("[broker]\nlog_level = info\n", 26);
+    ck_assert_int_eq(config_check_file(path, errs, 16, &n), 0);
+    ck_assert_uint_eq(n, 0);
+    unlink(path);
+    ck_assert_int_eq(config_check_file(path, errs, 16, &n), -1);
+    ck_assert_uint_eq(n, 1);
+    ck_assert_int_eq(errs[0].line, 0);
+    ck_assert_ptr_nonnull(strstr(errs[0].reason, "cannot open"));
+    free(path);
 }
 END_TEST
 
@@ -941,6 +1051,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_listeners);
     tcase_add_test(tc, test_listener_same);
     tcase_add_test(tc, test_unix_path_limit);
+    tcase_add_test(tc, test_http_section);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("syntax");
@@ -970,6 +1081,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_file_too_large);
     tcase_add_test(tc, test_sample_conf);
     tcase_add_test(tc, test_sample_conf_defaults);
+    tcase_add_test(tc, test_check_every_error);
     tcase_add_test(tc, test_config_doc);
     suite_add_tcase(s, tc);
     return s;

@@ -41,6 +41,9 @@
  * stops feeding inih after the first failure we record, and inih's own
  * return value (the line of its first error) wins where it is earlier.
  *
+ * Sections: [broker], [listener NAME] (one per listener) and [http] (the
+ * monitoring endpoint, at most once; off without it).
+ *
  * The keys live in one table, keys[]: section, name, setter, and for numbers
  * the field and its range.  Everything the file can say is in that table, and
  * conf/pigeond.conf documents every row (a unit test checks it).
@@ -79,7 +82,7 @@
 #define CONFIG_FILE_MAX   MIB /* a config file is a page or two; refuse /dev/zero */
 #define LISTENER_NAME_MAX 64
 #define HOST_NAME_MAX_LEN 253
-#define KEYS_MAX          16 /* room in struct parse; checked against keys[] below */
+#define KEYS_MAX          24 /* room in struct parse; checked against keys[] below */
 
 /* Longest unix socket path: sun_path less its terminating NUL (107 on Linux). */
 #define UNIX_PATH_MAX_LEN (sizeof(((struct sockaddr_un *)0)->sun_path) - 1)
@@ -482,19 +485,23 @@ enum section {
     SEC_NONE,     /* before the first header */
     SEC_BROKER,   /* [broker] */
     SEC_LISTENER, /* [listener NAME]: the last of conf->listeners */
+    SEC_HTTP,     /* [http]: conf->http */
     SEC_INVALID,  /* a header that failed; its keys are ignored */
 };
 
 struct parse {
     struct config *conf;      /* being built; freed by the caller on failure */
     struct config_error *err; /* the first error, once FAILED */
-    bool failed;              /* an error is recorded: stop */
+    bool failed;              /* an error is recorded: stop, unless collecting */
+    struct config_error *errs; /* collecting every error (config_check_file), or NULL */
+    size_t max_errs, n_errs;
     const char *pos;          /* text not yet handed to inih */
     const char *end;          /* end of the text */
     int line;                 /* the line inih is on (1-based) */
     enum section sec;         /* the section that line is in */
     int sec_line;             /* line of that section's header */
     int broker_line;          /* line of [broker], 0 before it */
+    int http_line;            /* line of [http], 0 before it */
     int key_line[KEYS_MAX];   /* where each key of this section was set, 0 if not */
 };
 
@@ -516,17 +523,33 @@ error_set(struct config_error *err, int line, const char *fmt, ...)
     va_end(ap);
 }
 
-/* Records an error unless one is recorded already: the first one wins. */
+/* True while parsing goes on: no error yet, or collecting them all. */
+static bool parse_going(const struct parse *p)
+{
+    return !p->failed || p->errs != NULL;
+}
+
+/*
+ * Records an error unless one is recorded already: the first one wins.
+ * When collecting (P->errs), every error is appended, up to max_errs.
+ */
 static void __attribute__((format(printf, 3, 4)))
 parse_fail(struct parse *p, int line, const char *fmt, ...)
 {
+    struct config_error *err = p->err;
     va_list ap;
 
-    if (p->failed)
+    if (p->errs != NULL) {
+        if (p->n_errs == p->max_errs)
+            return;
+        err = &p->errs[p->n_errs++];
+        memcpy(err->file, p->err->file, sizeof(err->file));
+    } else if (p->failed) {
         return;
+    }
     p->failed = true;
     va_start(ap, fmt);
-    error_vset(p->err, line, fmt, ap);
+    error_vset(err, line, fmt, ap);
     va_end(ap);
 }
 
@@ -700,6 +723,28 @@ static int set_mode(struct parse *p, const struct key_def *k, const char *value,
     return 0;
 }
 
+/* [http] bind: host:port or [v6addr]:port; no unix socket (evhttp binds TCP). */
+static int set_http_bind(struct parse *p, const struct key_def *k, const char *value, char *why,
+                         size_t why_len)
+{
+    struct config_listener tmp = {0};
+    int rc;
+
+    (void)k;
+    if (strncmp(value, "unix:", 5) == 0) {
+        snprintf(why, why_len, "the HTTP endpoint listens on TCP only: host:port or [v6addr]:port");
+        return -1;
+    }
+    rc = value[0] == '[' ? bind_parse_v6(value, &tmp, why, why_len)
+                         : bind_parse_v4(value, &tmp, why, why_len);
+    if (rc < 0)
+        return -1;
+    p->conf->http.bind = xstrdup(value);
+    p->conf->http.host = tmp.host;
+    p->conf->http.port = tmp.port;
+    return 0;
+}
+
 #define FIELD(f) offsetof(struct config, f)
 
 static const struct key_def keys[] = {
@@ -713,15 +758,19 @@ static const struct key_def keys[] = {
     {SEC_BROKER, "max_retained", set_size64, FIELD(max_retained), 0, 1024 * GIB},
     {SEC_BROKER, "idle_timeout", set_duration32, FIELD(idle_timeout_ms), 0, 24 * HOUR_MS},
     {SEC_BROKER, "drain_timeout", set_duration32, FIELD(drain_timeout_ms), 0, HOUR_MS},
+    {SEC_BROKER, "stats_interval", set_duration32, FIELD(stats_interval_ms), 0, HOUR_MS},
     {SEC_LISTENER, "bind", set_bind, 0, 0, 0},
     {SEC_LISTENER, "mode", set_mode, 0, 0, 0},
+    {SEC_HTTP, "bind", set_http_bind, 0, 0, 0},
+    {SEC_HTTP, "max_clients", set_count32, FIELD(http.max_clients), 1, 10000},
+    {SEC_HTTP, "timeout", set_duration32, FIELD(http.timeout_ms), SEC_MS, HOUR_MS},
 };
 
 _Static_assert(ARRAY_SIZE(keys) <= KEYS_MAX, "KEYS_MAX is too small for keys[]");
 
 static const char *section_name(enum section sec)
 {
-    return sec == SEC_BROKER ? "broker" : "listener";
+    return sec == SEC_BROKER ? "broker" : sec == SEC_HTTP ? "http" : "listener";
 }
 
 static const struct key_def *key_find(enum section sec, const char *name)
@@ -743,19 +792,23 @@ bool config_key_at(size_t i, const char **section, const char **key)
 
 /* --------------------------------------------------------- sections ---- */
 
-/* Checks the section that ends here: a listener needs a bind, and mode only on unix. */
+/* Checks the section that ends here: a listener or [http] needs a bind, and mode only on unix. */
 static void section_finish(struct parse *p)
 {
     const struct config_listener *l;
     int mode_line;
 
+    /* A bind key that failed has its own error: no second one for it here. */
+    if (p->sec == SEC_HTTP && p->conf->http.bind == NULL &&
+        !p->key_line[key_find(SEC_HTTP, "bind") - keys])
+        parse_fail(p, p->sec_line, "[http] has no bind: bind = 127.0.0.1:7480");
     if (p->sec != SEC_LISTENER)
         return;
     l = parse_listener(p);
     mode_line = p->key_line[key_find(SEC_LISTENER, "mode") - keys];
-    if (l->bind == NULL)
+    if (l->bind == NULL && !p->key_line[key_find(SEC_LISTENER, "bind") - keys])
         parse_fail(p, p->sec_line, "listener '%s' has no bind", l->name);
-    else if (mode_line && l->kind != CONFIG_LISTEN_UNIX)
+    else if (l->bind != NULL && mode_line && l->kind != CONFIG_LISTEN_UNIX)
         parse_fail(p, mode_line, "mode applies to unix sockets only; listener '%s' binds %s",
                    l->name, l->bind);
 }
@@ -788,13 +841,21 @@ static void section_begin(struct parse *p, const char *name, size_t len)
             parse_fail(p, p->line, "duplicate section [broker] (first at line %d)", p->broker_line);
         p->broker_line = p->line;
         p->sec = SEC_BROKER;
+    } else if (len == 4 && memcmp(name, "http", 4) == 0) {
+        if (p->http_line)
+            parse_fail(p, p->line, "duplicate section [http] (first at line %d)", p->http_line);
+        p->http_line = p->line;
+        p->conf->http.enabled = true;
+        p->conf->http.line = p->line;
+        p->sec = SEC_HTTP;
     } else if (len >= 8 && memcmp(name, "listener", 8) == 0 &&
                (len == 8 || isspace((unsigned char)name[8]))) {
         for (name += 8, len -= 8; len && isspace((unsigned char)*name); len--)
             name++;
         listener_begin(p, name, len);
     } else {
-        parse_fail(p, p->line, "unknown section [%.*s]: expected [broker] or [listener NAME]",
+        parse_fail(p, p->line,
+                   "unknown section [%.*s]: expected [broker], [listener NAME] or [http]",
                    (int)(len > 64 ? 64 : len), name);
     }
 }
@@ -872,6 +933,10 @@ static void line_lex(struct parse *p, const char *s, const char *e, char *buf, s
         parse_fail(p, p->line, SYNTAX_ERROR);
         return;
     }
+    if (sep == e && p->errs != NULL) { /* no '=': inih's error, but inih tells only its first */
+        parse_fail(p, p->line, SYNTAX_ERROR);
+        return;
+    }
     len = (size_t)(e - s);
     if (size < 2 || len > size - 2) {
         parse_fail(p, p->line, "line too long: at most %zu characters before a comment",
@@ -888,7 +953,7 @@ static char *reader_cb(char *buf, int size, void *user)
     struct parse *p = user;
     const char *start = p->pos, *nl;
 
-    if (p->failed || p->pos >= p->end || size <= 0)
+    if (!parse_going(p) || p->pos >= p->end || size <= 0)
         return NULL;
     nl = memchr(start, '\n', (size_t)(p->end - start));
     p->pos = nl ? nl + 1 : p->end;
@@ -900,9 +965,13 @@ static char *reader_cb(char *buf, int size, void *user)
 /* A key that is not in this section: say where it belongs, if anywhere. */
 static void unknown_key_fail(struct parse *p, const char *name)
 {
-    enum section other = p->sec == SEC_BROKER ? SEC_LISTENER : SEC_BROKER;
+    static const enum section all[] = {SEC_BROKER, SEC_LISTENER, SEC_HTTP};
+    enum section other = SEC_INVALID;
 
-    if (key_find(other, name))
+    for (size_t i = 0; i < ARRAY_SIZE(all) && other == SEC_INVALID; i++)
+        if (all[i] != p->sec && key_find(all[i], name))
+            other = all[i];
+    if (other != SEC_INVALID)
         parse_fail(p, p->line, "unknown key '%s' in [%s]: it belongs in [%s%s]", name,
                    section_name(p->sec), section_name(other), other == SEC_LISTENER ? " NAME" : "");
     else
@@ -917,7 +986,7 @@ static int handler_cb(void *user, const char *section, const char *name, const c
     char why[160];
 
     (void)section; /* always "": the reader keeps headers from inih */
-    if (p->sec == SEC_INVALID || p->failed)
+    if (p->sec == SEC_INVALID || !parse_going(p))
         return 0;
     if (name[0] == '\0') {
         parse_fail(p, p->line, "syntax error: missing key before '='");
@@ -973,10 +1042,12 @@ static void config_validate(struct parse *p)
 
     if (conf->n_listeners == 0)
         listener_add_default(conf);
-    for (size_t j = 1; j < conf->n_listeners && !p->failed; j++) {
+    for (size_t j = 1; j < conf->n_listeners && parse_going(p); j++) {
         const struct config_listener *b = &conf->listeners[j];
-        for (size_t i = 0; i < j && !p->failed; i++) {
+        for (size_t i = 0; i < j && parse_going(p); i++) {
             const struct config_listener *a = &conf->listeners[i];
+            if (a->bind == NULL || b->bind == NULL) /* failed already (collecting) */
+                continue;
             if (strcmp(a->name, b->name) == 0)
                 parse_fail(p, b->line, "duplicate listener '%s' (first at line %d)", b->name,
                            a->line);
@@ -1003,6 +1074,9 @@ static void config_defaults_fill(struct config *conf)
     conf->max_retained = 64 * MIB;
     conf->idle_timeout_ms = (uint32_t)(5 * MIN_MS);
     conf->drain_timeout_ms = (uint32_t)(5 * SEC_MS);
+    conf->stats_interval_ms = (uint32_t)(10 * SEC_MS);
+    conf->http.max_clients = 16;
+    conf->http.timeout_ms = (uint32_t)(10 * SEC_MS);
 }
 
 struct config *config_new_defaults(void)
@@ -1021,6 +1095,8 @@ void config_free(struct config *conf)
     for (size_t i = 0; i < conf->n_listeners; i++)
         listener_release(&conf->listeners[i]);
     free(conf->listeners);
+    free(conf->http.bind);
+    free(conf->http.host);
     free(conf->path);
     free(conf);
 }
@@ -1031,11 +1107,26 @@ static void error_begin(struct config_error *err, const char *name)
     snprintf(err->file, sizeof(err->file), "%s", name);
 }
 
+/* Sorts the N errors at ERRS by line, keeping the order of those on one line; returns N. */
+static size_t errors_sort(struct config_error *errs, size_t n)
+{
+    for (size_t i = 1; i < n; i++) {
+        struct config_error e = errs[i];
+        size_t j = i;
+        for (; j > 0 && errs[j - 1].line > e.line; j--)
+            errs[j] = errs[j - 1];
+        errs[j] = e;
+    }
+    return n;
+}
+
 /* The one path: LEN bytes of TEXT, named NAME, into a new validated config. */
 static int config_parse_text(const char *text, size_t len, const char *name, struct config **out,
-                             struct config_error *err)
+                             struct config_error *err, struct config_error *errs, size_t max_errs,
+                             size_t *n_errs)
 {
-    struct parse p = {.err = err, .pos = text, .end = text + len};
+    struct parse p = {.err = err, .pos = text, .end = text + len, .errs = errs,
+                      .max_errs = max_errs};
     int rc;
 
     if (len >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0)
@@ -1045,16 +1136,21 @@ static int config_parse_text(const char *text, size_t len, const char *name, str
     p.conf->path = xstrdup(name);
 
     rc = ini_parse_stream(reader_cb, &p, handler_cb, &p);
-    if (!p.failed)
+    if (parse_going(&p))
         section_finish(&p);
-    if (rc > 0 && (!p.failed || rc < err->line)) {
+    if (rc > 0 && errs != NULL) {
+        /* Collecting: inih's line is one our handler failed (recorded) or a
+         * syntax error line_lex already recorded.  Nothing new. */
+    } else if (rc > 0 && (!p.failed || rc < err->line)) {
         error_set(err, rc, SYNTAX_ERROR);
         p.failed = true;
-    } else if (rc < 0 && !p.failed) {
+    } else if (rc < 0 && parse_going(&p)) {
         parse_fail(&p, 0, "inih failed (%d)", rc);
     }
-    if (!p.failed)
+    if (parse_going(&p))
         config_validate(&p);
+    if (errs != NULL)
+        *n_errs = errors_sort(errs, p.n_errs);
     if (p.failed) {
         config_free(p.conf);
         return -1;
@@ -1073,7 +1169,7 @@ int config_load_string(const char *text, const char *name, struct config **out,
     if (name == NULL)
         name = "<string>";
     error_begin(err, name);
-    return config_parse_text(text, strlen(text), name, out, err);
+    return config_parse_text(text, strlen(text), name, out, err, NULL, 0, NULL);
 }
 
 /* Reads F whole into *BUF (owned by the caller), at most CONFIG_FILE_MAX + 1 bytes. */
@@ -1105,17 +1201,16 @@ static int line_of(const char *text, size_t off)
     return line;
 }
 
-int config_load_file(const char *path, struct config **out, struct config_error *err)
+/* config_load_file, collecting every error into ERRS when it is not NULL. */
+static int config_load_file_errs(const char *path, struct config **out, struct config_error *err,
+                                 struct config_error *errs, size_t max_errs, size_t *n_errs)
 {
-    struct config_error scratch;
     const char *nul;
     char *text = NULL;
     size_t len = 0;
     FILE *f;
     int rc = -1;
 
-    if (err == NULL)
-        err = &scratch;
     error_begin(err, path);
     f = fopen(path, "re");
     if (f == NULL) {
@@ -1129,8 +1224,32 @@ int config_load_file(const char *path, struct config **out, struct config_error 
     else if ((nul = memchr(text, '\0', len)) != NULL)
         error_set(err, line_of(text, (size_t)(nul - text)), "NUL byte in the file");
     else
-        rc = config_parse_text(text, len, path, out, err);
+        rc = config_parse_text(text, len, path, out, err, errs, max_errs, n_errs);
     free(text);
     fclose(f);
     return rc;
+}
+
+int config_load_file(const char *path, struct config **out, struct config_error *err)
+{
+    struct config_error scratch;
+
+    return config_load_file_errs(path, out, err != NULL ? err : &scratch, NULL, 0, NULL);
+}
+
+int config_check_file(const char *path, struct config_error *errs, size_t max, size_t *n)
+{
+    struct config *conf = NULL;
+    struct config_error first;
+
+    *n = 0;
+    if (config_load_file_errs(path, &conf, &first, errs, max, n) == 0) {
+        config_free(conf);
+        return 0;
+    }
+    if (*n == 0 && max > 0) { /* the file could not be read: one error, not tied to a line */
+        errs[0] = first;
+        *n = 1;
+    }
+    return -1;
 }

@@ -11,6 +11,8 @@
  *   [broker]              io_backend, log_level, limits, policies
  *   [listener NAME]       bind = host:port | [v6addr]:port | unix:/path,
  *                         mode = 0660 (unix sockets only)
+ *   [http]                the monitoring endpoint, off without the section:
+ *                         bind = host:port, max_clients, timeout
  *
  * Sizes take an optional k/kb/m/mb/g/gb suffix (powers of 1024), durations
  * ms/s/m/h (a bare number is seconds).  Unknown sections and keys, bad values
@@ -57,6 +59,17 @@ struct config_listener {
     int line;    /* line of the section header, for messages */
 };
 
+/* [http]: the monitoring endpoint (http.h).  Off unless the section is there. */
+struct config_http {
+    bool enabled;          /* the file has an [http] section */
+    char *bind;            /* the value as written; owned; NULL when off */
+    char *host;            /* address without brackets; owned */
+    uint16_t port;         /* 0 picks a free port */
+    uint32_t max_clients;  /* 16 HTTP connections at once */
+    uint32_t timeout_ms;   /* 10s to read a request or write a response */
+    int line;              /* line of the section header */
+};
+
 struct config {
     char *path; /* the file read, or NULL for built-in defaults; owned */
 
@@ -71,10 +84,13 @@ struct config {
     uint64_t max_retained;             /* 64mb of retained messages in all */
     uint32_t idle_timeout_ms;          /* 5m; 0 never closes a silent client */
     uint32_t drain_timeout_ms;         /* 5s to flush at shutdown or close */
+    uint32_t stats_interval_ms;        /* 10s between $SYS.broker.stats; 0: never */
 
     /* [listener NAME], in file order */
     struct config_listener *listeners;
     size_t n_listeners;
+
+    struct config_http http;
 };
 
 /* Where a file went wrong: "FILE:LINE: REASON". */
@@ -95,6 +111,15 @@ struct config *config_new_defaults(void);
  * config_new_defaults().
  */
 int config_load_file(const char *path, struct config **out, struct config_error *err);
+
+/*
+ * Checks PATH as config_load_file does, but goes on past the first error to
+ * report every one it finds (for `pigeond -t`): up to MAX of them into ERRS,
+ * sorted by line, with their count in *N.  Returns 0 (valid, *N is 0) or -1.
+ * An error in one line does not hide the next line's; an error that makes a
+ * section unusable (a bad header) hides the errors of that section's keys.
+ */
+int config_check_file(const char *path, struct config_error *errs, size_t max, size_t *n);
 
 /* As config_load_file, from TEXT (NAME is used in messages). For tests. */
 int config_load_string(const char *text, const char *name, struct config **out,
@@ -121,7 +146,7 @@ int config_parse_duration_ms(const char *s, uint64_t max_ms, uint64_t *out);
 
 /*
  * The keys a file may hold, in table order, for tests and tools: for I below
- * their count sets *SECTION ("broker" or "listener") and *KEY (static) and
+ * their count sets *SECTION ("broker", "listener" or "http") and *KEY (static) and
  * returns true; past the last returns false.
  */
 bool config_key_at(size_t i, const char **section, const char **key);

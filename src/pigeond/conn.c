@@ -130,6 +130,7 @@ struct conn *conn_new(struct loop *lp, struct listener *l, evutil_socket_t fd,
     c->loop = lp;
     c->srv = srv;
     c->listener = listener_ref(l);
+    l->active++; /* for monitoring; listener_conn_gone undoes it */
     c->bev = bev;
     c->staging = staging;
     c->id = ++srv->next_client_id;
@@ -645,6 +646,7 @@ void conn_reap(struct conn *c)
         evbuffer_free(c->in);
     bufferevent_free(c->bev);
     evbuffer_free(c->staging);
+    listener_conn_gone(c->listener, &c->stats);
     listener_unref(c->listener);
     free(c->subs);
     free(c->client_name);

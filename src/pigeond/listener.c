@@ -6,6 +6,9 @@
  * can coexist), the backlog is the kernel's maximum, and a Unix socket is
  * created with its final permissions (umask around bind) after a stale file
  * from a dead server has been told apart from a live one.
+ *
+ * A socket systemd passed (activation.h) is adopted rather than bound: see
+ * adopt_socket().
  */
 #include "listener.h"
 
@@ -15,6 +18,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,7 +30,9 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 
+#include "activation.h"
 #include "clock.h"
+#include "conn.h"
 #include "server.h"
 #include "xalloc.h"
 
@@ -186,6 +192,39 @@ static evutil_socket_t bind_unix(struct listener *l, char *err, size_t errlen)
     return fd;
 }
 
+/* ------------------------------------------------------------ adopted */
+
+/*
+ * Takes FD, a duplicate of a listening socket systemd passed, as L's socket:
+ * non-blocking, its address read back for logs and the ports file.  No
+ * socket file is recorded, so closing L never removes systemd's.  Returns
+ * FD, or -1 (FD closed, ERR filled).
+ */
+static evutil_socket_t adopt_socket(struct listener *l, evutil_socket_t fd, char *err,
+                                    size_t errlen)
+{
+    struct sockaddr_un sun;
+    socklen_t len = sizeof(sun);
+
+    if (evutil_make_socket_nonblocking(fd) < 0) {
+        snprintf(err, errlen, "socket from systemd: cannot make it non-blocking: %s",
+                 strerror(errno));
+        close(fd);
+        return -1;
+    }
+    l->activated = true;
+    if (l->conf.kind == CONFIG_LISTEN_TCP) {
+        format_tcp_address(l, fd);
+    } else if (getsockname(fd, (struct sockaddr *)&sun, &len) == 0 && sun.sun_family == AF_UNIX &&
+               len > offsetof(struct sockaddr_un, sun_path)) {
+        snprintf(l->address, sizeof(l->address), "unix:%.*s",
+                 (int)(len - offsetof(struct sockaddr_un, sun_path)), sun.sun_path);
+    } else {
+        snprintf(l->address, sizeof(l->address), "%s", l->conf.bind);
+    }
+    return fd;
+}
+
 /* ------------------------------------------------------------ lifecycle */
 
 int listener_open(struct server *srv, const struct config_listener *cl, struct listener **out,
@@ -197,7 +236,14 @@ int listener_open(struct server *srv, const struct config_listener *cl, struct l
     l->srv = srv;
     l->refs = 1;
     listener_copy_conf(&l->conf, cl);
-    if (cl->kind == CONFIG_LISTEN_UNIX) {
+    fd = activation_take(srv->activation, srv->conf, cl, err, errlen);
+    if (fd == ACTIVATION_FAILED) {
+        listener_unref(l);
+        return -1;
+    }
+    if (fd >= 0) {
+        fd = adopt_socket(l, fd, err, errlen);
+    } else if (cl->kind == CONFIG_LISTEN_UNIX) {
         fd = bind_unix(l, err, errlen);
     } else {
         fd = bind_tcp(cl, err, errlen);
@@ -248,6 +294,15 @@ void listener_close(struct listener *l)
     }
     listener_remove_socket_file(l);
     listener_unref(l);
+}
+
+void listener_conn_gone(struct listener *l, const struct conn_stats *s)
+{
+    l->active--;
+    l->closed_msgs_in += s->msgs_in;
+    l->closed_bytes_in += s->bytes_in;
+    l->closed_msgs_out += s->msgs_out;
+    l->closed_bytes_out += s->bytes_out;
 }
 
 struct listener *listener_ref(struct listener *l)

@@ -11,6 +11,12 @@
  * A listener is referenced by the server while it is open and by each
  * connection it accepted, so a listener removed by SIGHUP stays alive, no
  * longer accepting, until its last connection is gone.
+ *
+ * Under socket activation (activation.h) a listener whose socket systemd
+ * passed adopts a duplicate of that descriptor instead of binding: it
+ * neither creates nor removes a Unix socket file (systemd owns it), and
+ * closing it leaves systemd's descriptor, kept by the activation set, open
+ * for a later reload to adopt again.
  */
 #ifndef PIGEON_LISTENER_H
 #define PIGEON_LISTENER_H
@@ -23,6 +29,7 @@
 
 #include "config.h"
 
+struct conn_stats;
 struct server;
 
 struct listener {
@@ -35,12 +42,17 @@ struct listener {
     dev_t sock_dev;             /* the Unix socket file we made, to remove only ours */
     ino_t sock_ino;
     uint32_t refs;
+    bool activated;             /* the socket came from systemd */
     uint64_t accepted;          /* connections accepted */
+    uint64_t active;            /* its connections not yet freed */
+    /* Totals of its connections already freed (stats.h adds the open ones). */
+    uint64_t closed_msgs_in, closed_bytes_in, closed_msgs_out, closed_bytes_out;
 };
 
 /*
- * Binds and listens as CL says (CL is copied).  Returns 0 and *OUT (holding
- * one reference, the server's), or -1 with ERR filled.
+ * Binds and listens as CL says (CL is copied), or adopts the socket systemd
+ * passed for it (see the top).  Returns 0 and *OUT (holding one reference,
+ * the server's), or -1 with ERR filled.
  */
 int listener_open(struct server *srv, const struct config_listener *cl, struct listener **out,
                   char *err, size_t errlen);
@@ -48,6 +60,9 @@ int listener_open(struct server *srv, const struct config_listener *cl, struct l
 /* Stops accepting, closes the socket, removes its Unix socket file, and
  * drops the server's reference. */
 void listener_close(struct listener *l);
+
+/* A connection of L is being freed: adds its figures to L's closed totals. */
+void listener_conn_gone(struct listener *l, const struct conn_stats *s);
 
 struct listener *listener_ref(struct listener *l);
 void listener_unref(struct listener *l); /* frees with the last reference */

@@ -32,7 +32,8 @@ static void usage(FILE *out)
             "\n"
             "  -c, --config FILE      read FILE (default %s when it exists,\n"
             "                         else built-in defaults: listen on 127.0.0.1:7400)\n"
-            "  -t, --test-config      check the configuration and exit (0 valid, 1 not)\n"
+            "  -t, --test-config      check the configuration, report every error with its\n"
+            "                         line, and exit (0 valid, 1 not)\n"
             "  -p, --ports-file FILE  write \"NAME ADDRESS\" for each bound listener to FILE\n"
             "                         (useful with port 0)\n"
             "  -V, --version          print the version and exit\n"
@@ -92,6 +93,15 @@ static int parse_options(int argc, char **argv, struct options *o)
     return -1;
 }
 
+/* Prints one config error as "pigeond: FILE:LINE: REASON" (no LINE when 0). */
+static void print_config_error(const struct config_error *err)
+{
+    if (err->line > 0)
+        fprintf(stderr, "pigeond: %s:%d: %s\n", err->file, err->line, err->reason);
+    else
+        fprintf(stderr, "pigeond: %s: %s\n", err->file, err->reason);
+}
+
 /* Loads the config the options name. Returns 0, or 1 after printing why. */
 static int load_config(const struct options *o, struct config **conf, const char **path)
 {
@@ -105,13 +115,36 @@ static int load_config(const struct options *o, struct config **conf, const char
         return 0;
     }
     if (config_load_file(*path, conf, &err) < 0) {
-        if (err.line > 0)
-            fprintf(stderr, "pigeond: %s:%d: %s\n", err.file, err.line, err.reason);
-        else
-            fprintf(stderr, "pigeond: %s: %s\n", err.file, err.reason);
+        print_config_error(&err);
         return 1;
     }
     return 0;
+}
+
+/* -t: checks the file the options name, reporting every error.  Returns the exit code. */
+static int check_config(const struct options *o)
+{
+    enum { MAX_ERRORS = 64 };
+    static struct config_error errs[MAX_ERRORS];
+    const char *path = o->config;
+    size_t n;
+
+    if (path == NULL && access(CONFIG_DEFAULT_PATH, F_OK) == 0)
+        path = CONFIG_DEFAULT_PATH;
+    if (path == NULL) {
+        printf("pigeond: no config file at %s; the built-in defaults are valid\n",
+               CONFIG_DEFAULT_PATH);
+        return 0;
+    }
+    if (config_check_file(path, errs, MAX_ERRORS, &n) == 0) {
+        printf("pigeond: %s is valid\n", path);
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++)
+        print_config_error(&errs[i]);
+    if (n == MAX_ERRORS)
+        fprintf(stderr, "pigeond: %s: stopped after %d errors\n", path, MAX_ERRORS);
+    return 1;
 }
 
 int main(int argc, char **argv)
@@ -124,17 +157,10 @@ int main(int argc, char **argv)
     int rc = parse_options(argc, argv, &o);
     if (rc >= 0)
         return rc;
+    if (o.test)
+        return check_config(&o);
     if (load_config(&o, &conf, &path) != 0)
         return 1;
-    if (o.test) {
-        if (path != NULL)
-            printf("pigeond: %s is valid\n", path);
-        else
-            printf("pigeond: no config file at %s; the built-in defaults are valid\n",
-                   CONFIG_DEFAULT_PATH);
-        config_free(conf);
-        return 0;
-    }
     uint64_t seed = 0;
     if (getrandom(&seed, sizeof(seed), 0) != sizeof(seed))
         seed = (uint64_t)getpid() ^ (uint64_t)time(NULL) << 20; /* no entropy yet: better than none */

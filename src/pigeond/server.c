@@ -23,12 +23,16 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 
+#include "activation.h"
 #include "clock.h"
 #include "conn.h"
 #include "encode.h"
+#include "http.h"
 #include "listener.h"
+#include "notify.h"
 #include "proto.h"
 #include "router.h"
+#include "sysstats.h"
 #include "xalloc.h"
 
 /* Descriptors kept beyond max_connections: listeners, logs, slack. */
@@ -75,6 +79,8 @@ static void server_write_ports_file(struct server *srv)
     }
     TAILQ_FOREACH(l, &srv->listeners, link)
         fprintf(f, "%s %s\n", listener_name(l), listener_address(l));
+    if (srv->http != NULL) /* brackets: no listener can have that name */
+        fprintf(f, "[http] %s\n", http_address(srv->http));
     if (fclose(f) != 0 || rename(tmp, srv->ports_file) < 0) {
         log_error(&srv->log, "cannot write %s: %s", srv->ports_file, strerror(errno));
         unlink(tmp);
@@ -102,18 +108,40 @@ static void server_close_listener(struct server *srv, struct listener *l)
     listener_close(l);
 }
 
+/* "default=127.0.0.1:7400 local=unix:/run/pigeon/pigeond.sock" into BUF (cut to fit). */
+static void server_format_listeners(struct server *srv, char *buf, size_t len)
+{
+    struct listener *l;
+    size_t used = 0;
+
+    buf[0] = '\0';
+    TAILQ_FOREACH(l, &srv->listeners, link) {
+        int n = snprintf(buf + used, len - used, "%s%s=%s%s", used ? " " : "", listener_name(l),
+                         listener_address(l), l->activated ? "(systemd)" : "");
+        if (n < 0 || (size_t)n >= len - used)
+            break;
+        used += (size_t)n;
+    }
+}
+
 static void server_log_summary(struct server *srv)
 {
     const struct config *c = srv->conf;
+    char listeners[512];
 
+    server_format_listeners(srv, listeners, sizeof(listeners));
     log_notice(&srv->log,
                "pigeond %s started: io_backend %s, max_payload %u, max_connections %u, "
                "max_subscriptions %u, max_outbound %llu, slow_consumer %s, max_retained %llu, "
-               "idle_timeout %u ms, config %s",
+               "idle_timeout %u ms, config %s, drain_timeout %u ms, stats_interval %u ms, "
+               "listeners %s, http %s, systemd notify %s, socket activation %zu fds",
                PIGEON_VERSION, loop_method(&srv->loop), c->max_payload, c->max_connections,
                c->max_subscriptions, (unsigned long long)c->max_outbound,
                config_slow_policy_name(c->slow_consumer), (unsigned long long)c->max_retained,
-               c->idle_timeout_ms, c->path != NULL ? c->path : "(built-in defaults)");
+               c->idle_timeout_ms, c->path != NULL ? c->path : "(built-in defaults)",
+               c->drain_timeout_ms, c->stats_interval_ms, listeners,
+               srv->http != NULL ? http_address(srv->http) : "off",
+               notify_enabled(srv->notify) ? "on" : "off", activation_count(srv->activation));
 }
 
 /* ------------------------------------------------------------- signals */
@@ -140,7 +168,9 @@ static void server_signal_cb(evutil_socket_t sig, short what, void *arg)
     struct server *srv = arg;
 
     if (sig == SIGHUP) {
+        notify_reloading(srv->notify);
         server_reload(srv);
+        notify_ready(srv->notify);
         return;
     }
     if (srv->draining) {
@@ -226,10 +256,14 @@ int server_reload(struct server *srv)
     struct config *old = srv->conf;
     srv->conf = next;
     srv->log.level = next->log_level;
-    if (!srv->draining)
+    if (!srv->draining) {
         server_reload_listeners(srv, next);
+        activation_report_unmatched(srv->activation, next, &srv->log, LOG_LEVEL_WARNING);
+    }
     TAILQ_FOREACH(c, &srv->loop.conns, link)
         conn_apply_config(c);
+    http_apply_config(srv, &srv->http); /* logged; the rest of the reload stands */
+    sysstats_apply_config(srv->sysstats);
     config_free(old);
     server_write_ports_file(srv);
     log_notice(&srv->log, "SIGHUP: configuration reloaded from %s", srv->conf_path);
@@ -246,6 +280,7 @@ void server_shutdown(struct server *srv)
     if (srv->draining)
         return;
     srv->draining = true;
+    notify_stopping(srv->notify);
     while ((l = TAILQ_FIRST(&srv->listeners)) != NULL)
         server_close_listener(srv, l);
     /* conn_close never frees, so walking the list while closing is safe. */
@@ -341,13 +376,19 @@ int server_init(struct server *srv, struct config *conf, const char *conf_path,
         return -1;
     }
     srv->router = router_new(srv);
+    if (activation_new(&srv->log, &srv->activation) < 0)
+        return -1;
     for (size_t i = 0; i < conf->n_listeners; i++)
         if (server_open_listener(srv, &conf->listeners[i]) < 0)
             return -1;
-    if (server_add_signals(srv) < 0)
+    if (activation_report_unmatched(srv->activation, conf, &srv->log, LOG_LEVEL_ERROR) > 0)
+        return -1;
+    if (server_add_signals(srv) < 0 || http_apply_config(srv, &srv->http) < 0 ||
+        (srv->sysstats = sysstats_new(srv)) == NULL || (srv->notify = notify_new(srv)) == NULL)
         return -1;
     server_write_ports_file(srv);
     server_log_summary(srv);
+    notify_ready(srv->notify);
     return 0;
 }
 
@@ -370,6 +411,10 @@ void server_fini(struct server *srv)
         server_close_listener(srv, l);
     while ((c = TAILQ_FIRST(&srv->loop.conns)) != NULL)
         conn_destroy(c);
+    notify_free(srv->notify);
+    sysstats_free(srv->sysstats);
+    http_free(srv->http);
+    activation_free(srv->activation);
     router_free(srv->router);
     if (srv->drain_timer != NULL)
         event_free(srv->drain_timer);

@@ -22,8 +22,12 @@
 #include "log.h"
 #include "loop.h"
 
+struct activation;
+struct http;
 struct listener;
+struct notify;
 struct router;
+struct sysstats;
 
 TAILQ_HEAD(listener_list, listener);
 
@@ -46,6 +50,11 @@ struct server {
     struct log_ratelimit rl_protocol; /* warnings about bad frames */
     struct log_ratelimit rl_slow;     /* warnings about slow consumers */
     struct log_ratelimit rl_accept;   /* warnings about failing accept() */
+    /* Operations (docs/operations.md); each owned, NULL when off: */
+    struct activation *activation; /* sockets systemd passed */
+    struct notify *notify;         /* sd_notify and the watchdog */
+    struct http *http;             /* the [http] monitoring endpoint */
+    struct sysstats *sysstats;     /* $SYS.broker.stats */
 };
 
 /*

@@ -1,0 +1,485 @@
+/*
+ * http.c - the monitoring endpoint (see http.h for what it serves).
+ *
+ * Layers, top-down: connection accounting, replies, the four handlers, the
+ * request router, and the public lifecycle.
+ *
+ * Capping connections on libevent 2.1.  evhttp accepts by itself and has no
+ * connection limit before 2.2 (evhttp_set_max_connections), nor a callback
+ * when a connection ends.  What 2.1 does offer is evhttp_set_bevcb: evhttp
+ * asks us for each accepted connection's bufferevent.  We make it, take an
+ * extra reference to it (bufferevent_incref), and keep it in conns[].  When
+ * evhttp is done with the connection it frees the bufferevent, which clears
+ * its callbacks and argument and drops evhttp's reference; ours keeps the
+ * struct alive, so the sweep can see the cleared callbacks, drop our
+ * reference (which closes the socket) and count the connection out.  The
+ * sweep runs before each accept and every HTTP_SWEEP_MS while anything is
+ * tracked.  At max_clients tracked connections the listener is disabled, so
+ * new connections wait in the kernel's accept queue; the sweep enables it
+ * again.  Alternatives rejected: a bufferevent filter (its free callback
+ * would do, but 2.1's filters cannot take the socket evhttp hands them), and
+ * counting closes through evhttp_connection_set_closecb (only reachable once
+ * a request arrived, so a silent connection would never be counted out).
+ *
+ * JSON is built with jansson (strings escaped for us) and indented, since
+ * people read it with curl as often as scripts do.
+ */
+#include "http.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
+#include <jansson.h>
+
+#include "clock.h"
+#include "conn.h"
+#include "listener.h"
+#include "router.h"
+#include "server.h"
+#include "stats.h"
+#include "xalloc.h"
+
+/* How often tracked connections are checked for having ended. */
+#define HTTP_SWEEP_MS 100
+
+struct http {
+    struct server *srv;                /* borrowed */
+    struct evhttp *evh;                /* owned */
+    struct evhttp_bound_socket *bound; /* owned by evh */
+    char *bind;                        /* the config's bind this was opened for; owned */
+    char address[128];                 /* what was bound */
+    uint32_t max_clients;
+    struct bufferevent **conns; /* each with our reference; owned array */
+    size_t n_conns, cap_conns;
+    struct event *sweep_ev; /* owned */
+    bool paused;            /* the listener is disabled at max_clients */
+};
+
+static struct bufferevent *http_bev_cb(struct event_base *base, void *arg);
+static void http_sweep_cb(evutil_socket_t fd, short what, void *arg);
+static void http_request_cb(struct evhttp_request *req, void *arg);
+
+/* ------------------------------------------------- connection accounting ---- */
+
+static void http_set_paused(struct http *h, bool pause)
+{
+    struct evconnlistener *evl = evhttp_bound_socket_get_listener(h->bound);
+
+    if (pause == h->paused || evl == NULL)
+        return;
+    h->paused = pause;
+    if (pause)
+        evconnlistener_disable(evl);
+    else
+        evconnlistener_enable(evl);
+}
+
+/* Counts out the connections evhttp has let go of (see the top). */
+static void http_sweep(struct http *h)
+{
+    size_t kept = 0;
+
+    for (size_t i = 0; i < h->n_conns; i++) {
+        struct bufferevent *bev = h->conns[i];
+        bufferevent_event_cb eventcb;
+        void *cbarg;
+
+        bufferevent_getcb(bev, NULL, NULL, &eventcb, &cbarg);
+        if (eventcb != NULL || cbarg != NULL) {
+            h->conns[kept++] = bev;
+            continue;
+        }
+        bufferevent_disable(bev, EV_READ | EV_WRITE);
+        bufferevent_decref(bev); /* the last reference: closes the socket */
+    }
+    h->n_conns = kept;
+    if (h->n_conns < h->max_clients)
+        http_set_paused(h, false);
+    if (h->n_conns == 0)
+        event_del(h->sweep_ev);
+}
+
+static void http_sweep_cb(evutil_socket_t fd, short what, void *arg)
+{
+    http_sweep(arg);
+}
+
+/* evhttp accepted a connection: make its bufferevent and count it in. */
+static struct bufferevent *http_bev_cb(struct event_base *base, void *arg)
+{
+    struct http *h = arg;
+    struct timeval tv = {.tv_sec = 0, .tv_usec = HTTP_SWEEP_MS * 1000};
+    struct bufferevent *bev;
+
+    http_sweep(h);
+    bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+    if (bev == NULL)
+        return NULL; /* evhttp makes one itself: uncounted, as libevent is out of memory */
+    if (h->n_conns == h->cap_conns) {
+        h->cap_conns = h->cap_conns ? h->cap_conns * 2 : 16;
+        h->conns = xrealloc(h->conns, h->cap_conns * sizeof(*h->conns));
+    }
+    bufferevent_incref(bev);
+    h->conns[h->n_conns++] = bev;
+    if (h->n_conns == 1)
+        event_add(h->sweep_ev, &tv);
+    if (h->n_conns >= h->max_clients)
+        http_set_paused(h, true);
+    return bev;
+}
+
+/* ---------------------------------------------------------------- replies ---- */
+
+static void http_reply(struct evhttp_request *req, int code, const char *reason,
+                       const char *content_type, struct evbuffer *body)
+{
+    struct evkeyvalq *hdrs = evhttp_request_get_output_headers(req);
+
+    evhttp_add_header(hdrs, "Content-Type", content_type);
+    evhttp_add_header(hdrs, "Cache-Control", "no-store");
+    evhttp_send_reply(req, code, reason, body);
+}
+
+static void http_reply_text(struct evhttp_request *req, int code, const char *reason,
+                            const char *text)
+{
+    struct evbuffer *body = evbuffer_new();
+
+    if (body == NULL || evbuffer_add_printf(body, "%s\n", text) < 0) {
+        if (body != NULL)
+            evbuffer_free(body);
+        evhttp_send_error(req, HTTP_INTERNAL, NULL);
+        return;
+    }
+    http_reply(req, code, reason, "text/plain; charset=utf-8", body);
+    evbuffer_free(body);
+}
+
+/* Sends ROOT (taken) as the JSON body of a 200. */
+static void http_reply_json(struct evhttp_request *req, json_t *root)
+{
+    char *text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    struct evbuffer *body = evbuffer_new();
+
+    json_decref(root);
+    if (text == NULL || body == NULL || evbuffer_add(body, text, strlen(text)) < 0 ||
+        evbuffer_add(body, "\n", 1) < 0) {
+        free(text);
+        if (body != NULL)
+            evbuffer_free(body);
+        evhttp_send_error(req, HTTP_INTERNAL, NULL);
+        return;
+    }
+    free(text);
+    http_reply(req, HTTP_OK, "OK", "application/json", body);
+    evbuffer_free(body);
+}
+
+/* --------------------------------------------------------------- handlers ---- */
+
+static void handle_healthz(struct http *h, struct evhttp_request *req)
+{
+    if (h->srv->draining)
+        http_reply_text(req, HTTP_SERVUNAVAIL, "Service Unavailable", "draining");
+    else
+        http_reply_text(req, HTTP_OK, "OK", "ok");
+}
+
+static void handle_metrics(struct http *h, struct evhttp_request *req)
+{
+    struct stats_snapshot snap;
+    struct evbuffer *body = evbuffer_new();
+    int rc = -1;
+
+    stats_gather(h->srv, &snap);
+    if (body != NULL)
+        rc = stats_format_metrics(&snap, body);
+    stats_release(&snap);
+    if (rc < 0) {
+        if (body != NULL)
+            evbuffer_free(body);
+        evhttp_send_error(req, HTTP_INTERNAL, NULL);
+        return;
+    }
+    http_reply(req, HTTP_OK, "OK", "text/plain; version=0.0.4; charset=utf-8", body);
+    evbuffer_free(body);
+}
+
+struct page {
+    uint64_t offset;
+    uint64_t limit;
+};
+
+/* A query parameter as a whole number: 0 (absent: *OUT untouched), or -1. */
+static int query_number(const struct evkeyvalq *q, const char *name, uint64_t max, uint64_t *out)
+{
+    const char *v = evhttp_find_header(q, name);
+    uint64_t n = 0;
+
+    if (v == NULL)
+        return 0;
+    if (*v == '\0' || strlen(v) > 19 || v[strspn(v, "0123456789")] != '\0')
+        return -1;
+    for (const char *c = v; *c; c++)
+        n = n * 10 + (uint64_t)(*c - '0');
+    if (n > max)
+        return -1;
+    *out = n;
+    return 0;
+}
+
+/* Reads ?offset=&limit= from REQ into P; -1 (and a 400 sent) when malformed. */
+static int page_parse(struct evhttp_request *req, struct page *p)
+{
+    const char *query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
+    struct evkeyvalq q;
+    int rc = 0;
+
+    p->offset = 0;
+    p->limit = HTTP_PAGE_DEFAULT;
+    if (query == NULL)
+        return 0;
+    TAILQ_INIT(&q);
+    if (evhttp_parse_query_str(query, &q) < 0 ||
+        query_number(&q, "offset", UINT32_MAX, &p->offset) < 0 ||
+        query_number(&q, "limit", HTTP_PAGE_MAX, &p->limit) < 0 || p->limit == 0)
+        rc = -1;
+    evhttp_clear_headers(&q);
+    if (rc < 0)
+        http_reply_text(req, HTTP_BADREQUEST, "Bad Request",
+                        "bad query: offset=N (0 or more) and limit=M (1 to 1000), digits only");
+    return rc;
+}
+
+/* {"total", "offset", "limit", "next_offset", KEY: ITEMS (taken)} */
+static json_t *page_wrap(const struct page *p, uint64_t total, const char *key, json_t *items)
+{
+    uint64_t next = p->offset + json_array_size(items);
+    json_t *root = json_object();
+
+    json_object_set_new(root, "total", json_integer((json_int_t)total));
+    json_object_set_new(root, "offset", json_integer((json_int_t)p->offset));
+    json_object_set_new(root, "limit", json_integer((json_int_t)p->limit));
+    json_object_set_new(root, "next_offset",
+                        next < total ? json_integer((json_int_t)next) : json_null());
+    json_object_set_new(root, key, items);
+    return root;
+}
+
+static json_t *json_u64(uint64_t v)
+{
+    return json_integer((json_int_t)v);
+}
+
+static json_t *connection_json(const struct conn *c, int64_t now)
+{
+    json_t *o = json_object();
+    size_t queued = evbuffer_get_length(c->staging) + c->stage_used +
+                    evbuffer_get_length(bufferevent_get_output(c->bev));
+
+    json_object_set_new(o, "id", json_u64(c->id));
+    json_object_set_new(o, "client", c->client_name ? json_string(c->client_name) : json_null());
+    json_object_set_new(o, "peer", json_string(c->peer));
+    json_object_set_new(o, "listener", json_string(listener_name(c->listener)));
+    json_object_set_new(o, "state", json_string(c->state == CONN_OPEN ? "open" : "closing"));
+    json_object_set_new(o, "connected_ms", json_integer((json_int_t)(now - c->opened_ms)));
+    json_object_set_new(o, "subscriptions", json_u64(c->n_subs));
+    json_object_set_new(o, "msgs_in", json_u64(c->stats.msgs_in));
+    json_object_set_new(o, "bytes_in", json_u64(c->stats.bytes_in));
+    json_object_set_new(o, "msgs_out", json_u64(c->stats.msgs_out));
+    json_object_set_new(o, "bytes_out", json_u64(c->stats.bytes_out));
+    json_object_set_new(o, "dropped", json_u64(c->stats.dropped));
+    json_object_set_new(o, "queued_bytes", json_u64(queued));
+    json_object_set_new(o, "slow", json_boolean(c->dropping || c->read_paused));
+    return o;
+}
+
+static void handle_connections(struct http *h, struct evhttp_request *req)
+{
+    struct page p;
+    struct conn *c;
+    uint64_t i = 0;
+    int64_t now = clock_now_ms();
+    json_t *items;
+
+    if (page_parse(req, &p) < 0)
+        return;
+    items = json_array();
+    TAILQ_FOREACH(c, &h->srv->loop.conns, link) {
+        if (i >= p.offset && i < p.offset + p.limit)
+            json_array_append_new(items, connection_json(c, now));
+        i++;
+    }
+    http_reply_json(req, page_wrap(&p, i, "connections", items));
+}
+
+static json_t *subscription_json(const struct conn *c, const struct sub *s)
+{
+    json_t *o = json_object();
+
+    json_object_set_new(o, "client_id", json_u64(c->id));
+    json_object_set_new(o, "sid", json_u64(s->sid));
+    json_object_set_new(o, "pattern", json_string(s->pattern));
+    json_object_set_new(o, "queue", s->queue ? json_string(s->queue) : json_null());
+    return o;
+}
+
+static void handle_subscriptions(struct http *h, struct evhttp_request *req)
+{
+    struct page p;
+    struct conn *c;
+    uint64_t seen = 0; /* subscriptions before the current connection's */
+    json_t *items;
+
+    if (page_parse(req, &p) < 0)
+        return;
+    items = json_array();
+    TAILQ_FOREACH(c, &h->srv->loop.conns, link) {
+        /* Whole connections before the page are skipped in one step. */
+        uint64_t skip = seen < p.offset ? p.offset - seen : 0;
+        for (uint64_t k = skip; k < c->n_subs && json_array_size(items) < p.limit; k++)
+            json_array_append_new(items, subscription_json(c, c->subs[k]));
+        seen += c->n_subs;
+    }
+    http_reply_json(req, page_wrap(&p, seen, "subscriptions", items));
+}
+
+/* ------------------------------------------------------------- routing ---- */
+
+static void http_request_cb(struct evhttp_request *req, void *arg)
+{
+    static const struct {
+        const char *path;
+        void (*fn)(struct http *h, struct evhttp_request *req);
+    } routes[] = {
+        {"/healthz", handle_healthz},
+        {"/metrics", handle_metrics},
+        {"/connections", handle_connections},
+        {"/subscriptions", handle_subscriptions},
+    };
+    struct http *h = arg;
+    const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
+
+    for (size_t i = 0; path != NULL && i < sizeof(routes) / sizeof(routes[0]); i++) {
+        if (strcmp(path, routes[i].path) == 0) {
+            routes[i].fn(h, req);
+            return;
+        }
+    }
+    http_reply_text(req, HTTP_NOTFOUND, "Not Found",
+                    "not found: try /healthz, /metrics, /connections or /subscriptions");
+}
+
+/* ------------------------------------------------------------ lifecycle ---- */
+
+static void http_apply_limits(struct http *h, const struct config_http *conf)
+{
+    struct timeval tv = {.tv_sec = conf->timeout_ms / 1000,
+                         .tv_usec = (conf->timeout_ms % 1000) * 1000};
+
+    evhttp_set_timeout_tv(h->evh, &tv);
+    h->max_clients = conf->max_clients;
+    http_set_paused(h, h->n_conns >= h->max_clients);
+}
+
+static void http_format_address(struct http *h)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    char host[INET6_ADDRSTRLEN];
+    evutil_socket_t fd = evhttp_bound_socket_get_fd(h->bound);
+
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0) {
+        snprintf(h->address, sizeof(h->address), "%s", h->bind);
+    } else if (ss.ss_family == AF_INET6) {
+        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+        snprintf(h->address, sizeof(h->address), "[%s]:%u", host, ntohs(in6->sin6_port));
+    } else {
+        struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+        inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+        snprintf(h->address, sizeof(h->address), "%s:%u", host, ntohs(in->sin_port));
+    }
+}
+
+/* Opens the endpoint CONF describes; NULL after logging why. */
+static struct http *http_open(struct server *srv, const struct config_http *conf)
+{
+    struct http *h = xcalloc(1, sizeof(*h));
+
+    h->srv = srv;
+    h->bind = xstrdup(conf->bind);
+    h->evh = evhttp_new(srv->loop.base);
+    h->sweep_ev = event_new(srv->loop.base, -1, EV_PERSIST, http_sweep_cb, h);
+    if (h->evh == NULL || h->sweep_ev == NULL) {
+        log_error(&srv->log, "[http] %s: cannot create the HTTP server", conf->bind);
+        http_free(h);
+        return NULL;
+    }
+    evhttp_set_max_headers_size(h->evh, HTTP_MAX_HEADERS);
+    evhttp_set_max_body_size(h->evh, 0);
+    evhttp_set_allowed_methods(h->evh, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
+    evhttp_set_bevcb(h->evh, http_bev_cb, h);
+    evhttp_set_gencb(h->evh, http_request_cb, h);
+    h->bound = evhttp_bind_socket_with_handle(h->evh, conf->host, conf->port);
+    if (h->bound == NULL) {
+        log_error(&srv->log, "[http] cannot bind %s: %s", conf->bind, strerror(errno));
+        http_free(h);
+        return NULL;
+    }
+    http_apply_limits(h, conf);
+    http_format_address(h);
+    log_notice(&srv->log, "http monitoring on %s (max_clients %u, timeout %u ms)", h->address,
+               conf->max_clients, conf->timeout_ms);
+    return h;
+}
+
+int http_apply_config(struct server *srv, struct http **h)
+{
+    const struct config_http *conf = &srv->conf->http;
+
+    if (*h != NULL && conf->enabled && strcmp((*h)->bind, conf->bind) == 0) {
+        http_apply_limits(*h, conf);
+        return 0;
+    }
+    if (*h != NULL) {
+        log_notice(&srv->log, "http monitoring on %s closed", (*h)->address);
+        http_free(*h);
+        *h = NULL;
+    }
+    if (!conf->enabled)
+        return 0;
+    *h = http_open(srv, conf);
+    return *h != NULL ? 0 : -1;
+}
+
+void http_free(struct http *h)
+{
+    if (h == NULL)
+        return;
+    if (h->evh != NULL)
+        evhttp_free(h->evh); /* frees its connections: each drops evhttp's reference */
+    for (size_t i = 0; i < h->n_conns; i++)
+        bufferevent_decref(h->conns[i]);
+    free(h->conns);
+    if (h->sweep_ev != NULL)
+        event_free(h->sweep_ev);
+    free(h->bind);
+    free(h);
+}
+
+const char *http_address(const struct http *h)
+{
+    return h->address;
+}

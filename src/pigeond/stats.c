@@ -1,0 +1,302 @@
+/*
+ * stats.c - one snapshot of the counters, three formats (see stats.h).
+ *
+ * The figures are described once, in two tables (broker-wide and per
+ * listener): the MessagePack key, the Prometheus metric name, type and
+ * help text, and where the value sits in the snapshot.  The formatters
+ * walk the tables, so a figure added to a table shows up in /metrics and
+ * $SYS.broker.stats alike, named consistently.
+ *
+ * Metric names follow the Prometheus conventions: a pigeon_ prefix, the
+ * unit as a suffix (_bytes, _seconds), and _total on counters.
+ */
+#include "stats.h"
+
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "conn.h"
+#include "listener.h"
+#include "router.h"
+#include "server.h"
+#include "xalloc.h"
+
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+struct stats_field {
+    const char *key;    /* in the MessagePack map */
+    const char *metric; /* Prometheus name */
+    const char *type;   /* "counter" or "gauge" */
+    const char *help;
+    size_t offset; /* of a uint64_t in the struct */
+    bool millis;   /* a millisecond value shown in seconds by Prometheus */
+};
+
+#define SNAP(f)  offsetof(struct stats_snapshot, f)
+#define LSNAP(f) offsetof(struct stats_listener, f)
+
+static const struct stats_field broker_fields[] = {
+    {"uptime_ms", "pigeon_uptime_seconds", "gauge", "Time since pigeond started.", SNAP(uptime_ms),
+     true},
+    {"connections", "pigeon_connections", "gauge", "Client connections open or closing.",
+     SNAP(connections), false},
+    {"connections_accepted", "pigeon_connections_accepted_total", "counter",
+     "Client connections accepted.", SNAP(conns_accepted), false},
+    {"connections_rejected", "pigeon_connections_rejected_total", "counter",
+     "Client connections refused at max_connections.", SNAP(conns_rejected), false},
+    {"subscriptions", "pigeon_subscriptions", "gauge", "Subscriptions held by all clients.",
+     SNAP(subscriptions), false},
+    {"msgs_in", "pigeon_messages_in_total", "counter", "Messages published by clients and routed.",
+     SNAP(msgs_in), false},
+    {"bytes_in", "pigeon_messages_in_bytes_total", "counter",
+     "Topic and payload bytes of the messages published.", SNAP(bytes_in), false},
+    {"msgs_out", "pigeon_messages_out_total", "counter",
+     "Message deliveries queued to subscribers.", SNAP(msgs_out), false},
+    {"bytes_out", "pigeon_messages_out_bytes_total", "counter",
+     "Bytes of the message deliveries queued to subscribers.", SNAP(bytes_out), false},
+    {"retained_topics", "pigeon_retained_topics", "gauge", "Topics with a retained message.",
+     SNAP(retained_topics), false},
+    {"retained_bytes", "pigeon_retained_bytes", "gauge",
+     "Bytes charged to retained messages (counted against max_retained).", SNAP(retained_bytes),
+     false},
+    {"slow_disconnects", "pigeon_slow_consumer_disconnects_total", "counter",
+     "Connections closed as slow consumers (slow_consumer = disconnect).", SNAP(slow_disconnects),
+     false},
+    {"slow_dropped", "pigeon_slow_consumer_dropped_total", "counter",
+     "Messages dropped for slow consumers (slow_consumer = drop).", SNAP(slow_dropped), false},
+    {"protocol_errors", "pigeon_protocol_errors_total", "counter",
+     "Connections closed for a malformed or oversized frame.", SNAP(protocol_errors), false},
+};
+
+static const struct stats_field listener_fields[] = {
+    {"accepted", "pigeon_listener_connections_accepted_total", "counter",
+     "Client connections accepted, per listener.", LSNAP(accepted), false},
+    {"active", "pigeon_listener_connections", "gauge",
+     "Client connections open or closing, per listener.", LSNAP(active), false},
+    {"msgs_in", "pigeon_listener_messages_in_total", "counter",
+     "Messages published by the listener's clients.", LSNAP(msgs_in), false},
+    {"bytes_read", "pigeon_listener_read_bytes_total", "counter",
+     "Bytes read from the listener's clients, frames of every kind.", LSNAP(bytes_read), false},
+    {"msgs_out", "pigeon_listener_messages_out_total", "counter",
+     "Message deliveries queued to the listener's clients.", LSNAP(msgs_out), false},
+    {"bytes_out", "pigeon_listener_messages_out_bytes_total", "counter",
+     "Bytes of the message deliveries queued to the listener's clients.", LSNAP(bytes_out), false},
+};
+
+static uint64_t field_get(const void *base, const struct stats_field *f)
+{
+    uint64_t v;
+
+    memcpy(&v, (const char *)base + f->offset, sizeof(v));
+    return v;
+}
+
+/* ------------------------------------------------------------ gathering ---- */
+
+/* The listener entry for L in S, or NULL (a listener a reload closed). */
+static struct stats_listener *snapshot_listener(struct stats_snapshot *s, const struct listener *l)
+{
+    for (size_t i = 0; i < s->n_listeners; i++)
+        if (s->listeners[i].listener == l)
+            return &s->listeners[i];
+    return NULL;
+}
+
+static void gather_listeners(struct server *srv, struct stats_snapshot *s)
+{
+    struct listener *l;
+    struct conn *c;
+    size_t n = 0;
+
+    TAILQ_FOREACH(l, &srv->listeners, link)
+        n++;
+    s->listeners = n > 0 ? xcalloc(n, sizeof(*s->listeners)) : NULL;
+    TAILQ_FOREACH(l, &srv->listeners, link) {
+        struct stats_listener *e = &s->listeners[s->n_listeners++];
+        e->listener = l;
+        e->name = listener_name(l);
+        e->address = listener_address(l);
+        e->accepted = l->accepted;
+        e->active = l->active;
+        e->msgs_in = l->closed_msgs_in;
+        e->bytes_read = l->closed_bytes_in;
+        e->msgs_out = l->closed_msgs_out;
+        e->bytes_out = l->closed_bytes_out;
+    }
+    TAILQ_FOREACH(c, &srv->loop.conns, link) {
+        struct stats_listener *e = snapshot_listener(s, c->listener);
+        if (e == NULL)
+            continue;
+        e->msgs_in += c->stats.msgs_in;
+        e->bytes_read += c->stats.bytes_in;
+        e->msgs_out += c->stats.msgs_out;
+        e->bytes_out += c->stats.bytes_out;
+    }
+}
+
+void stats_gather(struct server *srv, struct stats_snapshot *out)
+{
+    const struct loop_stats *ls = &srv->loop.stats;
+    int64_t up = clock_now_ms() - srv->started_ms;
+
+    memset(out, 0, sizeof(*out));
+    out->version = PIGEON_VERSION;
+    out->backend = loop_method(&srv->loop);
+    out->uptime_ms = up > 0 ? (uint64_t)up : 0;
+    out->connections = srv->n_conns;
+    out->conns_accepted = ls->conns_accepted;
+    out->conns_rejected = ls->conns_rejected;
+    out->msgs_in = ls->msgs_in;
+    out->bytes_in = ls->bytes_in;
+    out->msgs_out = ls->msgs_out;
+    out->bytes_out = ls->bytes_out;
+    out->slow_disconnects = ls->slow_disconnects;
+    out->slow_dropped = ls->slow_dropped;
+    out->protocol_errors = ls->protocol_errors;
+    if (srv->router != NULL) {
+        out->subscriptions = router_sub_count(srv->router);
+        out->retained_topics = router_retained_count(srv->router);
+        out->retained_bytes = router_retained_bytes(srv->router);
+    }
+    gather_listeners(srv, out);
+}
+
+void stats_release(struct stats_snapshot *s)
+{
+    free(s->listeners);
+    s->listeners = NULL;
+    s->n_listeners = 0;
+}
+
+/* ----------------------------------------------------------- Prometheus ---- */
+
+/* Appends V as a label value: backslash, double quote and newline escaped. */
+static int metrics_label(struct evbuffer *out, const char *v)
+{
+    int rc = 0;
+
+    for (const char *c = v; *c && rc == 0; c++) {
+        if (*c == '\\')
+            rc = evbuffer_add(out, "\\\\", 2);
+        else if (*c == '"')
+            rc = evbuffer_add(out, "\\\"", 2);
+        else if (*c == '\n')
+            rc = evbuffer_add(out, "\\n", 2);
+        else
+            rc = evbuffer_add(out, c, 1);
+    }
+    return rc;
+}
+
+static int metrics_header(struct evbuffer *out, const struct stats_field *f)
+{
+    return evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s %s\n", f->metric, f->help, f->metric,
+                               f->type) < 0
+               ? -1
+               : 0;
+}
+
+static int metrics_value(struct evbuffer *out, const struct stats_field *f, uint64_t v)
+{
+    int n = f->millis
+                ? evbuffer_add_printf(out, " %" PRIu64 ".%03u\n", v / 1000, (unsigned)(v % 1000))
+                : evbuffer_add_printf(out, " %" PRIu64 "\n", v);
+    return n < 0 ? -1 : 0;
+}
+
+static int metrics_info(const struct stats_snapshot *s, struct evbuffer *out)
+{
+    int rc = evbuffer_add_printf(out, "# HELP pigeon_info The version of pigeond and its I/O "
+                                      "backend, as labels.\n# TYPE pigeon_info gauge\n"
+                                      "pigeon_info{version=\"") < 0;
+    rc |= metrics_label(out, s->version) < 0;
+    rc |= evbuffer_add_printf(out, "\",io_backend=\"") < 0;
+    rc |= metrics_label(out, s->backend) < 0;
+    rc |= evbuffer_add_printf(out, "\"} 1\n") < 0;
+    return rc ? -1 : 0;
+}
+
+static int metrics_listener_family(const struct stats_snapshot *s, const struct stats_field *f,
+                                   struct evbuffer *out)
+{
+    int rc = metrics_header(out, f);
+
+    for (size_t i = 0; i < s->n_listeners && rc == 0; i++) {
+        const struct stats_listener *l = &s->listeners[i];
+        rc |= evbuffer_add_printf(out, "%s{listener=\"", f->metric) < 0;
+        rc |= metrics_label(out, l->name);
+        rc |= evbuffer_add_printf(out, "\",address=\"") < 0;
+        rc |= metrics_label(out, l->address);
+        rc |= evbuffer_add(out, "\"}", 2);
+        rc |= metrics_value(out, f, field_get(l, f));
+    }
+    return rc ? -1 : 0;
+}
+
+int stats_format_metrics(const struct stats_snapshot *s, struct evbuffer *out)
+{
+    int rc = metrics_info(s, out);
+
+    for (size_t i = 0; i < ARRAY_SIZE(broker_fields) && rc == 0; i++) {
+        const struct stats_field *f = &broker_fields[i];
+        rc |= metrics_header(out, f);
+        rc |= evbuffer_add(out, f->metric, strlen(f->metric));
+        rc |= metrics_value(out, f, field_get(s, f));
+    }
+    for (size_t i = 0; i < ARRAY_SIZE(listener_fields) && rc == 0; i++)
+        rc |= metrics_listener_family(s, &listener_fields[i], out);
+    return rc ? -1 : 0;
+}
+
+/* ------------------------------------------------------------- STATUS= ---- */
+
+int stats_format_status(const struct stats_snapshot *s, char *buf, size_t len)
+{
+    return snprintf(buf, len,
+                    "%" PRIu64 " connections, %" PRIu64 " subscriptions, %" PRIu64
+                    " msgs in, %" PRIu64 " msgs out, %" PRIu64 " retained",
+                    s->connections, s->subscriptions, s->msgs_in, s->msgs_out, s->retained_topics);
+}
+
+/* ----------------------------------------------------------- MessagePack ---- */
+
+static void pack_str(msgpack_packer *pk, const char *s)
+{
+    size_t len = strlen(s);
+
+    msgpack_pack_str(pk, len);
+    msgpack_pack_str_body(pk, s, len);
+}
+
+static void pack_fields(msgpack_packer *pk, const void *base, const struct stats_field *fields,
+                        size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        pack_str(pk, fields[i].key);
+        msgpack_pack_uint64(pk, field_get(base, &fields[i]));
+    }
+}
+
+void stats_pack(const struct stats_snapshot *s, msgpack_packer *pk)
+{
+    msgpack_pack_map(pk, 3 + ARRAY_SIZE(broker_fields));
+    pack_str(pk, "version");
+    pack_str(pk, s->version);
+    pack_str(pk, "backend");
+    pack_str(pk, s->backend);
+    pack_fields(pk, s, broker_fields, ARRAY_SIZE(broker_fields));
+    pack_str(pk, "listeners");
+    msgpack_pack_map(pk, s->n_listeners);
+    for (size_t i = 0; i < s->n_listeners; i++) {
+        const struct stats_listener *l = &s->listeners[i];
+        pack_str(pk, l->name);
+        msgpack_pack_map(pk, 1 + ARRAY_SIZE(listener_fields));
+        pack_str(pk, "address");
+        pack_str(pk, l->address);
+        pack_fields(pk, l, listener_fields, ARRAY_SIZE(listener_fields));
+    }
+}

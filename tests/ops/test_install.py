@@ -1,0 +1,141 @@
+"""test_install.py - `meson install` into a DESTDIR puts everything where it
+belongs under the configured prefix: pigeond in sbindir, the unit files in
+the systemd unit directory (with this install's paths filled in), the
+sample config as SYSCONFDIR/pigeon/pigeond.conf, the man pages in their
+sections, and, once the clients are in the build, the pigeon CLI and
+libpigeon with its header and pkg-config file.  The installed daemon must
+run and accept the installed config; the man pages must format cleanly.
+"""
+
+import glob
+import json
+import os
+import shutil
+import stat
+import subprocess
+import tempfile
+import unittest
+
+from opslib import SOURCE_ROOT, main
+
+BUILD = os.environ.get("PIGEON_BUILD_ROOT", os.path.join(SOURCE_ROOT, "build"))
+MESON = os.environ.get("MESON") or shutil.which("meson")
+
+
+def build_options():
+    with open(os.path.join(BUILD, "meson-info", "intro-buildoptions.json")) as f:
+        return {o["name"]: o["value"] for o in json.load(f)}
+
+
+def install_targets():
+    """{(name, type)} of the build's targets that install something."""
+    with open(os.path.join(BUILD, "meson-info", "intro-targets.json")) as f:
+        return {(t["name"], t["type"]) for t in json.load(f) if t.get("installed")}
+
+
+def unit_dir(opts):
+    if opts.get("systemdsystemunitdir"):
+        return opts["systemdsystemunitdir"]
+    r = subprocess.run(["pkg-config", "--variable=systemdsystemunitdir", "systemd"],
+                       capture_output=True, text=True)
+    if r.returncode == 0 and r.stdout.strip():
+        return r.stdout.strip()
+    return os.path.join(opts["prefix"], "lib", "systemd", "system")
+
+
+class Install(unittest.TestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory(prefix="pigeon-install-")
+        cls.dest = cls.tmp.name
+        r = subprocess.run([MESON, "install", "-C", BUILD, "--destdir", cls.dest, "--no-rebuild",
+                            "--quiet"], capture_output=True, text=True, timeout=600)
+        if r.returncode != 0:
+            raise AssertionError("meson install failed:\n" + r.stdout + r.stderr)
+        cls.opts = build_options()
+        cls.targets = install_targets()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.tmp.cleanup()
+
+    def path(self, *parts):
+        """DESTDIR + an absolute or prefix-relative install path."""
+        p = os.path.join(*parts)
+        if not os.path.isabs(p):
+            p = os.path.join(self.opts["prefix"], p)
+        return self.dest + p
+
+    def assertFile(self, path, executable=False):
+        self.assertTrue(os.path.isfile(path), "%s was not installed; tree:\n%s" % (path, self.tree()))
+        if executable:
+            self.assertTrue(os.stat(path).st_mode & stat.S_IXUSR, path + " is not executable")
+
+    def tree(self):
+        return "\n".join(sorted(os.path.relpath(os.path.join(d, f), self.dest)
+                                for d, _, fs in os.walk(self.dest) for f in fs))
+
+    # --------------------------------------------------------- daemon
+    def test_pigeond(self):
+        exe = self.path(self.opts["sbindir"], "pigeond")
+        self.assertFile(exe, executable=True)
+        r = subprocess.run([exe, "-V"], capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertTrue(r.stdout.startswith("pigeond "), r.stdout)
+
+    def test_config(self):
+        conf = self.path(self.opts["sysconfdir"], "pigeon", "pigeond.conf")
+        self.assertFile(conf)
+        with open(conf) as a, open(os.path.join(SOURCE_ROOT, "conf", "pigeond.conf")) as b:
+            self.assertEqual(a.read(), b.read())
+        exe = self.path(self.opts["sbindir"], "pigeond")
+        r = subprocess.run([exe, "-t", "-c", conf], capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+
+    def test_units(self):
+        udir = self.dest + unit_dir(self.opts)
+        svc = os.path.join(udir, "pigeond.service")
+        self.assertFile(svc)
+        self.assertFile(os.path.join(udir, "pigeond.socket"))
+        with open(svc) as f:
+            text = f.read()
+        sbin = os.path.join(self.opts["prefix"], self.opts["sbindir"], "pigeond")
+        conf = os.path.join(self.opts["prefix"], self.opts["sysconfdir"], "pigeon", "pigeond.conf")
+        self.assertIn("\nExecStart=%s -c %s\n" % (sbin, conf), text)
+        self.assertIn("\nExecReload=%s -t -c %s\n" % (sbin, conf), text)
+        self.assertNotRegex(text, r"@[a-z]+@")  # every placeholder filled in
+
+    # ------------------------------------------------------ man pages
+    def test_man_pages(self):
+        mandir = self.opts["mandir"]
+        pages = [("man8", "pigeond.8"), ("man5", "pigeond.conf.5"), ("man1", "pigeon.1")]
+        for section, page in pages:
+            path = self.path(mandir, section, page)
+            self.assertFile(path)
+            if shutil.which("groff"):
+                r = subprocess.run(["groff", "-man", "-Tutf8", "-ww", "-z", path],
+                                   capture_output=True, text=True, timeout=60)
+                self.assertEqual((r.returncode, r.stderr), (0, ""), page)
+
+    # -------------------------------------------------------- clients
+    def test_cli(self):
+        if ("pigeon", "executable") not in self.targets:
+            self.skipTest("the build has no pigeon CLI target yet (clients/cli)")
+        self.assertFile(self.path(self.opts["bindir"], "pigeon"), executable=True)
+
+    def test_libpigeon(self):
+        libs = {n for n, t in self.targets if t in ("shared library", "static library", "both_libraries")}
+        if "pigeon" not in libs:
+            self.skipTest("the build has no libpigeon target yet (clients/c)")
+        libdir = self.path(self.opts["libdir"])
+        self.assertTrue(glob.glob(os.path.join(libdir, "libpigeon.*")), self.tree())
+        headers = glob.glob(self.path(self.opts["includedir"], "**", "*.h"), recursive=True)
+        self.assertTrue(any("pigeon" in os.path.basename(h) or "pigeon" in h for h in headers), self.tree())
+        pcs = glob.glob(os.path.join(libdir, "pkgconfig", "*pigeon*.pc")) + \
+            glob.glob(self.path(self.opts["datadir"], "pkgconfig", "*pigeon*.pc"))
+        self.assertTrue(pcs, self.tree())
+
+
+if __name__ == "__main__":
+    main()
