@@ -215,7 +215,7 @@ struct evbuffer *conn_reply_buf(struct conn *c)
     return c->staging;
 }
 
-static size_t conn_queued(const struct conn *c)
+size_t conn_queued(const struct conn *c)
 {
     return evbuffer_get_length(c->staging) + c->stage_used +
            evbuffer_get_length(bufferevent_get_output(c->bev));
@@ -259,15 +259,13 @@ static bool conn_slow(struct conn *c)
     return false;
 }
 
-bool conn_send_msg(struct conn *c, const uint8_t *prefix, size_t plen, const uint8_t *body,
+bool conn_push_msg(struct conn *c, const uint8_t *prefix, size_t plen, const uint8_t *body,
                    size_t blen, const uint8_t *opts, size_t olen, struct block *blk)
 {
     size_t n = plen + blen + olen;
 
     if (c->state != CONN_OPEN)
         return false;
-    if (conn_queued(c) + n > c->srv->conf->max_outbound)
-        return conn_slow(c);
     conn_mark_pending(c);
     if (blk != NULL && blen >= CONN_SHARE_MIN) {
         uint8_t head[ENCODE_MSG_PREFIX_MAX];
@@ -295,6 +293,16 @@ bool conn_send_msg(struct conn *c, const uint8_t *prefix, size_t plen, const uin
     return true;
 }
 
+bool conn_send_msg(struct conn *c, const uint8_t *prefix, size_t plen, const uint8_t *body,
+                   size_t blen, const uint8_t *opts, size_t olen, struct block *blk)
+{
+    if (c->state != CONN_OPEN)
+        return false;
+    if (conn_queued(c) + plen + blen + olen > c->srv->conf->max_outbound)
+        return conn_slow(c);
+    return conn_push_msg(c, prefix, plen, body, blen, opts, olen, blk);
+}
+
 static void conn_pause_reading(struct conn *c)
 {
     c->read_paused = true;
@@ -307,12 +315,15 @@ static void conn_resume_reading(struct conn *c)
     conn_arm_reading(c);
 }
 
-/* The output has drained: a slow consumer's episode is over. */
+/* The output has drained: a slow consumer's episode is over, and what was
+ * waiting for room (a retained replay) can go on. */
 static void conn_drained(struct conn *c)
 {
     c->dropping = false;
     if (c->read_paused && c->state == CONN_OPEN)
         conn_resume_reading(c);
+    if (c->replays != NULL && c->state == CONN_OPEN)
+        router_replay_continue(c->srv->router, c);
 }
 
 /* A closing connection has written all it will: free it in the reap job. */

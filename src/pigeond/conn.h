@@ -38,6 +38,7 @@
 
 struct block;
 struct listener;
+struct replay;
 struct sub;
 
 enum conn_state {
@@ -81,6 +82,7 @@ struct conn {
     uint32_t n_subs, cap_subs;
     uint32_t next_sid;
     char *client_name;  /* from hello, or NULL; owned */
+    struct replay *replays; /* retained replays waiting for room, oldest first (router.c) */
     const char *close_reason; /* static */
     int64_t opened_ms;
     char peer[80];      /* "ip:port", "[v6]:port" or "unix:path" */
@@ -117,8 +119,18 @@ struct evbuffer *conn_reply_buf(struct conn *c);
 bool conn_send_msg(struct conn *c, const uint8_t *prefix, size_t plen, const uint8_t *body,
                    size_t blen, const uint8_t *opts, size_t olen, struct block *blk);
 
+/*
+ * As conn_send_msg, without the outbound limit: for a retained replay,
+ * which waits for room (router.c) rather than count as a slow consumer.
+ */
+bool conn_push_msg(struct conn *c, const uint8_t *prefix, size_t plen, const uint8_t *body,
+                   size_t blen, const uint8_t *opts, size_t olen, struct block *blk);
+
 /* True when C is open and a message of LEN bytes would fit under its limit. */
 bool conn_has_room(const struct conn *c, size_t len);
+
+/* Bytes queued for C: staged and in the socket buffer. */
+size_t conn_queued(const struct conn *c);
 
 /* Moves C's staged output into its socket buffer (the loop's flush job). */
 void conn_flush(struct conn *c);

@@ -19,6 +19,7 @@
 
 #include "block.h"
 #include "conn.h"
+#include "mpread.h"
 #include "proto.h"
 #include "retain.h"
 #include "server.h"
@@ -40,6 +41,8 @@ struct retained {
     uint32_t body_len;
     uint32_t opts_len;
 };
+
+static void replay_cancel(struct sub *s);
 
 struct router *router_new(struct server *srv)
 {
@@ -87,6 +90,8 @@ struct sub *router_subscribe(struct router *r, struct conn *c, uint32_t sid, con
 
 void router_unsubscribe(struct router *r, struct sub *s)
 {
+    if (s->replay != NULL)
+        replay_cancel(s);
     sublist_remove(r->subs, s->entry);
     free(s->pattern);
     free(s->queue);
@@ -120,21 +125,122 @@ static int router_retain(struct router *r, const struct router_msg *m)
     return 0;
 }
 
-static void router_replay_one_cb(const char *topic, size_t len, void *value, void *arg)
+/*
+ * Retained replays.  A new subscription's matching values are collected at
+ * once (each item holds a reference to its value's block, so the store may
+ * change meanwhile) and sent as the connection's outbound queue has room:
+ * a replay larger than max_outbound waits for the output to drain instead
+ * of making a fast reader a slow consumer.  An item whose topic's retained
+ * value has been replaced or cleared since is skipped: the newer value went
+ * to the subscription live, and the stale one must not follow it.  Replays
+ * of one connection go out in the order the subscriptions were made.
+ */
+struct replay_item {
+    struct block *blk; /* a reference */
+    uint32_t body_len;
+    uint32_t opts_len;
+};
+
+struct replay {
+    struct replay *next;  /* in the connection's replays */
+    struct sub *sub;      /* borrowed; unsubscribing cancels the replay */
+    size_t n, at;         /* items, and the next to send */
+    struct replay_item *items; /* owned */
+};
+
+static void replay_collect_cb(const char *topic, size_t len, void *value, void *arg)
 {
-    const struct sub *s = arg;
+    struct replay *rp = arg;
     const struct retained *rv = value;
 
-    conn_send_msg(s->conn, s->prefix, s->prefix_len, rv->blk->data, rv->body_len,
-                  rv->blk->data + rv->body_len, rv->opts_len, rv->blk);
+    if ((rp->n & (rp->n - 1)) == 0) /* 0, 1, 2, 4, ...: grow by doubling */
+        rp->items = xrealloc(rp->items, (rp->n ? 2 * rp->n : 1) * sizeof(*rp->items));
+    rp->items[rp->n++] = (struct replay_item){block_ref(rv->blk), rv->body_len, rv->opts_len};
 }
 
-void router_replay_retained(struct router *r, const struct sub *s)
+static void replay_free(struct replay *rp)
 {
+    for (size_t i = 0; i < rp->n; i++)
+        block_unref(rp->items[i].blk);
+    free(rp->items);
+    free(rp);
+}
+
+/* True when ITEM is still its topic's retained value. */
+static bool replay_item_current(const struct router *r, const struct replay_item *item)
+{
+    struct mpread body;
+    const char *topic;
+    uint32_t tlen;
+
+    mpread_init(&body, item->blk->data, item->body_len);
+    if (!mpread_str(&body, &topic, &tlen))
+        return false;
+    const struct retained *cur = retain_get(r->retained, topic, tlen);
+    return cur != NULL && cur->blk == item->blk;
+}
+
+/* Sends what fits of RP. True when all of it has gone. */
+static bool replay_send(struct router *r, struct replay *rp)
+{
+    const struct sub *s = rp->sub;
+    struct conn *c = s->conn;
+
+    for (; rp->at < rp->n; rp->at++) {
+        const struct replay_item *it = &rp->items[rp->at];
+        if (!replay_item_current(r, it))
+            continue;
+        /* One value larger than the whole limit goes when the queue is empty. */
+        if (!conn_has_room(c, s->prefix_len + it->body_len + it->opts_len) && conn_queued(c) > 0)
+            return false;
+        if (!conn_push_msg(c, s->prefix, s->prefix_len, it->blk->data, it->body_len,
+                           it->blk->data + it->body_len, it->opts_len, it->blk))
+            return false; /* closing: the replay goes with the subscription */
+    }
+    return true;
+}
+
+void router_replay_retained(struct router *r, struct sub *s)
+{
+    struct conn *c = s->conn;
+
     if (s->queue != NULL || retain_count(r->retained) == 0)
         return;
-    retain_foreach_match(r->retained, s->pattern, strlen(s->pattern), router_replay_one_cb,
-                         (void *)s);
+    struct replay *rp = xcalloc(1, sizeof(*rp));
+    rp->sub = s;
+    retain_foreach_match(r->retained, s->pattern, strlen(s->pattern), replay_collect_cb, rp);
+    if (rp->n == 0 || (c->replays == NULL && replay_send(r, rp))) {
+        replay_free(rp);
+        return;
+    }
+    struct replay **tail = &c->replays;
+    while (*tail != NULL)
+        tail = &(*tail)->next;
+    *tail = rp;
+    s->replay = rp;
+}
+
+void router_replay_continue(struct router *r, struct conn *c)
+{
+    struct replay *rp;
+
+    while ((rp = c->replays) != NULL && replay_send(r, rp)) {
+        c->replays = rp->next;
+        rp->sub->replay = NULL;
+        replay_free(rp);
+    }
+}
+
+/* Drops S's unfinished replay (S is going). */
+static void replay_cancel(struct sub *s)
+{
+    struct replay **pp = &s->conn->replays;
+
+    while (*pp != s->replay)
+        pp = &(*pp)->next;
+    *pp = s->replay->next;
+    replay_free(s->replay);
+    s->replay = NULL;
 }
 
 /* ------------------------------------------------------------- publish */

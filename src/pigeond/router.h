@@ -23,6 +23,7 @@
 
 struct block;
 struct conn;
+struct replay;
 struct server;
 struct sublist_entry;
 
@@ -35,6 +36,7 @@ struct sub {
     uint8_t prefix[ENCODE_MSG_PREFIX_MAX]; /* the msg prefix with this sid */
     char *pattern;               /* owned, NUL-terminated */
     char *queue;                 /* owned, or NULL */
+    struct replay *replay;       /* its retained replay still waiting for room, or NULL */
 };
 
 /* A message to route. Every pointer is borrowed for the call. */
@@ -72,12 +74,16 @@ struct sub *router_subscribe(struct router *r, struct conn *c, uint32_t sid, con
 void router_unsubscribe(struct router *r, struct sub *s);
 
 /*
- * Queues the retained values S's pattern matches, with retained: true, to
- * its connection.  Call after the sub response is queued.  Queue-group
- * subscriptions get no replay (the group shares work; a replay would hand
- * the same value to each member that joins).
+ * Sends the retained values S's pattern matches, with retained: true, to
+ * its connection: at once as far as its outbound queue has room, the rest
+ * as it drains (router_replay_continue).  Call after the sub response is
+ * queued.  Queue-group subscriptions get no replay (the group shares work;
+ * a replay would hand the same value to each member that joins).
  */
-void router_replay_retained(struct router *r, const struct sub *s);
+void router_replay_retained(struct router *r, struct sub *s);
+
+/* Goes on with C's unfinished replays; C's output has drained. */
+void router_replay_continue(struct router *r, struct conn *c);
 
 /*
  * Routes M to every matching subscription: one delivery per plain
