@@ -1,0 +1,95 @@
+/*
+ * conn.h - one socket to the broker: connecting, reading whole frames,
+ * writing the output in batches.  The client (client.c) owns policy:
+ * what to send, when to reconnect; this is only the transport.
+ *
+ * States: IDLE (no socket), CONNECTING, UP, and FAILING (the socket is
+ * closed and the `down` handler is about to run).  Handlers are never
+ * called from inside a conn_* call: a failure met while writing on the
+ * caller's behalf is reported from the event loop, so no user callback
+ * ever runs inside pigeon_publish and the like.
+ *
+ * Reading: one read() of up to 256 KiB per wake-up into a contiguous input
+ * buffer; the shared frame scanner finds each frame's end without looking
+ * at a byte twice, and every complete frame is handed up where it lies.
+ * Frames over max_in are refused from their header (PIGEON_EPROTO).  The
+ * owner may take the common frames in one pass instead (`quick`); a frame
+ * it cannot take whole is scanned, so the bound holds for every frame that
+ * is still arriving.
+ *
+ * Writing: frames are appended to conn_out(); conn_kick schedules one
+ * send() for the end of the current loop turn, so a burst of publications
+ * goes out in one system call, or sends at once when 64 KiB are waiting.
+ * send() uses MSG_NOSIGNAL: no SIGPIPE, and no signal handler needed.
+ */
+#ifndef PIGEON_CONN_H
+#define PIGEON_CONN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "addr.h"
+#include "buf.h"
+
+struct event_base;
+struct conn;
+
+struct conn_handlers {
+    /* The socket is connected; nothing has been sent yet. */
+    void (*up)(void *arg);
+    /* A complete frame, borrowed for the call.  Return false to stop
+     * reading now (the owner dropped the connection or is closing). */
+    bool (*frame)(void *arg, const uint8_t *frame, size_t len);
+    /* The attempt failed or the connection ended: ERR is a PIGEON_E* code,
+     * WHY a phrase (borrowed for the call).  The conn is IDLE again. */
+    void (*down)(void *arg, int err, const char *why);
+    /*
+     * Optional fast path, tried at each frame boundary with every byte read
+     * so far (DATA, AVAIL; borrowed for the call): when they start with a
+     * complete frame the owner can parse in one pass, it handles it and sets
+     * *USED to its length; otherwise it sets *USED to 0 and the frame goes
+     * through the scanner and `frame` as usual.  Returns false as `frame`.
+     */
+    bool (*quick)(void *arg, const uint8_t *data, size_t avail, size_t *used);
+};
+
+/*
+ * Creates an idle conn on BASE (borrowed).  H is copied; ARG is passed to
+ * the handlers.  Returns 0 and *OUT (the caller's: conn_free), or
+ * PIGEON_ENOMEM.
+ */
+int conn_new(struct event_base *base, const struct conn_handlers *h, void *arg, uint32_t max_in,
+             struct conn **out);
+
+/* Closes the socket without calling any handler and frees C. NULL is fine. */
+void conn_free(struct conn *c);
+
+/*
+ * Starts connecting an IDLE conn to A (borrowed for the call; resolved
+ * now).  The outcome comes through `up` or `down`.  Returns 0, or
+ * PIGEON_ENOMEM (the conn stays IDLE, no handler runs).
+ */
+int conn_open(struct conn *c, const struct addr *a);
+
+/* Closes the socket, if any, without calling a handler; C is IDLE, its
+ * buffers empty. */
+void conn_drop(struct conn *c);
+
+bool conn_is_up(const struct conn *c);
+bool conn_is_idle(const struct conn *c);
+
+/* The output buffer (borrowed): append whole frames, then conn_kick. */
+struct buf *conn_out(struct conn *c);
+
+/* Schedules sending what conn_out holds (see the top). */
+void conn_kick(struct conn *c);
+
+/* Sends what the socket takes now, e.g. before closing. */
+void conn_write_now(struct conn *c);
+
+/* Monotonic ms of the last byte received and sent on this connection. */
+int64_t conn_last_rx(const struct conn *c);
+int64_t conn_last_tx(const struct conn *c);
+
+#endif
