@@ -1,0 +1,124 @@
+/*
+ * cli.h - what the `pigeon` subcommands share: exit codes, the options
+ * every subcommand takes, connecting, and reporting errors.
+ *
+ * Exit codes are a contract with shell scripts (docs/cli.md):
+ *
+ *   0  success
+ *   1  usage: a bad option or argument, invalid JSON, an invalid topic
+ *   2  connection: cannot connect, or the connection was lost
+ *   3  the broker refused: an error code from the broker (or the same
+ *      check made locally, such as a payload over max_payload)
+ *   4  timeout: no reply, or not enough messages in time
+ *   5  no responders: a request's topic has no subscriber
+ *   6  any other failure (I/O, out of memory)
+ */
+#ifndef PIGEON_CLI_H
+#define PIGEON_CLI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <getopt.h>
+#include <stdint.h>
+
+#include <pigeon.h>
+
+enum cli_exit {
+    CLI_OK = 0,
+    CLI_USAGE = 1,
+    CLI_CONNECTION = 2,
+    CLI_BROKER = 3,
+    CLI_TIMEOUT = 4,
+    CLI_NO_RESPONDERS = 5,
+    CLI_OTHER = 6,
+};
+
+#define CLI_DEFAULT_SERVER "127.0.0.1:7400"
+
+/* The options every subcommand takes. */
+struct cli_common {
+    const char *server; /* -s/--server, else $PIGEON_SERVER, else the default */
+    const char *name;   /* --name: the client name in hello */
+    bool quiet;         /* -q/--quiet: no notes on stderr */
+};
+
+/* Fills C with the defaults (and $PIGEON_SERVER). */
+void cli_common_init(struct cli_common *c);
+
+/* The getopt_long entries of the common options, for each subcommand's table. */
+#define CLI_COMMON_LONGOPTS                                                                        \
+    {"server", required_argument, NULL, 's'}, {"name", required_argument, NULL, 'N'},              \
+        {"quiet", no_argument, NULL, 'q'},                                                         \
+    {                                                                                              \
+        "help", no_argument, NULL, 'h'                                                             \
+    }
+#define CLI_COMMON_SHORTOPTS "s:qh"
+#define CLI_COMMON_HELP                                                                            \
+    "  -s, --server ADDR    broker address: host:port, [ipv6]:port or unix:/path\n"                \
+    "                       (default: $PIGEON_SERVER, else " CLI_DEFAULT_SERVER ")\n"              \
+    "      --name NAME      client name the broker logs (default: pigeon-cli)\n"                   \
+    "  -q, --quiet          no notes on stderr (errors are still reported)\n"                      \
+    "  -h, --help           this help\n"
+
+/* Applies common option CH (with ARG) to C. 1 when it was one, else 0. */
+int cli_common_option(int ch, const char *arg, struct cli_common *c);
+
+/* The exit code for a libpigeon error code. */
+int cli_exit_for(int err);
+
+/* Prints "pigeon: MESSAGE" on stderr. */
+void cli_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Prints "pigeon: WHAT: <strerror>(: <details>)" and returns the exit code for ERR. */
+int cli_fail(int err, const char *details, const char *what);
+
+/* A usage error: prints "pigeon CMD: MESSAGE" and a hint, returns CLI_USAGE. */
+int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/*
+ * Parses a duration: a number of seconds ("2", "0.5") or with a unit
+ * ("250ms", "2s", "1m").  Returns milliseconds, or -1 when S is not one.
+ */
+long cli_parse_duration(const char *s);
+
+/* Parses a non-negative decimal count into *OUT. 0, or -1. */
+int cli_parse_count(const char *s, uint64_t *out);
+
+/* Checks a topic (PATTERN: a subscription pattern) from the command line. */
+int cli_check_topic(const char *cmd, const char *topic, bool pattern);
+
+/* A connection of a subcommand: the blocking client and what the broker said. */
+struct cli_conn {
+    pigeon_sync *s;      /* owned */
+    int async_err;       /* the first `error` notification's code, or 0 */
+    char async_msg[256]; /* ... and its message */
+    char down_msg[256];  /* why the connection last went down */
+    bool quiet;
+};
+
+/*
+ * Connects with the blocking API.  RECONNECT: reconnect if the connection
+ * drops (long-running commands), with notes on stderr unless quiet.
+ * Returns 0 and *OUT (the caller's: cli_close), or an exit code after
+ * printing why.
+ */
+int cli_connect(const struct cli_common *c, bool reconnect, struct cli_conn **out);
+
+/* Flushes (see pigeon_sync_close) and frees CC. NULL is fine. */
+void cli_close(struct cli_conn *cc);
+
+/* Converts the JSON DATA to MessagePack in OUT; on error prints and returns CLI_USAGE. */
+struct msgpack_sbuffer;
+int cli_json_payload(const char *cmd, const char *data, size_t len, struct msgpack_sbuffer *out);
+
+/* Writes the JSON form of PAYLOAD, plus "\n", to stdout; RAW: the bytes. 0 or CLI_OTHER. */
+int cli_print_payload(const void *payload, size_t len, bool raw);
+
+/* The subcommands: argc/argv start at the subcommand's name. */
+int cmd_pub(int argc, char **argv);
+int cmd_sub(int argc, char **argv);
+int cmd_req(int argc, char **argv);
+int cmd_reply(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+
+#endif

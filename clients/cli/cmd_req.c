@@ -1,0 +1,154 @@
+/*
+ * cmd_req.c - `pigeon req TOPIC [DATA]`: send a request, print the reply.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include <msgpack.h>
+
+#include "cli.h"
+
+#define REQ_DEFAULT_TIMEOUT_MS 5000
+
+static const char req_help[] =
+    "usage: pigeon req [options] TOPIC [DATA]\n"
+    "\n"
+    "Sends DATA (JSON, as for pub; '-' reads one document from stdin; none is\n"
+    "null) to TOPIC as a request and prints the reply's payload as one line of\n"
+    "JSON.  Exit code 4 when no reply came in time, 5 when nobody subscribes\n"
+    "to TOPIC.\n"
+    "\n"
+    "options:\n"
+    "  -t, --timeout T      how long to wait (default 5s; e.g. 2, 500ms, 1m)\n"
+    "      --raw            write the reply's MessagePack bytes instead\n" CLI_COMMON_HELP;
+
+struct req_args {
+    struct cli_common common;
+    const char *topic;
+    const char *data;
+    long timeout_ms;
+    bool raw;
+};
+
+static int req_parse(int argc, char **argv, struct req_args *a)
+{
+    static const struct option longopts[] = {
+        {"timeout", required_argument, NULL, 't'},
+        {"raw", no_argument, NULL, 'W'},
+        CLI_COMMON_LONGOPTS,
+        {NULL, 0, NULL, 0},
+    };
+    int ch;
+
+    cli_common_init(&a->common);
+    a->timeout_ms = REQ_DEFAULT_TIMEOUT_MS;
+    optind = 1;
+    while ((ch = getopt_long(argc, argv, CLI_COMMON_SHORTOPTS "t:", longopts, NULL)) != -1) {
+        if (cli_common_option(ch, optarg, &a->common))
+            continue;
+        switch (ch) {
+        case 'W':
+            a->raw = true;
+            break;
+        case 't':
+            a->timeout_ms = cli_parse_duration(optarg);
+            if (a->timeout_ms <= 0 || a->timeout_ms > 86400000)
+                return cli_usage_error("req", "--timeout takes a duration, not '%s'", optarg);
+            break;
+        case 'h':
+            fputs(req_help, stdout);
+            return -1;
+        default:
+            return cli_usage_error("req", "bad option");
+        }
+    }
+    if (optind >= argc)
+        return cli_usage_error("req", "missing TOPIC");
+    if (argc - optind > 2)
+        return cli_usage_error("req", "too many arguments (quote DATA as one argument)");
+    a->topic = argv[optind];
+    a->data = argc - optind == 2 ? argv[optind + 1] : "null";
+    return cli_check_topic("req", a->topic, false);
+}
+
+/* Reads all of stdin into *OUT (the caller frees). */
+static int req_read_stdin(char **out, size_t *len)
+{
+    size_t cap = 4096, n = 0, got;
+    char *buf = malloc(cap);
+
+    while (buf != NULL && (got = fread(buf + n, 1, cap - n, stdin)) > 0) {
+        n += got;
+        if (n == cap) {
+            char *p = realloc(buf, cap * 2);
+            if (p == NULL) {
+                free(buf);
+                buf = NULL;
+                break;
+            }
+            buf = p;
+            cap *= 2;
+        }
+    }
+    if (buf == NULL)
+        return cli_fail(PIGEON_ENOMEM, NULL, "read stdin");
+    *out = buf;
+    *len = n;
+    return CLI_OK;
+}
+
+static int req_payload(const struct req_args *a, msgpack_sbuffer *sb)
+{
+    char *text = NULL;
+    size_t len = 0;
+
+    if (strcmp(a->data, "-") != 0)
+        return cli_json_payload("req", a->data, strlen(a->data), sb);
+    int rc = req_read_stdin(&text, &len);
+    if (rc != CLI_OK)
+        return rc;
+    rc = cli_json_payload("req", text, len, sb);
+    free(text);
+    return rc;
+}
+
+int cmd_req(int argc, char **argv)
+{
+    struct req_args a;
+    struct cli_conn *cc;
+    msgpack_sbuffer sb;
+    pigeon_msg *reply;
+
+    memset(&a, 0, sizeof(a));
+    int rc = req_parse(argc, argv, &a);
+    if (rc != CLI_OK)
+        return rc < 0 ? CLI_OK : rc;
+    msgpack_sbuffer_init(&sb);
+    rc = req_payload(&a, &sb);
+    if (rc == CLI_OK)
+        rc = cli_connect(&a.common, false, &cc);
+    if (rc != CLI_OK) {
+        msgpack_sbuffer_destroy(&sb);
+        return rc;
+    }
+    int err = pigeon_sync_request(cc->s, a.topic, sb.data, sb.size, (int)a.timeout_ms, &reply);
+    msgpack_sbuffer_destroy(&sb);
+    if (err == PIGEON_OK) {
+        size_t len;
+        const void *data = pigeon_msg_data(reply, &len);
+        rc = cli_print_payload(data, len, a.raw);
+        pigeon_msg_free(reply);
+    } else if (err == PIGEON_ETIMEDOUT) {
+        cli_warn("no reply from '%s' within %ld ms", a.topic, a.timeout_ms);
+        rc = CLI_TIMEOUT;
+    } else if (err == PIGEON_ENORESPONDERS) {
+        cli_warn("no responders: nobody subscribes to '%s'", a.topic);
+        rc = CLI_NO_RESPONDERS;
+    } else {
+        rc = cli_fail(err, pigeon_errmsg(pigeon_sync_client(cc->s)), "request");
+    }
+    cli_close(cc);
+    if (fflush(stdout) != 0 && rc == CLI_OK)
+        rc = CLI_OTHER;
+    return rc;
+}

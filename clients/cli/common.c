@@ -1,0 +1,240 @@
+/*
+ * common.c - what the subcommands share (see cli.h): exit codes, messages,
+ * argument parsing, connecting, printing payloads.
+ */
+#include "cli.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <msgpack.h>
+
+#include "json.h"
+#include "topic.h"
+
+void cli_common_init(struct cli_common *c)
+{
+    const char *env = getenv("PIGEON_SERVER");
+
+    c->server = env != NULL && *env != '\0' ? env : CLI_DEFAULT_SERVER;
+    c->name = "pigeon-cli";
+    c->quiet = false;
+}
+
+int cli_exit_for(int err)
+{
+    switch (err) {
+    case PIGEON_OK:
+        return CLI_OK;
+    case PIGEON_EINVAL:
+    case PIGEON_EADDRESS:
+        return CLI_USAGE;
+    case PIGEON_ECONNECT:
+    case PIGEON_ECONNLOST:
+    case PIGEON_ENOTCONN:
+    case PIGEON_EPROTO:
+        return CLI_CONNECTION;
+    case PIGEON_ETIMEDOUT:
+        return CLI_TIMEOUT;
+    case PIGEON_ENORESPONDERS:
+        return CLI_NO_RESPONDERS;
+    default:
+        return err > 0 ? CLI_BROKER : CLI_OTHER;
+    }
+}
+
+void cli_warn(const char *fmt, ...)
+{
+    va_list ap;
+
+    fputs("pigeon: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+int cli_fail(int err, const char *details, const char *what)
+{
+    if (details != NULL && *details != '\0')
+        cli_warn("%s: %s: %s", what, pigeon_strerror(err), details);
+    else
+        cli_warn("%s: %s", what, pigeon_strerror(err));
+    return cli_exit_for(err);
+}
+
+int cli_usage_error(const char *cmd, const char *fmt, ...)
+{
+    va_list ap;
+
+    fprintf(stderr, "pigeon %s: ", cmd);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\n(see 'pigeon %s --help')\n", cmd);
+    return CLI_USAGE;
+}
+
+long cli_parse_duration(const char *s)
+{
+    char *end;
+
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno != 0 || end == s || !(v >= 0) || !isfinite(v))
+        return -1;
+    double ms;
+    if (*end == '\0' || strcmp(end, "s") == 0)
+        ms = v * 1000;
+    else if (strcmp(end, "ms") == 0)
+        ms = v;
+    else if (strcmp(end, "m") == 0)
+        ms = v * 60000;
+    else
+        return -1;
+    return ms > 1e12 ? -1 : (long)ms;
+}
+
+int cli_parse_count(const char *s, uint64_t *out)
+{
+    char *end;
+
+    if (*s < '0' || *s > '9')
+        return -1;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno != 0 || *end != '\0')
+        return -1;
+    *out = v;
+    return 0;
+}
+
+int cli_check_topic(const char *cmd, const char *topic, bool pattern)
+{
+    enum topic_error te =
+        topic_check(topic, strlen(topic), pattern ? TOPIC_PATTERN : TOPIC_PUBLISH);
+    if (te == TOPIC_OK)
+        return CLI_OK;
+    return cli_usage_error(cmd, "invalid %s '%s': %s", pattern ? "pattern" : "topic", topic,
+                           topic_strerror(te));
+}
+
+/* ------------------------------------------------------------ connecting --- */
+
+static void cli_state_cb(pigeon_client *c, enum pigeon_state state, int err, void *arg)
+{
+    struct cli_conn *cc = arg;
+
+    if (err != PIGEON_OK)
+        snprintf(cc->down_msg, sizeof(cc->down_msg), "%s", pigeon_errmsg(c));
+    if (cc->quiet)
+        return;
+    if (state == PIGEON_STATE_DISCONNECTED)
+        cli_warn("disconnected: %s (%s); reconnecting", pigeon_strerror(err), pigeon_errmsg(c));
+    else if (state == PIGEON_STATE_CONNECTED && cc->s != NULL)
+        cli_warn("reconnected");
+}
+
+static void cli_error_cb(pigeon_client *c, int err, const char *message, void *arg)
+{
+    struct cli_conn *cc = arg;
+
+    if (cc->async_err == 0) {
+        cc->async_err = err;
+        snprintf(cc->async_msg, sizeof(cc->async_msg), "%s", message);
+    }
+}
+
+int cli_connect(const struct cli_common *common, bool reconnect, struct cli_conn **out)
+{
+    struct pigeon_options o;
+    struct cli_conn *cc = calloc(1, sizeof(*cc));
+
+    if (cc == NULL)
+        return cli_fail(PIGEON_ENOMEM, NULL, "connect");
+    cc->quiet = common->quiet;
+    pigeon_options_init(&o);
+    o.client_name = common->name;
+    o.reconnect = reconnect;
+    o.on_state = cli_state_cb;
+    o.state_arg = cc;
+    o.on_error = cli_error_cb;
+    o.error_arg = cc;
+    int err = pigeon_sync_connect(common->server, &o, 0, &cc->s);
+    if (err != PIGEON_OK) {
+        char what[300];
+        snprintf(what, sizeof(what), "connect to %s", common->server);
+        int rc = cc->down_msg[0] != '\0' ? (cli_warn("%s", cc->down_msg), cli_exit_for(err))
+                                         : cli_fail(err, NULL, what);
+        free(cc);
+        return rc;
+    }
+    *out = cc;
+    return CLI_OK;
+}
+
+void cli_close(struct cli_conn *cc)
+{
+    if (cc == NULL)
+        return;
+    pigeon_sync_close(cc->s);
+    free(cc);
+}
+
+/* -------------------------------------------------------------- payloads --- */
+
+int cli_json_payload(const char *cmd, const char *data, size_t len, struct msgpack_sbuffer *out)
+{
+    char err[256];
+
+    if (json_to_msgpack(data, len, out, err, sizeof(err)) < 0) {
+        fprintf(stderr, "pigeon %s: %s\n", cmd, err);
+        return CLI_USAGE;
+    }
+    return CLI_OK;
+}
+
+static int cli_write_all(const void *p, size_t n)
+{
+    if (fwrite(p, 1, n, stdout) != n) {
+        cli_warn("write to stdout: %s", strerror(errno));
+        return CLI_OTHER;
+    }
+    return CLI_OK;
+}
+
+int cli_print_payload(const void *payload, size_t len, bool raw)
+{
+    struct strbuf sb;
+
+    if (raw)
+        return cli_write_all(payload, len);
+    strbuf_init(&sb);
+    int rc = json_from_msgpack(payload, len, &sb) < 0 || strbuf_add(&sb, "\n", 1) < 0
+                 ? CLI_OTHER
+                 : cli_write_all(sb.data, sb.len);
+    strbuf_free(&sb);
+    return rc;
+}
+
+int cli_common_option(int ch, const char *arg, struct cli_common *c)
+{
+    switch (ch) {
+    case 's':
+        c->server = arg;
+        return 1;
+    case 'N':
+        c->name = arg;
+        return 1;
+    case 'q':
+        c->quiet = true;
+        return 1;
+    default:
+        return 0;
+    }
+}

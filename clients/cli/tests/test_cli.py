@@ -1,0 +1,396 @@
+"""test_cli.py - the `pigeon` command line against a real pigeond.
+
+Every subcommand, the JSON <-> MessagePack mapping with its '$' forms (both
+ways, checked on the wire with the harness's raw protocol client), stdin
+mode, raw mode, the documented exit codes, --help, and a small `bench`.
+
+The broker comes from tests/integration/harness.py ($PIGEON_HARNESS_DIR);
+the CLI from $PIGEON_CLI.  Waits are deadlines, never timing asserts.
+"""
+
+import json
+import math
+import os
+import select
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+sys.path.insert(0, os.environ.get("PIGEON_HARNESS_DIR",
+                                  os.path.join(os.path.dirname(__file__), "../../../tests/integration")))
+import harness  # noqa: E402
+import msgpack  # noqa: E402
+
+CLI = os.environ.get("PIGEON_CLI", os.path.join(os.path.dirname(__file__), "../../../build/clients/cli/pigeon"))
+DEADLINE = harness.DEADLINE
+
+OK, USAGE, CONNECTION, BROKER, TIMEOUT, NO_RESPONDERS = 0, 1, 2, 3, 4, 5
+
+
+def unpack(data):
+    """Decodes MessagePack keeping str (even invalid UTF-8) and bin apart."""
+    return msgpack.unpackb(data, raw=False, strict_map_key=False, unicode_errors="surrogateescape")
+
+
+def same_value(a, b):
+    """Equality that treats NaN as equal to itself."""
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(same_value(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return list(a.keys()) == list(b.keys()) and all(same_value(a[k], b[k]) for k in a)
+    return type(a) is type(b) and a == b
+
+
+def pub_frame(topic, payload_bytes):
+    """A pub notification carrying PAYLOAD_BYTES exactly as given."""
+    return b"\x93\x02\xa3pub\x92" + msgpack.packb(topic) + payload_bytes
+
+
+class CliBase(unittest.TestCase):
+    """A broker per test, and helpers to run the CLI against it."""
+
+    BROKER = None
+    LISTENERS = None
+
+    def setUp(self):
+        self.broker = harness.Broker(self.BROKER, self.LISTENERS).start()
+        self.addr = self.broker.address()
+        self.procs = []
+        self.clients = []
+
+    def tearDown(self):
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+            for f in (p.stdout, p.stderr, p.stdin):
+                if f:
+                    f.close()
+        for c in self.clients:
+            c.close()
+        code = self.broker.stop()
+        log = self.broker.log_text()
+        self.broker.close()
+        self.assertEqual(code, 0, "pigeond did not exit cleanly:\n" + log[-4000:])
+        self.assertNotIn("AddressSanitizer", log)
+
+    # ------------------------------------------------------------ helpers
+    def env(self, **extra):
+        env = dict(os.environ)
+        env["PIGEON_SERVER"] = self.addr
+        env.update(extra)
+        return env
+
+    def run_cli(self, *args, input=None, env=None, timeout=DEADLINE * 2):
+        return subprocess.run([CLI] + list(args), input=input, capture_output=True,
+                              env=env if env is not None else self.env(), timeout=timeout)
+
+    def start_cli(self, *args, ready="subscribed to", env=None):
+        """Starts a long-running command; waits for READY on its stderr."""
+        p = subprocess.Popen([CLI] + list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             env=env if env is not None else self.env())
+        self.procs.append(p)
+        seen = b""
+        end = time.monotonic() + DEADLINE
+        while ready.encode() not in seen:
+            left = end - time.monotonic()
+            self.assertGreater(left, 0, "no '%s' from %s: %r" % (ready, args, seen))
+            r, _, _ = select.select([p.stderr], [], [], min(left, 0.5))
+            if r:
+                chunk = os.read(p.stderr.fileno(), 4096)
+                if not chunk:
+                    self.fail("%s exited: %r" % (args, seen))
+                seen += chunk
+        return p
+
+    def finish(self, p, timeout=DEADLINE):
+        out, err = p.communicate(timeout=timeout)
+        return p.returncode, out, err
+
+    def lines(self, out):
+        return [json.loads(line) for line in out.decode().splitlines()]
+
+    def raw_client(self):
+        c = harness.Client(self.addr)
+        self.clients.append(c)
+        return c
+
+    def read_lines(self, procs, n):
+        """Reads stdout of PROCS until they printed N lines in all; returns them parsed."""
+        bufs = {p.stdout.fileno(): b"" for p in procs}
+        end = time.monotonic() + DEADLINE
+        while sum(b.count(b"\n") for b in bufs.values()) < n:
+            left = end - time.monotonic()
+            self.assertGreater(left, 0, "only %r" % bufs)
+            r, _, _ = select.select(list(bufs), [], [], min(left, 0.5))
+            for fd in r:
+                chunk = os.read(fd, 65536)
+                self.assertTrue(chunk, "a subscriber exited")
+                bufs[fd] += chunk
+        return [self.lines(b) for b in bufs.values()]
+
+
+
+class CliTest(CliBase):
+    # -------------------------------------------------------------- pub/sub
+    def test_pub_sub_json(self):
+        sub = self.start_cli("sub", "t.>", "--count", "4")
+        docs = ['{"a": 1, "b": [1, 2.5, "s", null, true]}', '"text"', "-7", "[]"]
+        for i, d in enumerate(docs):
+            r = self.run_cli("pub", "t.%d" % i, "--", d)  # "--": "-7" is not an option
+            self.assertEqual(r.returncode, OK, r.stderr)
+        code, out, err = self.finish(sub)
+        self.assertEqual(code, OK, err)
+        got = self.lines(out)
+        self.assertEqual([g["topic"] for g in got], ["t.0", "t.1", "t.2", "t.3"])
+        self.assertEqual([g["payload"] for g in got], [json.loads(d) for d in docs])
+        self.assertTrue(all(set(g) == {"topic", "payload"} for g in got))
+
+    def test_pub_bytes_on_the_wire(self):
+        c = self.raw_client()
+        c.sub("w.>")
+        cases = {
+            '{"$bin": "AAEC/w=="}': b"\x00\x01\x02\xff",
+            '{"$ext": [7, "aGk="]}': msgpack.ExtType(7, b"hi"),
+            '{"$map": [[1, "one"], [-2, null]]}': {1: "one", -2: None},
+            '{"$int": "18446744073709551615"}': 2 ** 64 - 1,
+            '{"$float": "-inf"}': float("-inf"),
+            '{"x": 1.5, "y": "\\u00e9"}': {"x": 1.5, "y": "\u00e9"},
+        }
+        for doc in cases:
+            self.assertEqual(self.run_cli("pub", "w.x", doc).returncode, OK)
+        c.wait_messages(len(cases))
+        for msg, want in zip(c.messages, cases.values()):
+            self.assertEqual(msg[2], want)
+
+    def test_round_trip_of_what_json_cannot_show(self):
+        """Raw payloads -> `sub` JSON -> `pub -` -> the same values on the wire."""
+        raw = self.raw_client()
+        payloads = [
+            msgpack.packb(b"\x00\xfe"),                         # bin
+            msgpack.packb(msgpack.ExtType(5, b"\x01\x02")),     # ext
+            msgpack.packb({1: 2, "a": {b"k": 3}}),              # non-string keys
+            msgpack.packb(2 ** 64 - 1),                        # above int64
+            msgpack.packb(float("nan")),                        # NaN
+            b"\xa2\xff\xfe",                                     # str, not UTF-8
+            msgpack.packb({"$bin": "not a tag"}),              # a map keyed by a tag
+            b"\xca\x3f\xc0\x00\x00",                            # float32 1.5
+            msgpack.packb([None, True, -3, "\u2603", [], {}]),
+        ]
+        sub = self.start_cli("sub", "rt.in", "--count", str(len(payloads)))
+        for p in payloads:
+            raw.send_raw(pub_frame("rt.in", p))
+        raw.ping()
+        code, out, err = self.finish(sub)
+        self.assertEqual(code, OK, err)
+        lines = self.lines(out)
+        self.assertEqual(len(lines), len(payloads))
+        self.assertEqual(lines[0]["payload"], {"$bin": "AP4="})
+        self.assertEqual(lines[1]["payload"], {"$ext": [5, "AQI="]})
+        self.assertEqual(lines[5]["payload"], {"$str": "//4="})
+        self.assertEqual(lines[6]["payload"], {"$map": [["$bin", "not a tag"]]})
+        self.assertEqual(lines[7]["payload"], 1.5)
+        # ... and back: one JSON document per line on stdin.
+        raw2 = harness.Client(self.addr)
+        self.clients.append(raw2)
+        raw2.unpacker = msgpack.Unpacker(raw=False, strict_map_key=False,
+                                         unicode_errors="surrogateescape")
+        raw2.sub("rt.out")
+        text = "\n".join(json.dumps(line["payload"]) for line in lines) + "\n"
+        r = self.run_cli("pub", "rt.out", "-", input=text.encode())
+        self.assertEqual(r.returncode, OK, r.stderr)
+        raw2.wait_messages(len(payloads))
+        for msg, p in zip(raw2.messages, payloads):
+            self.assertTrue(same_value(msg[2], unpack(p)), (msg[2], unpack(p)))
+
+    def test_stdin_lines_and_raw(self):
+        sub = self.start_cli("sub", "in.x", "--count", "3", "--raw")
+        r = self.run_cli("pub", "in.x", "-", input=b'1\n\n  \n{"a": 2}\r\n[3]')
+        self.assertEqual(r.returncode, OK, r.stderr)
+        code, out, _ = self.finish(sub)
+        self.assertEqual(code, OK)
+        self.assertEqual(out, msgpack.packb(1) + msgpack.packb({"a": 2}) + msgpack.packb([3]))
+        # Raw bytes back in, exactly.
+        c = self.raw_client()
+        c.sub("in.y")
+        blob = b"\xcf" + (1).to_bytes(8, "big") + b"\xc4\x02hi"  # 1 as uint64, bin "hi"
+        r = self.run_cli("pub", "--raw", "in.y", "-", input=blob)
+        self.assertEqual(r.returncode, OK, r.stderr)
+        c.wait_messages(2)
+        self.assertEqual([m[2] for m in c.messages], [1, b"hi"])
+        r = self.run_cli("pub", "--raw", "in.y", "-", input=b"\x92\x01")
+        self.assertEqual(r.returncode, USAGE)
+
+    def test_options_headers_reply_to_retained(self):
+        r = self.run_cli("pub", "--retain", "--header", "k=v", "--header", "trace=a=b",
+                         "--reply-to", "re.ply", "opt.x", '{"n": 1}')
+        self.assertEqual(r.returncode, OK, r.stderr)
+        sub = self.start_cli("sub", "opt.*", "--count", "2")
+        self.assertEqual(self.run_cli("pub", "opt.y", "2").returncode, OK)
+        code, out, _ = self.finish(sub)
+        first, second = self.lines(out)
+        self.assertEqual(first, {"topic": "opt.x", "payload": {"n": 1}, "reply_to": "re.ply",
+                                 "headers": {"k": "v", "trace": "a=b"}, "retained": True})
+        self.assertEqual(second, {"topic": "opt.y", "payload": 2})
+        # No DATA is null: with --retain it clears the retained value.
+        self.assertEqual(self.run_cli("pub", "--retain", "opt.x").returncode, OK)
+        r = self.run_cli("sub", "opt.x", "--timeout", "0.3")
+        self.assertEqual((r.returncode, r.stdout), (OK, b""))
+
+    def test_confirm_and_queue_groups(self):
+        a = self.start_cli("sub", "--queue", "g", "q.x")
+        b = self.start_cli("sub", "q.x", "--queue", "g")
+        r = self.run_cli("pub", "--confirm", "q.x", "1")
+        self.assertEqual((r.returncode, r.stdout), (OK, b"1\n"))
+        text = "".join("%d\n" % i for i in range(20)).encode()
+        self.assertEqual(self.run_cli("pub", "q.x", "-", input=text).returncode, OK)
+        per_member = self.read_lines([a, b], 21)
+        got = sorted(x["payload"] for lines in per_member for x in lines)
+        self.assertEqual(got, sorted([1] + list(range(20))))
+        self.assertTrue(all(per_member), "one member got nothing")
+
+    def test_sub_timeout_and_count(self):
+        r = self.run_cli("sub", "quiet", "--timeout", "0.2")
+        self.assertEqual((r.returncode, r.stdout), (OK, b""))
+        r = self.run_cli("sub", "quiet", "--timeout", "200ms", "--count", "1")
+        self.assertEqual(r.returncode, TIMEOUT)
+        r = self.run_cli("sub", "-q", "quiet", "--timeout", "0.1")
+        self.assertEqual(r.stderr, b"")
+
+    # ---------------------------------------------------------- req/reply
+    def test_req_reply(self):
+        rep = self.start_cli("reply", "svc.echo", "--count", "2", "cat", ready="answering")
+        r = self.run_cli("req", "svc.echo", '{"a": [1, {"$bin": "AA=="}]}')
+        self.assertEqual(r.returncode, OK, r.stderr)
+        self.assertEqual(json.loads(r.stdout), {"a": [1, {"$bin": "AA=="}]})
+        r = self.run_cli("req", "--raw", "svc.echo", "-", input=b'"hi"')
+        self.assertEqual((r.returncode, r.stdout), (OK, msgpack.packb("hi")))
+        self.assertEqual(self.finish(rep)[0], OK)
+
+    def test_reply_command_sees_request(self):
+        script = ('import json,os,sys; r=json.loads(sys.stdin.read()); '
+                  'print(json.dumps({"got": r, "topic": os.environ["PIGEON_TOPIC"], '
+                  '"inbox": os.environ["PIGEON_REPLY_TO"].startswith("_INBOX.")}))')
+        rep = self.start_cli("reply", "calc.*", sys.executable, "-c", script, ready="answering")
+        r = self.run_cli("req", "calc.add", "[1, 2]")
+        self.assertEqual(r.returncode, OK, r.stderr)
+        self.assertEqual(json.loads(r.stdout), {"got": [1, 2], "topic": "calc.add", "inbox": True})
+        rep.terminate()
+
+    def test_reply_command_failure_is_not_answered(self):
+        rep = self.start_cli("reply", "bad.svc", "sh", "-c", "cat >/dev/null; exit 3",
+                             ready="answering")
+        r = self.run_cli("req", "--timeout", "300ms", "bad.svc", "1")
+        self.assertEqual(r.returncode, TIMEOUT)
+        rep2 = self.start_cli("reply", "bad.json", "echo", "{not json", ready="answering")
+        r = self.run_cli("req", "-t", "0.3", "bad.json", "1")
+        self.assertEqual(r.returncode, TIMEOUT)
+        for p in (rep, rep2):
+            p.terminate()
+            _, _, err = self.finish(p)
+            self.assertIn(b"no answer sent", err)
+
+    # ---------------------------------------------------------- exit codes
+    def test_exit_codes(self):
+        self.assertEqual(self.run_cli().returncode, USAGE)
+        self.assertEqual(self.run_cli("frobnicate").returncode, USAGE)
+        self.assertEqual(self.run_cli("pub").returncode, USAGE)
+        self.assertEqual(self.run_cli("pub", "--bogus", "a", "1").returncode, USAGE)
+        r = self.run_cli("pub", "a..b", "1")
+        self.assertEqual(r.returncode, USAGE)
+        self.assertIn(b"empty token", r.stderr)
+        r = self.run_cli("pub", "a", "{oops")
+        self.assertEqual(r.returncode, USAGE)
+        self.assertIn(b"invalid JSON", r.stderr)
+        self.assertEqual(self.run_cli("sub", "a.>.b").returncode, USAGE)
+        self.assertEqual(self.run_cli("req", "a", "1", "--timeout", "soon").returncode, USAGE)
+        self.assertEqual(self.run_cli("reply", "a").returncode, USAGE)
+        self.assertEqual(self.run_cli("bench", "--size", "3").returncode, USAGE)
+        r = self.run_cli("pub", "$SYS.mine", "1")
+        self.assertEqual(r.returncode, BROKER)
+        self.assertIn(b"forbidden", r.stderr)
+        r = self.run_cli("req", "nobody.home", "1")
+        self.assertEqual(r.returncode, NO_RESPONDERS)
+        port = self.broker.port()
+        down = self.env(PIGEON_SERVER="127.0.0.1:1")
+        r = self.run_cli("pub", "a", "1", env=down)
+        self.assertEqual(r.returncode, CONNECTION)
+        self.assertIn(b"refused", r.stderr)
+        self.assertEqual(self.run_cli("sub", "a", env=down).returncode, CONNECTION)
+        self.assertEqual(self.run_cli("pub", "-s", "not an address", "a", "1").returncode, USAGE)
+        # The server from -s before the command, from -s after it, from the environment.
+        env = self.env()
+        del env["PIGEON_SERVER"]
+        self.assertEqual(self.run_cli("-s", "127.0.0.1:%d" % port, "pub", "a", "1", env=env).returncode, OK)
+        self.assertEqual(self.run_cli("pub", "--server", self.addr, "a", "1", env=down).returncode, OK)
+
+    def test_help(self):
+        for cmd in ("pub", "sub", "req", "reply", "bench"):
+            r = self.run_cli(cmd, "--help")
+            self.assertEqual(r.returncode, OK)
+            self.assertTrue(r.stdout.startswith(b"usage: pigeon " + cmd.encode()), r.stdout)
+            self.assertEqual(self.run_cli("help", cmd).stdout, r.stdout)
+        r = self.run_cli("--help")
+        self.assertEqual(r.returncode, OK)
+        self.assertIn(b"exit codes", r.stdout)
+
+    # --------------------------------------------------------------- bench
+    def bench(self, *args):
+        r = self.run_cli("bench", "--json", "--no-progress", *args, timeout=DEADLINE * 4)
+        self.assertEqual(r.returncode, OK, r.stderr)
+        return json.loads(r.stdout)
+
+    def test_bench(self):
+        res = self.bench("--msgs", "20000", "--size", "64")
+        self.assertEqual((res["pub"]["msgs"], res["sub"]["received"], res["sub"]["lost"]), (20000, 20000, 0))
+        self.assertGreater(res["pub"]["msgs_per_sec"], 0)
+        self.assertGreaterEqual(res["latency_us"]["max"], res["latency_us"]["p50"])
+        res = self.bench("--msgs", "5000", "--pubs", "2", "--subs", "3", "--size", "300")
+        self.assertEqual((res["sub"]["expected"], res["sub"]["received"]), (15000, 15000))
+        res = self.bench("--msgs", "4000", "--subs", "2", "--queue", "workers")
+        self.assertEqual((res["sub"]["expected"], res["sub"]["received"]), (4000, 4000))
+        res = self.bench("--msgs", "300", "--rate", "3000", "--size", "70000")
+        self.assertEqual(res["sub"]["received"], 300)
+        res = self.bench("--msgs", "1000", "--subs", "0")
+        self.assertEqual(res["pub"]["msgs"], 1000)
+        r = self.run_cli("bench", "--msgs", "2000", "--progress")
+        self.assertEqual(r.returncode, OK, r.stderr)
+        self.assertIn(b"Latency (us): p50", r.stdout)
+        self.assertIn(b"published 2000/2000", r.stderr)
+
+
+class CliLimits(CliBase):
+    BROKER = {"max_payload": "1k"}
+
+    def test_too_large_is_refused(self):
+        r = self.run_cli("pub", "big", json.dumps("x" * 2000))
+        self.assertEqual(r.returncode, BROKER)
+        self.assertIn(b"max_payload", r.stderr)
+        r = self.run_cli("pub", "big", json.dumps("x" * 500))
+        self.assertEqual(r.returncode, OK)
+
+
+class CliUnixSocket(CliBase):
+    def setUp(self):
+        self.sockdir = tempfile.TemporaryDirectory(prefix="pigeon-cli-")
+        self.LISTENERS = {"main": {"bind": "unix:%s/p.sock" % self.sockdir.name}}
+        super().setUp()
+
+    def tearDown(self):
+        super().tearDown()
+        self.sockdir.cleanup()
+
+    def test_unix_address(self):
+        self.assertTrue(self.addr.startswith("unix:"))
+        sub = self.start_cli("sub", "u", "--count", "1")
+        self.assertEqual(self.run_cli("pub", "u", '"over unix"').returncode, OK)
+        code, out, _ = self.finish(sub)
+        self.assertEqual(self.lines(out), [{"topic": "u", "payload": "over unix"}])
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
