@@ -31,6 +31,7 @@
 #include "xalloc.h"
 
 #define DISPATCH_CLIENT_NAME_MAX 128
+#define DISPATCH_TOPIC_SHOWN     64 /* bytes of a topic quoted in an error */
 
 /* One frame being handled. */
 struct call {
@@ -39,40 +40,11 @@ struct call {
     const struct envelope *env;
     struct block *blk;
     bool is_request;
+    const char *topic; /* a pub's topic once read, named in its error notifications */
+    uint32_t topic_len;
 };
 
 /* ------------------------------------------------------------ replies */
-
-/* Answers the call with error CODE: a response or an error notification. */
-static void call_fail(const struct call *k, int code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void call_fail(const struct call *k, int code, const char *fmt, ...)
-{
-    char msg[256];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    if (k->is_request)
-        encode_response_error(conn_reply_buf(k->c), k->env->msgid, code, msg);
-    else
-        encode_error_notification(conn_reply_buf(k->c), code, msg);
-}
-
-/* A frame of the wrong shape: code 1, and the connection closes. */
-static void dispatch_bad_frame(struct conn *c, const char *why)
-{
-    struct server *srv = c->srv;
-    uint64_t suppressed;
-
-    c->loop->stats.protocol_errors++;
-    if (log_ratelimit_ok(&srv->rl_protocol, (uint64_t)clock_now_ms(), &suppressed))
-        log_warning(&srv->log, "client %llu (%s): bad frame: %s (%llu similar warnings suppressed)",
-                    (unsigned long long)c->id, c->peer, why, (unsigned long long)suppressed);
-    conn_close(c, "bad frame", PROTO_ERR_BAD_FRAME, why);
-}
 
 /* Copies S (LEN bytes) into OUT for a message, escaping what isn't printable. */
 static const char *printable(const char *s, size_t len, char *out, size_t outlen)
@@ -87,6 +59,46 @@ static const char *printable(const char *s, size_t len, char *out, size_t outlen
     }
     out[o] = '\0';
     return out;
+}
+
+/* Answers the call with error CODE: a response or an error notification. */
+static void call_fail(const struct call *k, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void call_fail(const struct call *k, int code, const char *fmt, ...)
+{
+    char msg[256];
+    va_list ap;
+
+    va_start(ap, fmt);
+    int n = vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (k->is_request) {
+        encode_response_error(conn_reply_buf(k->c), k->env->msgid, code, msg);
+        return;
+    }
+    /* A failed notification has no msgid: say which publication it was. */
+    if (k->topic != NULL && n >= 0 && (size_t)n < sizeof(msg)) {
+        char topic[DISPATCH_TOPIC_SHOWN * 4 + 1];
+        uint32_t tlen = k->topic_len < DISPATCH_TOPIC_SHOWN ? k->topic_len : DISPATCH_TOPIC_SHOWN;
+        snprintf(msg + n, sizeof(msg) - (size_t)n, " (pub to '%s%s')",
+                 printable(k->topic, tlen, topic, sizeof(topic)),
+                 tlen < k->topic_len ? "..." : "");
+    }
+    encode_error_notification(conn_reply_buf(k->c), code, msg);
+}
+
+/* A frame of the wrong shape: code 1, and the connection closes. */
+static void dispatch_bad_frame(struct conn *c, const char *why)
+{
+    struct server *srv = c->srv;
+    uint64_t suppressed;
+
+    c->loop->stats.protocol_errors++;
+    if (log_ratelimit_ok(&srv->rl_protocol, (uint64_t)clock_now_ms(), &suppressed))
+        log_warning(&srv->log, "client %llu (%s): bad frame: %s (%llu similar warnings suppressed)",
+                    (unsigned long long)c->id, c->peer, why, (unsigned long long)suppressed);
+    conn_close(c, "bad frame", PROTO_ERR_BAD_FRAME, why);
 }
 
 /* ---------------------------------------------------------- decoding */
@@ -230,8 +242,9 @@ static int decode_sub_opts(const struct call *k, const struct mpread *r, const c
 
 /* ---------------------------------------------------------- handlers */
 
-static void handle_pub(const struct call *k)
+static void handle_pub(const struct call *call)
 {
+    struct call kk = *call, *k = &kk;
     struct conn *c = k->c;
     struct mpread r = k->env->params;
     struct router_msg m = {.block = k->blk};
@@ -248,6 +261,8 @@ static void handle_pub(const struct call *k)
         call_fail(k, PROTO_ERR_BAD_PARAMS, "topic must be a string");
         return;
     }
+    kk.topic = topic;
+    kk.topic_len = tlen;
     enum topic_error te = topic_check(topic, tlen, TOPIC_PUBLISH);
     if (te != TOPIC_OK) {
         call_fail(k, PROTO_ERR_BAD_TOPIC, "bad topic: %s", topic_strerror(te));
