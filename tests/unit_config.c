@@ -929,12 +929,14 @@ START_TEST(test_http_section)
     LOAD_BAD("[http]\nmax_clients = 4\n", 1, "[http] has no bind");
     LOAD_BAD("[http]\nbind = unix:/run/p.sock\n", 2, "TCP only");
     LOAD_BAD("[http]\nbind = ::1:80\n", 2, "needs brackets");
-    LOAD_BAD("[http]\nbind = 127.0.0.1:80\n[http]\n", 3, "duplicate section [http] (first at line 1)");
+    LOAD_BAD("[http]\nbind = 127.0.0.1:80\n[http]\n", 3,
+             "duplicate section [http] (first at line 1)");
     LOAD_BAD("[http]\nbind = 127.0.0.1:80\nmax_clients = 0\n", 3, "must be from 1 to 10000");
     LOAD_BAD("[http]\nbind = 127.0.0.1:80\ntimeout = 500ms\n", 3, "must be from 1s to 1h");
     LOAD_BAD("[http]\nbind = 127.0.0.1:80\nmode = 0600\n", 3,
              "unknown key 'mode' in [http]: it belongs in [listener NAME]");
-    LOAD_BAD("[broker]\nmax_clients = 3\n", 2, "unknown key 'max_clients' in [broker]: it belongs in [http]");
+    LOAD_BAD("[broker]\nmax_clients = 3\n", 2,
+             "unknown key 'max_clients' in [broker]: it belongs in [http]");
     LOAD_BAD("[broker]\nstats_interval = 2h\n", 2, "must be from 0 to 1h");
     LOAD_BAD("[htp]\n", 1, "expected [broker], [listener NAME] or [http]");
 }
@@ -943,28 +945,29 @@ END_TEST
 /* config_check_file (pigeond -t): every error, sorted by line, none invented. */
 START_TEST(test_check_every_error)
 {
-    static const char text[] = "[broker]\n"                 /* 1 */
-                               "max_payload = lots\n"       /* 2: bad value */
-                               "junk\n"                     /* 3: syntax */
-                               "log_level = info\n"         /* 4 */
-                               "[listener a]\n"             /* 5 */
-                               "bind = nowhere\n"           /* 6: bad bind (no second error) */
-                               "mode = 0600\n"              /* 7: not reported: bind failed */
-                               "[listener b]\n"             /* 8: no bind */
-                               "mode = 0600\n"              /* 9 */
-                               "[oops]\n"                   /* 10: unknown section */
-                               "max_payload = 1\n"          /* 11: ignored: in [oops] */
-                               "[http]\n"                   /* 12 */
-                               "bind = 127.0.0.1:0\n"       /* 13 */
-                               "timeout = 0\n"              /* 14: out of range */
-                               "[broker]\n";                /* 15: duplicate */
+    static const char text[] = "[broker]\n"           /* 1 */
+                               "max_payload = lots\n" /* 2: bad value */
+                               "junk\n"               /* 3: syntax */
+                               "log_level = info\n"   /* 4 */
+                               "[listener a]\n"       /* 5 */
+                               "bind = nowhere\n"     /* 6: bad bind (no second error) */
+                               "mode = 0600\n"        /* 7: not reported: bind failed */
+                               "[listener b]\n"       /* 8: no bind */
+                               "mode = 0600\n"        /* 9 */
+                               "[oops]\n"             /* 10: unknown section */
+                               "max_payload = 1\n"    /* 11: ignored: in [oops] */
+                               "[http]\n"             /* 12 */
+                               "bind = 127.0.0.1:0\n" /* 13 */
+                               "timeout = 0\n"        /* 14: out of range */
+                               "[broker]\n";          /* 15: duplicate */
     static const struct {
         int line;
         const char *why;
     } want[] = {
-        {2, "bad max_payload 'lots'"}, {3, "syntax error"}, {6, "bad bind 'nowhere'"},
-        {8, "listener 'b' has no bind"}, {10, "unknown section [oops]"},
-        {14, "bad timeout '0'"}, {15, "duplicate section [broker]"},
+        {2, "bad max_payload 'lots'"},      {3, "syntax error"},
+        {6, "bad bind 'nowhere'"},          {8, "listener 'b' has no bind"},
+        {10, "unknown section [oops]"},     {14, "bad timeout '0'"},
+        {15, "duplicate section [broker]"},
     };
     struct config_error errs[16], few[2];
     size_t n = 99;

@@ -38,8 +38,8 @@ static struct mpread reader(void)
 
 START_TEST(test_uint_widths)
 {
-    const uint64_t values[] = {0, 1, 127, 128, 255, 256, 65535, 65536, 0xffffffffu,
-                               0x100000000ull, UINT64_MAX};
+    const uint64_t values[] = {
+        0, 1, 127, 128, 255, 256, 65535, 65536, 0xffffffffu, 0x100000000ull, UINT64_MAX};
     for (size_t i = 0; i < sizeof(values) / sizeof(values[0]); i++)
         msgpack_pack_uint64(&pk, values[i]);
     /* Signed encodings of non-negative values are accepted too. */
@@ -160,7 +160,7 @@ END_TEST
 
 START_TEST(test_skip_truncated)
 {
-    const uint8_t lying[] = {0x93, 0x01, 0x02};      /* promises 3, has 2 */
+    const uint8_t lying[] = {0x93, 0x01, 0x02};     /* promises 3, has 2 */
     const uint8_t lying_bin[] = {0xc4, 0x05, 0x00}; /* promises 5 bytes */
     const uint8_t reserved[] = {0xc1};
     struct mpread r;
@@ -242,22 +242,96 @@ START_TEST(test_response)
 END_TEST
 
 /* Each case packs one bad frame; every one must be refused with a reason. */
-static void bad_kind(void) { msgpack_pack_array(&pk, 3); msgpack_pack_uint8(&pk, 3); pack_str("pub"); msgpack_pack_array(&pk, 0); }
-static void neg_kind(void) { msgpack_pack_array(&pk, 3); msgpack_pack_int8(&pk, -1); pack_str("pub"); msgpack_pack_array(&pk, 0); }
-static void str_kind(void) { msgpack_pack_array(&pk, 3); pack_str("2"); pack_str("pub"); msgpack_pack_array(&pk, 0); }
-static void req_3(void) { msgpack_pack_array(&pk, 3); msgpack_pack_uint8(&pk, 0); msgpack_pack_uint8(&pk, 1); pack_str("ping"); }
-static void notif_4(void) { msgpack_pack_array(&pk, 4); msgpack_pack_uint8(&pk, 2); pack_str("pub"); msgpack_pack_array(&pk, 0); msgpack_pack_nil(&pk); }
-static void big_msgid(void) { msgpack_pack_array(&pk, 4); msgpack_pack_uint8(&pk, 0); msgpack_pack_uint64(&pk, 0x100000000ull); pack_str("ping"); msgpack_pack_array(&pk, 0); }
-static void neg_msgid(void) { msgpack_pack_array(&pk, 4); msgpack_pack_uint8(&pk, 0); msgpack_pack_int8(&pk, -3); pack_str("ping"); msgpack_pack_array(&pk, 0); }
-static void bin_method(void) { msgpack_pack_array(&pk, 4); msgpack_pack_uint8(&pk, 0); msgpack_pack_uint8(&pk, 1); msgpack_pack_bin_with_body(&pk, "ping", 4); msgpack_pack_array(&pk, 0); }
-static void map_params(void) { msgpack_pack_array(&pk, 4); msgpack_pack_uint8(&pk, 0); msgpack_pack_uint8(&pk, 1); pack_str("ping"); msgpack_pack_map(&pk, 0); }
-static void nil_params(void) { msgpack_pack_array(&pk, 3); msgpack_pack_uint8(&pk, 2); pack_str("pub"); msgpack_pack_nil(&pk); }
-static void empty(void) { msgpack_pack_array(&pk, 0); }
-static void resp_3(void) { msgpack_pack_array(&pk, 3); msgpack_pack_uint8(&pk, 1); msgpack_pack_uint8(&pk, 1); msgpack_pack_nil(&pk); }
+static void bad_kind(void)
+{
+    msgpack_pack_array(&pk, 3);
+    msgpack_pack_uint8(&pk, 3);
+    pack_str("pub");
+    msgpack_pack_array(&pk, 0);
+}
+static void neg_kind(void)
+{
+    msgpack_pack_array(&pk, 3);
+    msgpack_pack_int8(&pk, -1);
+    pack_str("pub");
+    msgpack_pack_array(&pk, 0);
+}
+static void str_kind(void)
+{
+    msgpack_pack_array(&pk, 3);
+    pack_str("2");
+    pack_str("pub");
+    msgpack_pack_array(&pk, 0);
+}
+static void req_3(void)
+{
+    msgpack_pack_array(&pk, 3);
+    msgpack_pack_uint8(&pk, 0);
+    msgpack_pack_uint8(&pk, 1);
+    pack_str("ping");
+}
+static void notif_4(void)
+{
+    msgpack_pack_array(&pk, 4);
+    msgpack_pack_uint8(&pk, 2);
+    pack_str("pub");
+    msgpack_pack_array(&pk, 0);
+    msgpack_pack_nil(&pk);
+}
+static void big_msgid(void)
+{
+    msgpack_pack_array(&pk, 4);
+    msgpack_pack_uint8(&pk, 0);
+    msgpack_pack_uint64(&pk, 0x100000000ull);
+    pack_str("ping");
+    msgpack_pack_array(&pk, 0);
+}
+static void neg_msgid(void)
+{
+    msgpack_pack_array(&pk, 4);
+    msgpack_pack_uint8(&pk, 0);
+    msgpack_pack_int8(&pk, -3);
+    pack_str("ping");
+    msgpack_pack_array(&pk, 0);
+}
+static void bin_method(void)
+{
+    msgpack_pack_array(&pk, 4);
+    msgpack_pack_uint8(&pk, 0);
+    msgpack_pack_uint8(&pk, 1);
+    msgpack_pack_bin_with_body(&pk, "ping", 4);
+    msgpack_pack_array(&pk, 0);
+}
+static void map_params(void)
+{
+    msgpack_pack_array(&pk, 4);
+    msgpack_pack_uint8(&pk, 0);
+    msgpack_pack_uint8(&pk, 1);
+    pack_str("ping");
+    msgpack_pack_map(&pk, 0);
+}
+static void nil_params(void)
+{
+    msgpack_pack_array(&pk, 3);
+    msgpack_pack_uint8(&pk, 2);
+    pack_str("pub");
+    msgpack_pack_nil(&pk);
+}
+static void empty(void)
+{
+    msgpack_pack_array(&pk, 0);
+}
+static void resp_3(void)
+{
+    msgpack_pack_array(&pk, 3);
+    msgpack_pack_uint8(&pk, 1);
+    msgpack_pack_uint8(&pk, 1);
+    msgpack_pack_nil(&pk);
+}
 
-static void (*const bad_frames[])(void) = {bad_kind, neg_kind, str_kind, req_3, notif_4,
-                                            big_msgid, neg_msgid, bin_method, map_params,
-                                            nil_params, empty, resp_3};
+static void (*const bad_frames[])(void) = {bad_kind,   neg_kind,   str_kind,  req_3,
+                                           notif_4,    big_msgid,  neg_msgid, bin_method,
+                                           map_params, nil_params, empty,     resp_3};
 
 START_TEST(test_bad_shapes)
 {

@@ -288,12 +288,24 @@ static void pack_random(msgpack_packer *pk, int depth)
     char buf[70000];
     uint32_t n;
     switch (rnd() % (depth >= 6 ? 9 : 11)) {
-    case 0: msgpack_pack_nil(pk); break;
-    case 1: msgpack_pack_true(pk); break;
-    case 2: msgpack_pack_int64(pk, (int64_t)(((uint64_t)rnd() << 32) | rnd())); break;
-    case 3: msgpack_pack_uint64(pk, ((uint64_t)rnd() << 32) | rnd()); break;
-    case 4: msgpack_pack_int32(pk, (int32_t)rnd() % 200 - 100); break;
-    case 5: msgpack_pack_double(pk, rnd() / 7.0); break;
+    case 0:
+        msgpack_pack_nil(pk);
+        break;
+    case 1:
+        msgpack_pack_true(pk);
+        break;
+    case 2:
+        msgpack_pack_int64(pk, (int64_t)(((uint64_t)rnd() << 32) | rnd()));
+        break;
+    case 3:
+        msgpack_pack_uint64(pk, ((uint64_t)rnd() << 32) | rnd());
+        break;
+    case 4:
+        msgpack_pack_int32(pk, (int32_t)rnd() % 200 - 100);
+        break;
+    case 5:
+        msgpack_pack_double(pk, rnd() / 7.0);
+        break;
     case 6:
         n = rnd() % 4 == 0 ? rnd() % 70000 : rnd() % 40;
         memset(buf, 'q', n);

@@ -433,17 +433,19 @@ START_TEST(test_utf8_valid_strings)
         {"", 0, true},
         {"plain ascii, spaces and \t tabs", 31, true},
         {"caf\xc3\xa9", 5, true},
-        {"\xe2\x82\xac", 3, true},         /* U+20AC */
-        {"\xf0\x9f\x90\xa6", 4, true},     /* U+1F426 */
-        {"\xf4\x8f\xbf\xbf", 4, true},     /* U+10FFFF */
-        {"\xc3", 1, false},                 /* truncated */
-        {"\xc0\x80", 2, false},             /* overlong NUL */
-        {"\xe0\x80\xaf", 3, false},         /* overlong */
-        {"\xed\xa0\x80", 3, false},         /* surrogate */
-        {"\xf4\x90\x80\x80", 4, false},     /* above U+10FFFF */
-        {"\xf5\x80\x80\x80", 4, false},     /* never a lead */
-        {"a\x80" "b", 3, false},            /* stray continuation */
-        {"\xe2\x82x", 3, false},            /* missing continuation */
+        {"\xe2\x82\xac", 3, true},      /* U+20AC */
+        {"\xf0\x9f\x90\xa6", 4, true},  /* U+1F426 */
+        {"\xf4\x8f\xbf\xbf", 4, true},  /* U+10FFFF */
+        {"\xc3", 1, false},             /* truncated */
+        {"\xc0\x80", 2, false},         /* overlong NUL */
+        {"\xe0\x80\xaf", 3, false},     /* overlong */
+        {"\xed\xa0\x80", 3, false},     /* surrogate */
+        {"\xf4\x90\x80\x80", 4, false}, /* above U+10FFFF */
+        {"\xf5\x80\x80\x80", 4, false}, /* never a lead */
+        {"a\x80"
+         "b",
+         3, false},              /* stray continuation */
+        {"\xe2\x82x", 3, false}, /* missing continuation */
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
         ck_assert_msg(utf8_valid(cases[i].s, cases[i].len) == cases[i].ok, "case %zu", i);

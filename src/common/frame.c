@@ -33,22 +33,22 @@ static const struct {
     uint8_t cls;
     uint8_t fixed;
 } wide_types[32] = {
-    /* c0 nil */ {1, TYPE_SCALAR, 0},     /* c1 */ {0, TYPE_SCALAR, 0},
-    /* c2 false */ {1, TYPE_SCALAR, 0},   /* c3 true */ {1, TYPE_SCALAR, 0},
-    /* c4 bin8 */ {2, TYPE_BYTES, 0},     /* c5 bin16 */ {3, TYPE_BYTES, 0},
-    /* c6 bin32 */ {5, TYPE_BYTES, 0},    /* c7 ext8 */ {2, TYPE_EXT, 0},
-    /* c8 ext16 */ {3, TYPE_EXT, 0},      /* c9 ext32 */ {5, TYPE_EXT, 0},
-    /* ca float32 */ {1, TYPE_SCALAR, 4}, /* cb float64 */ {1, TYPE_SCALAR, 8},
-    /* cc uint8 */ {1, TYPE_SCALAR, 1},   /* cd uint16 */ {1, TYPE_SCALAR, 2},
-    /* ce uint32 */ {1, TYPE_SCALAR, 4},  /* cf uint64 */ {1, TYPE_SCALAR, 8},
-    /* d0 int8 */ {1, TYPE_SCALAR, 1},    /* d1 int16 */ {1, TYPE_SCALAR, 2},
-    /* d2 int32 */ {1, TYPE_SCALAR, 4},   /* d3 int64 */ {1, TYPE_SCALAR, 8},
-    /* d4 fixext1 */ {1, TYPE_SCALAR, 2}, /* d5 fixext2 */ {1, TYPE_SCALAR, 3},
-    /* d6 fixext4 */ {1, TYPE_SCALAR, 5}, /* d7 fixext8 */ {1, TYPE_SCALAR, 9},
+    /* c0 nil */ {1, TYPE_SCALAR, 0},       /* c1 */ {0, TYPE_SCALAR, 0},
+    /* c2 false */ {1, TYPE_SCALAR, 0},     /* c3 true */ {1, TYPE_SCALAR, 0},
+    /* c4 bin8 */ {2, TYPE_BYTES, 0},       /* c5 bin16 */ {3, TYPE_BYTES, 0},
+    /* c6 bin32 */ {5, TYPE_BYTES, 0},      /* c7 ext8 */ {2, TYPE_EXT, 0},
+    /* c8 ext16 */ {3, TYPE_EXT, 0},        /* c9 ext32 */ {5, TYPE_EXT, 0},
+    /* ca float32 */ {1, TYPE_SCALAR, 4},   /* cb float64 */ {1, TYPE_SCALAR, 8},
+    /* cc uint8 */ {1, TYPE_SCALAR, 1},     /* cd uint16 */ {1, TYPE_SCALAR, 2},
+    /* ce uint32 */ {1, TYPE_SCALAR, 4},    /* cf uint64 */ {1, TYPE_SCALAR, 8},
+    /* d0 int8 */ {1, TYPE_SCALAR, 1},      /* d1 int16 */ {1, TYPE_SCALAR, 2},
+    /* d2 int32 */ {1, TYPE_SCALAR, 4},     /* d3 int64 */ {1, TYPE_SCALAR, 8},
+    /* d4 fixext1 */ {1, TYPE_SCALAR, 2},   /* d5 fixext2 */ {1, TYPE_SCALAR, 3},
+    /* d6 fixext4 */ {1, TYPE_SCALAR, 5},   /* d7 fixext8 */ {1, TYPE_SCALAR, 9},
     /* d8 fixext16 */ {1, TYPE_SCALAR, 17}, /* d9 str8 */ {2, TYPE_BYTES, 0},
-    /* da str16 */ {3, TYPE_BYTES, 0},    /* db str32 */ {5, TYPE_BYTES, 0},
-    /* dc array16 */ {3, TYPE_ARRAY, 0}, /* dd array32 */ {5, TYPE_ARRAY, 0},
-    /* de map16 */ {3, TYPE_MAP, 0},      /* df map32 */ {5, TYPE_MAP, 0},
+    /* da str16 */ {3, TYPE_BYTES, 0},      /* db str32 */ {5, TYPE_BYTES, 0},
+    /* dc array16 */ {3, TYPE_ARRAY, 0},    /* dd array32 */ {5, TYPE_ARRAY, 0},
+    /* de map16 */ {3, TYPE_MAP, 0},        /* df map32 */ {5, TYPE_MAP, 0},
 };
 
 /* Bytes of the header that type byte B starts; 0 for the reserved 0xc1. */
@@ -65,9 +65,9 @@ static inline int is_array(uint8_t b)
 /* The big-endian length or count field of W (1, 2 or 4) bytes at P. */
 static inline uint32_t be_read(const uint8_t *p, unsigned w)
 {
-    return w == 1 ? p[0] : w == 2 ? (uint32_t)p[0] << 8 | p[1]
-                                  : (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
-                                        (uint32_t)p[2] << 8 | p[3];
+    return w == 1   ? p[0]
+           : w == 2 ? (uint32_t)p[0] << 8 | p[1]
+                    : (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
 void frame_scanner_init(struct frame_scanner *s, uint32_t max_frame)

@@ -30,12 +30,12 @@
 #include "proto.h"
 
 enum frame_status {
-    FRAME_MORE = 0,            /* the slice was consumed; the frame goes on */
-    FRAME_DONE = 1,            /* a frame ended inside the slice */
-    FRAME_ERR_MALFORMED = -1,  /* not MessagePack (0xc1) */
-    FRAME_ERR_NOT_ARRAY = -2,  /* the frame is not an array */
-    FRAME_ERR_TOO_DEEP = -3,   /* nesting deeper than PROTO_MAX_DEPTH */
-    FRAME_ERR_TOO_LARGE = -4,  /* the frame is, or claims to be, over max_frame */
+    FRAME_MORE = 0,           /* the slice was consumed; the frame goes on */
+    FRAME_DONE = 1,           /* a frame ended inside the slice */
+    FRAME_ERR_MALFORMED = -1, /* not MessagePack (0xc1) */
+    FRAME_ERR_NOT_ARRAY = -2, /* the frame is not an array */
+    FRAME_ERR_TOO_DEEP = -3,  /* nesting deeper than PROTO_MAX_DEPTH */
+    FRAME_ERR_TOO_LARGE = -4, /* the frame is, or claims to be, over max_frame */
 };
 
 /*
@@ -43,14 +43,14 @@ enum frame_status {
  * frame_scanner_init(), and never touch the fields but `len`.
  */
 struct frame_scanner {
-    uint32_t max_frame;                  /* limit on a whole frame, in bytes */
-    uint32_t len;                        /* bytes of the current frame consumed so far */
-    uint64_t need;                       /* bytes still promised: elements + bodies */
-    uint32_t skip;                       /* body bytes to pass over before the next header */
-    uint32_t depth;                      /* containers open */
+    uint32_t max_frame;                   /* limit on a whole frame, in bytes */
+    uint32_t len;                         /* bytes of the current frame consumed so far */
+    uint64_t need;                        /* bytes still promised: elements + bodies */
+    uint32_t skip;                        /* body bytes to pass over before the next header */
+    uint32_t depth;                       /* containers open */
     uint32_t remain[PROTO_MAX_DEPTH + 1]; /* elements still to start, per open container */
-    uint8_t hdr[9];                      /* a header split between two slices */
-    uint8_t hdr_have;                    /* bytes of it in hdr */
+    uint8_t hdr[9];                       /* a header split between two slices */
+    uint8_t hdr_have;                     /* bytes of it in hdr */
 };
 
 /* Sets up S for a new stream whose frames may be at most MAX_FRAME bytes. */
@@ -64,9 +64,9 @@ void frame_scanner_reset(struct frame_scanner *s);
  * consumed: all N on FRAME_MORE, when s->len counts every byte of the frame
  * fed so far (a split header's too), so a caller can resume at that offset;
  * up to and including the frame's last byte on FRAME_DONE, when s->len is
- * the frame's length (call frame_scanner_reset before the next frame).  On an error the stream cannot be trusted
- * any further; s->len tells how far the scanner got.  P is borrowed for the
- * call only.
+ * the frame's length (call frame_scanner_reset before the next frame).  On an error the stream
+ * cannot be trusted any further; s->len tells how far the scanner got.  P is borrowed for the call
+ * only.
  */
 enum frame_status frame_scan(struct frame_scanner *s, const uint8_t *p, size_t n, size_t *used);
 

@@ -30,15 +30,36 @@ bool mpread_uint(struct mpread *r, uint64_t *v)
     unsigned n;
     bool is_signed = false;
     switch (b) {
-    case 0xcc: n = 1; break;
-    case 0xcd: n = 2; break;
-    case 0xce: n = 4; break;
-    case 0xcf: n = 8; break;
-    case 0xd0: n = 1; is_signed = true; break;
-    case 0xd1: n = 2; is_signed = true; break;
-    case 0xd2: n = 4; is_signed = true; break;
-    case 0xd3: n = 8; is_signed = true; break;
-    default: return false;
+    case 0xcc:
+        n = 1;
+        break;
+    case 0xcd:
+        n = 2;
+        break;
+    case 0xce:
+        n = 4;
+        break;
+    case 0xcf:
+        n = 8;
+        break;
+    case 0xd0:
+        n = 1;
+        is_signed = true;
+        break;
+    case 0xd1:
+        n = 2;
+        is_signed = true;
+        break;
+    case 0xd2:
+        n = 4;
+        is_signed = true;
+        break;
+    case 0xd3:
+        n = 8;
+        is_signed = true;
+        break;
+    default:
+        return false;
     }
     if (!have(r, 1 + n))
         return false;
@@ -136,22 +157,66 @@ static bool skip_one_header(struct mpread *r, uint64_t *children)
         body = b & 0x1f;
     } else {
         switch (b) {
-        case 0xc4: case 0xd9: h = 2; break;
-        case 0xc5: case 0xda: case 0xdc: case 0xde: h = 3; break;
-        case 0xc6: case 0xdb: case 0xdd: case 0xdf: h = 5; break;
-        case 0xc7: h = 2; break;
-        case 0xc8: h = 3; break;
-        case 0xc9: h = 5; break;
-        case 0xcc: case 0xd0: body = 1; break;
-        case 0xcd: case 0xd1: body = 2; break;
-        case 0xca: case 0xce: case 0xd2: body = 4; break;
-        case 0xcb: case 0xcf: case 0xd3: body = 8; break;
-        case 0xd4: body = 2; break;
-        case 0xd5: body = 3; break;
-        case 0xd6: body = 5; break;
-        case 0xd7: body = 9; break;
-        case 0xd8: body = 17; break;
-        default: return false; /* 0xc1 */
+        case 0xc4:
+        case 0xd9:
+            h = 2;
+            break;
+        case 0xc5:
+        case 0xda:
+        case 0xdc:
+        case 0xde:
+            h = 3;
+            break;
+        case 0xc6:
+        case 0xdb:
+        case 0xdd:
+        case 0xdf:
+            h = 5;
+            break;
+        case 0xc7:
+            h = 2;
+            break;
+        case 0xc8:
+            h = 3;
+            break;
+        case 0xc9:
+            h = 5;
+            break;
+        case 0xcc:
+        case 0xd0:
+            body = 1;
+            break;
+        case 0xcd:
+        case 0xd1:
+            body = 2;
+            break;
+        case 0xca:
+        case 0xce:
+        case 0xd2:
+            body = 4;
+            break;
+        case 0xcb:
+        case 0xcf:
+        case 0xd3:
+            body = 8;
+            break;
+        case 0xd4:
+            body = 2;
+            break;
+        case 0xd5:
+            body = 3;
+            break;
+        case 0xd6:
+            body = 5;
+            break;
+        case 0xd7:
+            body = 9;
+            break;
+        case 0xd8:
+            body = 17;
+            break;
+        default:
+            return false; /* 0xc1 */
         }
         if (!have(r, h))
             return false;

@@ -42,12 +42,12 @@ enum topic_kind {
 
 enum topic_error {
     TOPIC_OK = 0,
-    TOPIC_ERR_EMPTY = -1,       /* zero bytes */
-    TOPIC_ERR_TOO_LONG = -2,    /* over PROTO_TOPIC_MAX bytes */
-    TOPIC_ERR_UTF8 = -3,        /* not valid UTF-8 */
-    TOPIC_ERR_CHAR = -4,        /* space or control byte */
-    TOPIC_ERR_EMPTY_TOKEN = -5, /* leading, trailing or doubled '.' */
-    TOPIC_ERR_WILDCARD = -6,    /* '*' or '>' in a published topic */
+    TOPIC_ERR_EMPTY = -1,        /* zero bytes */
+    TOPIC_ERR_TOO_LONG = -2,     /* over PROTO_TOPIC_MAX bytes */
+    TOPIC_ERR_UTF8 = -3,         /* not valid UTF-8 */
+    TOPIC_ERR_CHAR = -4,         /* space or control byte */
+    TOPIC_ERR_EMPTY_TOKEN = -5,  /* leading, trailing or doubled '.' */
+    TOPIC_ERR_WILDCARD = -6,     /* '*' or '>' in a published topic */
     TOPIC_ERR_BAD_WILDCARD = -7, /* '*' or '>' inside a longer token */
     TOPIC_ERR_FWC_NOT_LAST = -8, /* '>' before the last token */
 };

@@ -22,8 +22,8 @@
 
 struct block {
     uint32_t refs;
-    uint32_t len;          /* bytes in data */
-    unsigned char data[];  /* the caller fills it right after block_new */
+    uint32_t len;         /* bytes in data */
+    unsigned char data[]; /* the caller fills it right after block_new */
 };
 
 /* Returns a block of LEN bytes with one reference, owned by the caller. */

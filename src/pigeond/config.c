@@ -490,19 +490,19 @@ enum section {
 };
 
 struct parse {
-    struct config *conf;      /* being built; freed by the caller on failure */
-    struct config_error *err; /* the first error, once FAILED */
-    bool failed;              /* an error is recorded: stop, unless collecting */
+    struct config *conf;       /* being built; freed by the caller on failure */
+    struct config_error *err;  /* the first error, once FAILED */
+    bool failed;               /* an error is recorded: stop, unless collecting */
     struct config_error *errs; /* collecting every error (config_check_file), or NULL */
     size_t max_errs, n_errs;
-    const char *pos;          /* text not yet handed to inih */
-    const char *end;          /* end of the text */
-    int line;                 /* the line inih is on (1-based) */
-    enum section sec;         /* the section that line is in */
-    int sec_line;             /* line of that section's header */
-    int broker_line;          /* line of [broker], 0 before it */
-    int http_line;            /* line of [http], 0 before it */
-    int key_line[KEYS_MAX];   /* where each key of this section was set, 0 if not */
+    const char *pos;        /* text not yet handed to inih */
+    const char *end;        /* end of the text */
+    int line;               /* the line inih is on (1-based) */
+    enum section sec;       /* the section that line is in */
+    int sec_line;           /* line of that section's header */
+    int broker_line;        /* line of [broker], 0 before it */
+    int http_line;          /* line of [http], 0 before it */
+    int key_line[KEYS_MAX]; /* where each key of this section was set, 0 if not */
 };
 
 /* Records LINE and REASON in the error, whatever was there. */
@@ -1125,8 +1125,8 @@ static int config_parse_text(const char *text, size_t len, const char *name, str
                              struct config_error *err, struct config_error *errs, size_t max_errs,
                              size_t *n_errs)
 {
-    struct parse p = {.err = err, .pos = text, .end = text + len, .errs = errs,
-                      .max_errs = max_errs};
+    struct parse p = {
+        .err = err, .pos = text, .end = text + len, .errs = errs, .max_errs = max_errs};
     int rc;
 
     if (len >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0)

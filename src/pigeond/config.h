@@ -31,7 +31,7 @@
 #define CONFIG_DEFAULT_PATH "/etc/pigeon/pigeond.conf"
 
 enum config_io_backend {
-    CONFIG_IO_AUTO,   /* libevent's best: epoll, kqueue, ... */
+    CONFIG_IO_AUTO, /* libevent's best: epoll, kqueue, ... */
     CONFIG_IO_EPOLL,
     CONFIG_IO_KQUEUE,
     CONFIG_IO_POLL,
@@ -49,42 +49,42 @@ enum config_listener_kind {
 };
 
 struct config_listener {
-    char *name;  /* from [listener NAME]; owned */
-    char *bind;  /* the value as written; owned */
+    char *name; /* from [listener NAME]; owned */
+    char *bind; /* the value as written; owned */
     enum config_listener_kind kind;
-    char *host;  /* TCP: address without brackets; owned */
+    char *host;    /* TCP: address without brackets; owned */
     uint16_t port; /* TCP: 0 picks a free port */
-    char *path;  /* UNIX: socket path; owned */
+    char *path;    /* UNIX: socket path; owned */
     unsigned mode; /* UNIX: permission bits of the socket file, 0660 unless set; TCP: 0 */
-    int line;    /* line of the section header, for messages */
+    int line;      /* line of the section header, for messages */
 };
 
 /* [http]: the monitoring endpoint (http.h).  Off unless the section is there. */
 struct config_http {
-    bool enabled;          /* the file has an [http] section */
-    char *bind;            /* the value as written; owned; NULL when off */
-    char *host;            /* address without brackets; owned */
-    uint16_t port;         /* 0 picks a free port */
-    uint32_t max_clients;  /* 16 HTTP connections at once */
-    uint32_t timeout_ms;   /* 10s to read a request or write a response */
-    int line;              /* line of the section header */
+    bool enabled;         /* the file has an [http] section */
+    char *bind;           /* the value as written; owned; NULL when off */
+    char *host;           /* address without brackets; owned */
+    uint16_t port;        /* 0 picks a free port */
+    uint32_t max_clients; /* 16 HTTP connections at once */
+    uint32_t timeout_ms;  /* 10s to read a request or write a response */
+    int line;             /* line of the section header */
 };
 
 struct config {
     char *path; /* the file read, or NULL for built-in defaults; owned */
 
     /* [broker] */
-    enum config_io_backend io_backend; /* auto */
-    enum log_level log_level;          /* info */
-    uint32_t max_payload;              /* 1mb: largest frame, envelope included */
-    uint32_t max_connections;          /* 10000 */
-    uint32_t max_subscriptions;        /* 10000 per connection */
-    uint64_t max_outbound;             /* 64mb queued for one client */
+    enum config_io_backend io_backend;     /* auto */
+    enum log_level log_level;              /* info */
+    uint32_t max_payload;                  /* 1mb: largest frame, envelope included */
+    uint32_t max_connections;              /* 10000 */
+    uint32_t max_subscriptions;            /* 10000 per connection */
+    uint64_t max_outbound;                 /* 64mb queued for one client */
     enum config_slow_policy slow_consumer; /* disconnect */
-    uint64_t max_retained;             /* 64mb of retained messages in all */
-    uint32_t idle_timeout_ms;          /* 5m; 0 never closes a silent client */
-    uint32_t drain_timeout_ms;         /* 5s to flush at shutdown or close */
-    uint32_t stats_interval_ms;        /* 10s between $SYS.broker.stats; 0: never */
+    uint64_t max_retained;                 /* 64mb of retained messages in all */
+    uint32_t idle_timeout_ms;              /* 5m; 0 never closes a silent client */
+    uint32_t drain_timeout_ms;             /* 5s to flush at shutdown or close */
+    uint32_t stats_interval_ms;            /* 10s between $SYS.broker.stats; 0: never */
 
     /* [listener NAME], in file order */
     struct config_listener *listeners;

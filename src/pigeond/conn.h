@@ -56,19 +56,19 @@ struct conn_stats {
 };
 
 struct conn {
-    TAILQ_ENTRY(conn) link;     /* in loop->conns */
-    TAILQ_ENTRY(conn) job_link; /* in loop->pending (OPEN) or loop->dead */
-    struct loop *loop;          /* borrowed */
-    struct server *srv;         /* borrowed */
-    struct listener *listener;  /* holds a reference (listener_ref) */
-    struct bufferevent *bev;    /* owned; writes, and frees the socket with it */
-    struct event *read_ev;      /* owned; the socket is readable, or idle */
-    struct evbuffer *staging;   /* owned; output queued in this batch */
+    TAILQ_ENTRY(conn) link;      /* in loop->conns */
+    TAILQ_ENTRY(conn) job_link;  /* in loop->pending (OPEN) or loop->dead */
+    struct loop *loop;           /* borrowed */
+    struct server *srv;          /* borrowed */
+    struct listener *listener;   /* holds a reference (listener_ref) */
+    struct bufferevent *bev;     /* owned; writes, and frees the socket with it */
+    struct event *read_ev;       /* owned; the socket is readable, or idle */
+    struct evbuffer *staging;    /* owned; output queued in this batch */
     struct evbuffer_iovec stage; /* space reserved at the end of staging, or iov_base NULL */
-    size_t stage_used;          /* bytes of it filled, not yet committed */
-    uint32_t stage_chunk;       /* size of the next reservation */
-    struct evbuffer *in;        /* owned, or NULL; the start of a frame still arriving */
-    uint64_t id;                /* the client_id, unique in this server's life */
+    size_t stage_used;           /* bytes of it filled, not yet committed */
+    uint32_t stage_chunk;        /* size of the next reservation */
+    struct evbuffer *in;         /* owned, or NULL; the start of a frame still arriving */
+    uint64_t id;                 /* the client_id, unique in this server's life */
     enum conn_state state;
     bool pending;     /* in loop->pending */
     bool reaping;     /* in loop->dead */
@@ -78,14 +78,14 @@ struct conn {
     bool peer_gone;   /* the socket failed: nothing more can be written */
     bool hello_done;
     struct frame_scanner scan; /* the frame being read (its start in `in`) */
-    struct sub **subs;  /* owned array of owned subs, sorted by sid */
+    struct sub **subs;         /* owned array of owned subs, sorted by sid */
     uint32_t n_subs, cap_subs;
     uint32_t next_sid;
-    char *client_name;  /* from hello, or NULL; owned */
-    struct replay *replays; /* retained replays waiting for room, oldest first (router.c) */
+    char *client_name;        /* from hello, or NULL; owned */
+    struct replay *replays;   /* retained replays waiting for room, oldest first (router.c) */
     const char *close_reason; /* static */
     int64_t opened_ms;
-    char peer[80];      /* "ip:port", "[v6]:port" or "unix:path" */
+    char peer[80]; /* "ip:port", "[v6]:port" or "unix:path" */
     struct conn_stats stats;
 };
 

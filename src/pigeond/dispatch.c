@@ -82,8 +82,7 @@ static void call_fail(const struct call *k, int code, const char *fmt, ...)
         char topic[DISPATCH_TOPIC_SHOWN * 4 + 1];
         uint32_t tlen = k->topic_len < DISPATCH_TOPIC_SHOWN ? k->topic_len : DISPATCH_TOPIC_SHOWN;
         snprintf(msg + n, sizeof(msg) - (size_t)n, " (pub to '%s%s')",
-                 printable(k->topic, tlen, topic, sizeof(topic)),
-                 tlen < k->topic_len ? "..." : "");
+                 printable(k->topic, tlen, topic, sizeof(topic)), tlen < k->topic_len ? "..." : "");
     }
     encode_error_notification(conn_reply_buf(k->c), code, msg);
 }
@@ -284,8 +283,8 @@ static void handle_pub(const struct call *call)
         if (decode_pub_opts(k, &r, &po) < 0)
             return;
         msgpack_sbuffer_clear(&k->srv->scratch);
-        m.opts_len = encode_msg_opts(&k->srv->scratch, po.reply_to, po.reply_to_len, po.headers,
-                                     false);
+        m.opts_len =
+            encode_msg_opts(&k->srv->scratch, po.reply_to, po.reply_to_len, po.headers, false);
         m.opts = m.opts_len > 0 ? (const uint8_t *)k->srv->scratch.data : NULL;
         m.retain = po.retain;
         m.reply_to = po.reply_to;
@@ -405,8 +404,9 @@ static int decode_hello(const struct call *k, const struct mpread *r)
         bool known = key_is(key, "client") || key_is(key, "token") || key_is(key, "user") ||
                      key_is(key, "password");
         if (known && val->type != MSGPACK_OBJECT_STR && val->type != MSGPACK_OBJECT_NIL) {
-            call_fail(k, PROTO_ERR_BAD_PARAMS, "hello: client, token, user and password are "
-                                               "strings");
+            call_fail(k, PROTO_ERR_BAD_PARAMS,
+                      "hello: client, token, user and password are "
+                      "strings");
             return -1;
         }
         if (key_is(key, "client") && val->type == MSGPACK_OBJECT_STR) {
@@ -414,8 +414,8 @@ static int decode_hello(const struct call *k, const struct mpread *r)
             size_t n = val->via.str.size;
             free(k->c->client_name);
             k->c->client_name = xstrdup(printable(
-                val->via.str.ptr, n > DISPATCH_CLIENT_NAME_MAX ? DISPATCH_CLIENT_NAME_MAX : n,
-                name, sizeof(name)));
+                val->via.str.ptr, n > DISPATCH_CLIENT_NAME_MAX ? DISPATCH_CLIENT_NAME_MAX : n, name,
+                sizeof(name)));
         }
     }
     /* Authentication, when it comes, checks token/user/password here and
@@ -461,10 +461,8 @@ struct method {
 };
 
 static const struct method methods[] = {
-    {"pub", 3, handle_pub, true},
-    {"sub", 3, handle_sub, false},
-    {"unsub", 5, handle_unsub, false},
-    {"ping", 4, handle_ping, false},
+    {"pub", 3, handle_pub, true},      {"sub", 3, handle_sub, false},
+    {"unsub", 5, handle_unsub, false}, {"ping", 4, handle_ping, false},
     {"hello", 5, handle_hello, false},
 };
 

@@ -316,7 +316,7 @@ static void handle_connections(struct http *h, struct evhttp_request *req)
     if (page_parse(req, &p) < 0)
         return;
     items = json_array();
-    TAILQ_FOREACH(c, &h->srv->loop.conns, link) {
+    TAILQ_FOREACH (c, &h->srv->loop.conns, link) {
         if (i >= p.offset && i < p.offset + p.limit)
             json_array_append_new(items, connection_json(c, now));
         i++;
@@ -345,7 +345,7 @@ static void handle_subscriptions(struct http *h, struct evhttp_request *req)
     if (page_parse(req, &p) < 0)
         return;
     items = json_array();
-    TAILQ_FOREACH(c, &h->srv->loop.conns, link) {
+    TAILQ_FOREACH (c, &h->srv->loop.conns, link) {
         /* Whole connections before the page are skipped in one step. */
         uint64_t skip = seen < p.offset ? p.offset - seen : 0;
         for (uint64_t k = skip; k < c->n_subs && json_array_size(items) < p.limit; k++)

@@ -36,11 +36,11 @@
 #include "server.h"
 #include "xalloc.h"
 
-#define LISTENER_BACKLOG 4096 /* capped by net.core.somaxconn */
-#define LISTENER_RETRY_MS 200 /* pause after running out of descriptors */
+#define LISTENER_BACKLOG  4096 /* capped by net.core.somaxconn */
+#define LISTENER_RETRY_MS 200  /* pause after running out of descriptors */
 
-static void listener_accept_cb(struct evconnlistener *evl, evutil_socket_t fd,
-                               struct sockaddr *sa, int salen, void *arg);
+static void listener_accept_cb(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *sa,
+                               int salen, void *arg);
 static void listener_error_cb(struct evconnlistener *evl, void *arg);
 static void listener_retry_cb(evutil_socket_t fd, short what, void *arg);
 
@@ -70,7 +70,8 @@ static void listener_free_conf(struct config_listener *c)
 
 static evutil_socket_t bind_tcp(const struct config_listener *cl, char *err, size_t errlen)
 {
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
     struct addrinfo *res;
     char port[8];
@@ -255,8 +256,7 @@ int listener_open(struct server *srv, const struct config_listener *cl, struct l
         return -1;
     }
     l->evl = evconnlistener_new(srv->loop.base, listener_accept_cb, l,
-                                LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0,
-                                fd);
+                                LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, fd);
     l->retry_ev = evtimer_new(srv->loop.base, listener_retry_cb, l);
     if (l->evl == NULL || l->retry_ev == NULL) {
         snprintf(err, errlen, "cannot create a libevent listener");
@@ -331,8 +331,8 @@ const char *listener_address(const struct listener *l)
 
 /* ------------------------------------------------------------ callbacks */
 
-static void listener_accept_cb(struct evconnlistener *evl, evutil_socket_t fd,
-                               struct sockaddr *sa, int salen, void *arg)
+static void listener_accept_cb(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *sa,
+                               int salen, void *arg)
 {
     struct listener *l = arg;
     int one = 1;

@@ -33,18 +33,18 @@ struct conn_stats;
 struct server;
 
 struct listener {
-    TAILQ_ENTRY(listener) link; /* in server->listeners while open */
-    struct server *srv;         /* borrowed */
+    TAILQ_ENTRY(listener) link;  /* in server->listeners while open */
+    struct server *srv;          /* borrowed */
     struct config_listener conf; /* a deep copy; owned */
-    struct evconnlistener *evl; /* owned; NULL once closed */
-    struct event *retry_ev;     /* re-enables accepting after EMFILE */
-    char address[128];          /* what was bound: "127.0.0.1:7400", "unix:/run/p.sock" */
-    dev_t sock_dev;             /* the Unix socket file we made, to remove only ours */
+    struct evconnlistener *evl;  /* owned; NULL once closed */
+    struct event *retry_ev;      /* re-enables accepting after EMFILE */
+    char address[128];           /* what was bound: "127.0.0.1:7400", "unix:/run/p.sock" */
+    dev_t sock_dev;              /* the Unix socket file we made, to remove only ours */
     ino_t sock_ino;
     uint32_t refs;
-    bool activated;             /* the socket came from systemd */
-    uint64_t accepted;          /* connections accepted */
-    uint64_t active;            /* its connections not yet freed */
+    bool activated;    /* the socket came from systemd */
+    uint64_t accepted; /* connections accepted */
+    uint64_t active;   /* its connections not yet freed */
     /* Totals of its connections already freed (stats.h adds the open ones). */
     uint64_t closed_msgs_in, closed_bytes_in, closed_msgs_out, closed_bytes_out;
 };

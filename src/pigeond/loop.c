@@ -18,11 +18,8 @@ static void loop_reap_cb(evutil_socket_t fd, short what, void *arg);
 
 /* libevent's method names, in the order of enum config_io_backend. */
 static const char *const backend_methods[] = {
-    [CONFIG_IO_AUTO] = NULL,
-    [CONFIG_IO_EPOLL] = "epoll",
-    [CONFIG_IO_KQUEUE] = "kqueue",
-    [CONFIG_IO_POLL] = "poll",
-    [CONFIG_IO_SELECT] = "select",
+    [CONFIG_IO_AUTO] = NULL,   [CONFIG_IO_EPOLL] = "epoll",   [CONFIG_IO_KQUEUE] = "kqueue",
+    [CONFIG_IO_POLL] = "poll", [CONFIG_IO_SELECT] = "select",
 };
 
 static struct event_base *loop_new_base(enum config_io_backend backend, const char **why)
@@ -61,8 +58,7 @@ static struct event_base *loop_new_base(enum config_io_backend backend, const ch
     return base;
 }
 
-int loop_init(struct loop *lp, struct server *srv, enum config_io_backend backend,
-              const char **why)
+int loop_init(struct loop *lp, struct server *srv, enum config_io_backend backend, const char **why)
 {
     memset(lp, 0, sizeof(*lp));
     lp->srv = srv;

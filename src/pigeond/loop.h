@@ -52,16 +52,16 @@ struct loop_stats {
 #define LOOP_READ_POOL 8
 
 struct loop {
-    struct server *srv;       /* borrowed; outlives the loop */
-    struct event_base *base;  /* owned */
-    struct conn_list conns;   /* every open or closing connection */
+    struct server *srv;      /* borrowed; outlives the loop */
+    struct event_base *base; /* owned */
+    struct conn_list conns;  /* every open or closing connection */
     uint32_t n_conns;
     struct conn_list pending; /* connections with staged output */
     struct event *flush_ev;
-    struct conn_list dead;    /* closed, waiting to be freed */
+    struct conn_list dead; /* closed, waiting to be freed */
     struct event *reap_ev;
     struct loop_stats stats;
-    struct block *rblk;       /* holds a reference; LOOP_READ_MAX bytes sockets are read into */
+    struct block *rblk; /* holds a reference; LOOP_READ_MAX bytes sockets are read into */
     struct block *rpool[LOOP_READ_POOL]; /* earlier read blocks, each referenced, for reuse */
     unsigned n_rpool;
 };

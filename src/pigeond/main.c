@@ -74,8 +74,8 @@ static int parse_options(int argc, char **argv, struct options *o)
             o->ports_file = optarg;
             break;
         case 'V':
-            printf("pigeond %s (libevent %s, msgpack-c %s)\n", PIGEON_VERSION,
-                   event_get_version(), msgpack_version());
+            printf("pigeond %s (libevent %s, msgpack-c %s)\n", PIGEON_VERSION, event_get_version(),
+                   msgpack_version());
             return 0;
         case 'h':
             usage(stdout);
@@ -163,7 +163,8 @@ int main(int argc, char **argv)
         return 1;
     uint64_t seed = 0;
     if (getrandom(&seed, sizeof(seed), 0) != sizeof(seed))
-        seed = (uint64_t)getpid() ^ (uint64_t)time(NULL) << 20; /* no entropy yet: better than none */
+        seed = (uint64_t)getpid() ^ (uint64_t)time(NULL)
+                                        << 20; /* no entropy yet: better than none */
     hmap_seed(seed);
     /* Keep glibc from giving the heap's top back and taking it again on
      * every burst (a brk and page faults per read block). */

@@ -30,8 +30,7 @@ void retain_free(struct retain_store *rs, void (*free_value)(void *value));
  * the value it replaces, or NULL; ownership of VALUE passes to the store and
  * of the returned one to the caller.  COST is counted in retain_bytes().
  */
-void *retain_set(struct retain_store *rs, const char *topic, size_t len, void *value,
-                 size_t cost);
+void *retain_set(struct retain_store *rs, const char *topic, size_t len, void *value, size_t cost);
 
 /* Removes TOPIC's value and returns it (the caller owns it), or NULL. */
 void *retain_clear(struct retain_store *rs, const char *topic, size_t len);
@@ -51,7 +50,7 @@ void retain_foreach_match(const struct retain_store *rs, const char *pattern, si
                           void (*fn)(const char *topic, size_t len, void *value, void *arg),
                           void *arg);
 
-size_t retain_count(const struct retain_store *rs); /* topics with a value */
+size_t retain_count(const struct retain_store *rs);   /* topics with a value */
 uint64_t retain_bytes(const struct retain_store *rs); /* sum of their costs */
 
 /* Trie nodes besides the root: 0 once every value is cleared.  For stats and tests. */

@@ -30,10 +30,10 @@
 #define ROUTER_MATCH_CACHE 4096
 
 struct router {
-    struct server *srv;          /* borrowed */
-    struct sublist *subs;        /* owned */
+    struct server *srv;            /* borrowed */
+    struct sublist *subs;          /* owned */
     struct retain_store *retained; /* owned; values are struct retained */
-    msgpack_sbuffer scratch;     /* builds a retained value's opts */
+    msgpack_sbuffer scratch;       /* builds a retained value's opts */
 };
 
 struct retained {
@@ -109,8 +109,8 @@ static int router_retain(struct router *r, const struct router_msg *m)
     }
     msgpack_sbuffer_clear(&r->scratch);
     size_t olen = encode_msg_opts(&r->scratch, m->reply_to, m->reply_to_len, m->headers, true);
-    size_t cost = sizeof(struct retained) + sizeof(struct block) + m->body_len + olen +
-                  m->topic_len;
+    size_t cost =
+        sizeof(struct retained) + sizeof(struct block) + m->body_len + olen + m->topic_len;
     uint64_t held = router_retained_bytes(r) - retain_cost(r->retained, m->topic, m->topic_len);
     if (held + cost > r->srv->conf->max_retained)
         return -PROTO_ERR_LIMIT;
@@ -142,9 +142,9 @@ struct replay_item {
 };
 
 struct replay {
-    struct replay *next;  /* in the connection's replays */
-    struct sub *sub;      /* borrowed; unsubscribing cancels the replay */
-    size_t n, at;         /* items, and the next to send */
+    struct replay *next;       /* in the connection's replays */
+    struct sub *sub;           /* borrowed; unsubscribing cancels the replay */
+    size_t n, at;              /* items, and the next to send */
     struct replay_item *items; /* owned */
 };
 

@@ -34,25 +34,25 @@ struct sub {
     uint32_t sid;
     uint8_t prefix_len;
     uint8_t prefix[ENCODE_MSG_PREFIX_MAX]; /* the msg prefix with this sid */
-    char *pattern;               /* owned, NUL-terminated */
-    char *queue;                 /* owned, or NULL */
-    struct replay *replay;       /* its retained replay still waiting for room, or NULL */
+    char *pattern;                         /* owned, NUL-terminated */
+    char *queue;                           /* owned, or NULL */
+    struct replay *replay;                 /* its retained replay still waiting for room, or NULL */
 };
 
 /* A message to route. Every pointer is borrowed for the call. */
 struct router_msg {
-    const char *topic;     /* checked published topic, inside body */
+    const char *topic; /* checked published topic, inside body */
     size_t topic_len;
-    const uint8_t *body;   /* topic and payload, encoded, adjacent */
+    const uint8_t *body; /* topic and payload, encoded, adjacent */
     size_t body_len;
-    const uint8_t *opts;   /* the opts map for msg (reply_to, headers), or NULL */
+    const uint8_t *opts; /* the opts map for msg (reply_to, headers), or NULL */
     size_t opts_len;
-    struct block *block;   /* when body lies in a refcounted block, or NULL */
-    bool retain;           /* replace (or, with payload_nil, clear) the retained value */
+    struct block *block; /* when body lies in a refcounted block, or NULL */
+    bool retain;         /* replace (or, with payload_nil, clear) the retained value */
     bool payload_nil;
-    const char *reply_to;  /* for the retained copy's opts, or NULL */
+    const char *reply_to; /* for the retained copy's opts, or NULL */
     size_t reply_to_len;
-    const void *headers;   /* msgpack_object *, for the retained copy's opts, or NULL */
+    const void *headers; /* msgpack_object *, for the retained copy's opts, or NULL */
 };
 
 struct router;

@@ -59,8 +59,7 @@ static void server_raise_fd_limit(struct server *srv)
         log_warning(&srv->log,
                     "open file limit is %llu, below max_connections %u + %d: "
                     "raise LimitNOFILE / ulimit -n",
-                    (unsigned long long)rl.rlim_cur, srv->conf->max_connections,
-                    SERVER_FD_RESERVE);
+                    (unsigned long long)rl.rlim_cur, srv->conf->max_connections, SERVER_FD_RESERVE);
 }
 
 /* Writes "NAME ADDRESS" lines for the bound listeners, atomically. */
@@ -77,7 +76,7 @@ static void server_write_ports_file(struct server *srv)
         log_error(&srv->log, "cannot write %s: %s", tmp, strerror(errno));
         return;
     }
-    TAILQ_FOREACH(l, &srv->listeners, link)
+    TAILQ_FOREACH (l, &srv->listeners, link)
         fprintf(f, "%s %s\n", listener_name(l), listener_address(l));
     if (srv->http != NULL) /* brackets: no listener can have that name */
         fprintf(f, "[http] %s\n", http_address(srv->http));
@@ -115,7 +114,7 @@ static void server_format_listeners(struct server *srv, char *buf, size_t len)
     size_t used = 0;
 
     buf[0] = '\0';
-    TAILQ_FOREACH(l, &srv->listeners, link) {
+    TAILQ_FOREACH (l, &srv->listeners, link) {
         int n = snprintf(buf + used, len - used, "%s%s=%s%s", used ? " " : "", listener_name(l),
                          listener_address(l), l->activated ? "(systemd)" : "");
         if (n < 0 || (size_t)n >= len - used)
@@ -209,7 +208,7 @@ static const struct config_listener *find_listener_conf(const struct config *con
 static bool listener_is_open(struct server *srv, const struct config_listener *cl)
 {
     struct listener *l;
-    TAILQ_FOREACH(l, &srv->listeners, link)
+    TAILQ_FOREACH (l, &srv->listeners, link)
         if (listener_conf_matches(cl, l))
             return true;
     return false;
@@ -260,7 +259,7 @@ int server_reload(struct server *srv)
         server_reload_listeners(srv, next);
         activation_report_unmatched(srv->activation, next, &srv->log, LOG_LEVEL_WARNING);
     }
-    TAILQ_FOREACH(c, &srv->loop.conns, link)
+    TAILQ_FOREACH (c, &srv->loop.conns, link)
         conn_apply_config(c);
     http_apply_config(srv, &srv->http); /* logged; the rest of the reload stands */
     sysstats_apply_config(srv->sysstats);
@@ -284,7 +283,7 @@ void server_shutdown(struct server *srv)
     while ((l = TAILQ_FIRST(&srv->listeners)) != NULL)
         server_close_listener(srv, l);
     /* conn_close never frees, so walking the list while closing is safe. */
-    TAILQ_FOREACH(c, &srv->loop.conns, link)
+    TAILQ_FOREACH (c, &srv->loop.conns, link)
         conn_close(c, "server shutting down", 0, NULL);
     if (srv->n_conns == 0) {
         event_base_loopexit(srv->loop.base, NULL);
@@ -330,8 +329,9 @@ static void server_refuse(struct server *srv, evutil_socket_t fd)
     evutil_closesocket(fd);
     srv->loop.stats.conns_rejected++;
     if (log_ratelimit_ok(&srv->rl_accept, (uint64_t)clock_now_ms(), &suppressed))
-        log_warning(&srv->log, "refused a connection: max_connections %u reached "
-                               "(%llu similar warnings suppressed)",
+        log_warning(&srv->log,
+                    "refused a connection: max_connections %u reached "
+                    "(%llu similar warnings suppressed)",
                     srv->conf->max_connections, (unsigned long long)suppressed);
 }
 

@@ -33,20 +33,20 @@ TAILQ_HEAD(listener_list, listener);
 
 struct server {
     struct logger log;
-    struct config *conf;     /* the current snapshot; owned; replaced whole on reload */
-    char *conf_path;         /* file reread on SIGHUP, or NULL (built-in defaults); owned */
-    char *ports_file;        /* where bound addresses are written, or NULL; owned */
-    struct loop loop;        /* the event loop (one per node today) */
-    struct router *router;   /* owned */
+    struct config *conf;            /* the current snapshot; owned; replaced whole on reload */
+    char *conf_path;                /* file reread on SIGHUP, or NULL (built-in defaults); owned */
+    char *ports_file;               /* where bound addresses are written, or NULL; owned */
+    struct loop loop;               /* the event loop (one per node today) */
+    struct router *router;          /* owned */
     struct listener_list listeners; /* each holds the server's reference */
     struct event *sig_term, *sig_int, *sig_hup, *drain_timer;
     bool draining;
     int exit_code;
     uint64_t next_client_id;
-    uint32_t n_conns;        /* open and closing connections, all loops */
+    uint32_t n_conns; /* open and closing connections, all loops */
     int64_t started_ms;
-    msgpack_zone zone;       /* decodes hello and opts; cleared after each frame */
-    msgpack_sbuffer scratch; /* encodes msg opts; cleared after each frame */
+    msgpack_zone zone;                /* decodes hello and opts; cleared after each frame */
+    msgpack_sbuffer scratch;          /* encodes msg opts; cleared after each frame */
     struct log_ratelimit rl_protocol; /* warnings about bad frames */
     struct log_ratelimit rl_slow;     /* warnings about slow consumers */
     struct log_ratelimit rl_accept;   /* warnings about failing accept() */

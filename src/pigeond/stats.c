@@ -112,10 +112,10 @@ static void gather_listeners(struct server *srv, struct stats_snapshot *s)
     struct conn *c;
     size_t n = 0;
 
-    TAILQ_FOREACH(l, &srv->listeners, link)
+    TAILQ_FOREACH (l, &srv->listeners, link)
         n++;
     s->listeners = n > 0 ? xcalloc(n, sizeof(*s->listeners)) : NULL;
-    TAILQ_FOREACH(l, &srv->listeners, link) {
+    TAILQ_FOREACH (l, &srv->listeners, link) {
         struct stats_listener *e = &s->listeners[s->n_listeners++];
         e->listener = l;
         e->name = listener_name(l);
@@ -127,7 +127,7 @@ static void gather_listeners(struct server *srv, struct stats_snapshot *s)
         e->msgs_out = l->closed_msgs_out;
         e->bytes_out = l->closed_bytes_out;
     }
-    TAILQ_FOREACH(c, &srv->loop.conns, link) {
+    TAILQ_FOREACH (c, &srv->loop.conns, link) {
         struct stats_listener *e = snapshot_listener(s, c->listener);
         if (e == NULL)
             continue;

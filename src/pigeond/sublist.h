@@ -34,7 +34,7 @@ struct sublist_group; /* one queue group; owned by the index */
  * in no promised order.
  */
 struct sublist_result {
-    void *const *items;                  /* plain subscriptions, each once */
+    void *const *items; /* plain subscriptions, each once */
     size_t n_items;
     struct sublist_group *const *groups; /* queue groups with a match */
     size_t n_groups;
@@ -74,8 +74,7 @@ const struct sublist_result *sublist_match(struct sublist *sl, const char *topic
  * for which READY(item, ARG) is false; when none is ready, returns the next
  * member anyway.  READY may be NULL.  Never NULL for a group in a result.
  */
-void *sublist_group_pick(struct sublist_group *g, bool (*ready)(void *item, void *arg),
-                         void *arg);
+void *sublist_group_pick(struct sublist_group *g, bool (*ready)(void *item, void *arg), void *arg);
 
 /* Subscriptions in the index (a group's members each count). */
 size_t sublist_count(const struct sublist *sl);

@@ -344,8 +344,8 @@ int wire_parse_msg(struct mpread r, uint32_t n, struct wire_msg *m, const char *
 int wire_parse_msg3_stream(struct mpread *r, struct wire_msg *m)
 {
     memset(m, 0, sizeof(*m));
-    if (!mpread_uint(r, &m->sid) || !mpread_str(r, &m->topic, &m->topic_len) ||
-        m->topic_len == 0 || m->topic_len > PROTO_TOPIC_MAX)
+    if (!mpread_uint(r, &m->sid) || !mpread_str(r, &m->topic, &m->topic_len) || m->topic_len == 0 ||
+        m->topic_len > PROTO_TOPIC_MAX)
         return -1;
     m->payload = r->p;
     if (!mpread_skip(r))
