@@ -185,26 +185,12 @@ static int pub_lines(struct cli_conn *cc, const struct pub_args *a)
 /* MessagePack objects back to back on stdin. */
 static int pub_raw(struct cli_conn *cc, const struct pub_args *a)
 {
-    size_t len = 0, cap = 1 << 16;
-    uint8_t *buf = malloc(cap);
-    size_t n;
-    int rc = CLI_OK;
+    uint8_t *buf;
+    size_t len;
+    int rc = cli_read_stdin(&buf, &len);
 
-    while (buf != NULL && (n = fread(buf + len, 1, cap - len, stdin)) > 0) {
-        len += n;
-        if (len == cap) {
-            uint8_t *p = realloc(buf, cap * 2);
-            if (p == NULL) {
-                free(buf);
-                buf = NULL;
-                break;
-            }
-            buf = p;
-            cap *= 2;
-        }
-    }
-    if (buf == NULL)
-        return cli_fail(PIGEON_ENOMEM, NULL, "read stdin");
+    if (rc != CLI_OK)
+        return rc;
     struct mpread r;
     mpread_init(&r, buf, len);
     while (rc == CLI_OK && mpread_left(&r) > 0) {

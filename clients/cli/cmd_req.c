@@ -71,43 +71,17 @@ static int req_parse(int argc, char **argv, struct req_args *a)
     return cli_check_topic("req", a->topic, false);
 }
 
-/* Reads all of stdin into *OUT (the caller frees). */
-static int req_read_stdin(char **out, size_t *len)
-{
-    size_t cap = 4096, n = 0, got;
-    char *buf = malloc(cap);
-
-    while (buf != NULL && (got = fread(buf + n, 1, cap - n, stdin)) > 0) {
-        n += got;
-        if (n == cap) {
-            char *p = realloc(buf, cap * 2);
-            if (p == NULL) {
-                free(buf);
-                buf = NULL;
-                break;
-            }
-            buf = p;
-            cap *= 2;
-        }
-    }
-    if (buf == NULL)
-        return cli_fail(PIGEON_ENOMEM, NULL, "read stdin");
-    *out = buf;
-    *len = n;
-    return CLI_OK;
-}
-
 static int req_payload(const struct req_args *a, msgpack_sbuffer *sb)
 {
-    char *text = NULL;
+    uint8_t *text = NULL;
     size_t len = 0;
 
     if (strcmp(a->data, "-") != 0)
         return cli_json_payload("req", a->data, strlen(a->data), sb);
-    int rc = req_read_stdin(&text, &len);
+    int rc = cli_read_stdin(&text, &len);
     if (rc != CLI_OK)
         return rc;
-    rc = cli_json_payload("req", text, len, sb);
+    rc = cli_json_payload("req", (const char *)text, len, sb);
     free(text);
     return rc;
 }

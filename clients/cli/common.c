@@ -100,6 +100,31 @@ long cli_parse_duration(const char *s)
     return ms > 1e12 ? -1 : (long)ms;
 }
 
+int cli_read_stdin(uint8_t **out, size_t *len)
+{
+    size_t cap = 1 << 16, n = 0, got;
+    uint8_t *buf = malloc(cap);
+
+    while (buf != NULL && (got = fread(buf + n, 1, cap - n, stdin)) > 0) {
+        n += got;
+        if (n == cap) {
+            uint8_t *p = realloc(buf, cap * 2);
+            if (p == NULL) {
+                free(buf);
+                buf = NULL;
+                break;
+            }
+            buf = p;
+            cap *= 2;
+        }
+    }
+    if (buf == NULL)
+        return cli_fail(PIGEON_ENOMEM, NULL, "read stdin");
+    *out = buf;
+    *len = n;
+    return CLI_OK;
+}
+
 int cli_parse_count(const char *s, uint64_t *out)
 {
     char *end;

@@ -29,7 +29,8 @@ from typing import Any, Callable, Deque, Dict, Mapping, Optional, Tuple
 
 from . import protocol as proto
 from .client import (CLOSED, CONNECTED, CONNECTING, DEFAULT_MAX_BUFFER, DEFAULT_MAX_PENDING,
-                     DEFAULT_PING_INTERVAL, DEFAULT_TIMEOUT, LOST, RECONNECTING)
+                     DEFAULT_PING_INTERVAL, DEFAULT_TIMEOUT, LOST, RECONNECTING,
+                     _SubscriptionQueue)
 from .errors import (AuthFailed, AuthRequired, BadParams, BufferFull, ClientClosed,
                      ConnectError, ConnectionLost, PigeonError, TimeoutError, error_for)
 from .protocol import Backoff, Message
@@ -90,7 +91,7 @@ class _AConn:
                 pass
 
 
-class AsyncSubscription:
+class AsyncSubscription(_SubscriptionQueue):
     """A subscription: `async for msg in sub`, or `await sub.next_msg(t)`.
 
     As the blocking Subscription: .sid stable across reconnects, .dropped
@@ -99,53 +100,21 @@ class AsyncSubscription:
 
     def __init__(self, client: "AsyncClient", sid: int, pattern: str, queue: Optional[str],
                  raw: bool, max_pending: Optional[int]):
-        self.sid = sid
-        self.pattern = pattern
-        self.queue = queue
-        self.raw = raw
-        self.max_pending = max_pending
-        self.dropped = 0
+        super().__init__(sid, pattern, queue, raw, max_pending)
         self._client = client
-        self._msgs: Deque[Message] = deque()
         self._event = asyncio.Event()
-        self._ended = False
-        self._error: Optional[PigeonError] = None
-        self._dropping = False
         self._call: Optional[asyncio.Future] = None
         self._msgid = 0
         self._conn: Optional[_AConn] = None
         self._server_sid: Optional[int] = None
 
     def _deliver(self, msg: Message) -> None:
-        if self._ended:
-            return
-        if self.max_pending and len(self._msgs) >= self.max_pending:
-            self.dropped += 1
-            if not self._dropping:
-                self._dropping = True
-                log.warning("subscription %d (%s): %d messages queued unread; dropping",
-                            self.sid, self.pattern, len(self._msgs))
-            return
-        self._dropping = False
-        self._msgs.append(msg)
-        self._event.set()
+        if self._push(msg):
+            self._event.set()
 
     def _end(self, error: Optional[PigeonError] = None, discard: bool = False) -> None:
-        if self._ended:
-            return
-        self._ended = True
-        self._error = error
-        if discard:
-            self._msgs.clear()
-        self._event.set()
-
-    @property
-    def active(self) -> bool:
-        return not self._ended
-
-    @property
-    def pending(self) -> int:
-        return len(self._msgs)
+        if self._stop(error, discard):
+            self._event.set()
 
     async def next_msg(self, timeout: Optional[float] = None) -> Message:
         """The next message; raises TimeoutError, ClientClosed once ended,

@@ -117,7 +117,62 @@ class _Conn:
 
 # -------------------------------------------------------- subscriptions ----
 
-class Subscription:
+class _SubscriptionQueue:
+    """What both clients' subscriptions share: who they are, and the queue of
+    messages received and not yet taken, bounded by max_pending.  The
+    subclasses add how a reader waits for it (a Condition; an asyncio.Event)
+    and hold whatever lock that needs around _push and _stop."""
+
+    def __init__(self, sid: int, pattern: str, queue: Optional[str], raw: bool,
+                 max_pending: Optional[int]):
+        self.sid = sid
+        self.pattern = pattern
+        self.queue = queue
+        self.raw = raw
+        self.max_pending = max_pending
+        self.dropped = 0
+        self._msgs: Deque[Message] = deque()
+        self._ended = False
+        self._error: Optional[PigeonError] = None
+        self._dropping = False
+
+    def _push(self, msg: Message) -> bool:
+        """Queues MSG; False when it was not (ended, or dropped past max_pending)."""
+        if self._ended:
+            return False
+        if self.max_pending and len(self._msgs) >= self.max_pending:
+            self.dropped += 1
+            if not self._dropping:
+                self._dropping = True
+                log.warning("subscription %d (%s): %d messages queued unread; dropping",
+                            self.sid, self.pattern, len(self._msgs))
+            return False
+        self._dropping = False
+        self._msgs.append(msg)
+        return True
+
+    def _stop(self, error: Optional[PigeonError], discard: bool) -> bool:
+        """Ends the queue (emptied when DISCARD); False when it had ended already."""
+        if self._ended:
+            return False
+        self._ended = True
+        self._error = error
+        if discard:
+            self._msgs.clear()
+        return True
+
+    @property
+    def active(self) -> bool:
+        """False once unsubscribed, closed or lost for good."""
+        return not self._ended
+
+    @property
+    def pending(self) -> int:
+        """Messages received and not yet taken."""
+        return len(self._msgs)
+
+
+class Subscription(_SubscriptionQueue):
     """A subscription: iterate it for Messages.
 
         for msg in sub:            # blocks; ends after unsubscribe()/close()
@@ -133,18 +188,9 @@ class Subscription:
 
     def __init__(self, client: "Client", sid: int, pattern: str, queue: Optional[str],
                  raw: bool, max_pending: Optional[int]):
-        self.sid = sid
-        self.pattern = pattern
-        self.queue = queue
-        self.raw = raw
-        self.max_pending = max_pending
-        self.dropped = 0
+        super().__init__(sid, pattern, queue, raw, max_pending)
         self._client = client
         self._cond = threading.Condition()
-        self._msgs: Deque[Message] = deque()
-        self._ended = False
-        self._error: Optional[PigeonError] = None
-        self._dropping = False
         # On the wire; guarded by the client's _lock.
         self._call: Optional[_Call] = None   # the latest sub request
         self._conn: Optional[_Conn] = None    # the connection _server_sid is on
@@ -153,39 +199,15 @@ class Subscription:
     # Reader thread side.
     def _deliver(self, msg: Message) -> None:
         with self._cond:
-            if self._ended:
-                return
-            if self.max_pending and len(self._msgs) >= self.max_pending:
-                self.dropped += 1
-                if not self._dropping:
-                    self._dropping = True
-                    log.warning("subscription %d (%s): %d messages queued unread; dropping",
-                                self.sid, self.pattern, len(self._msgs))
-                return
-            self._dropping = False
-            self._msgs.append(msg)
-            self._cond.notify()
+            if self._push(msg):
+                self._cond.notify()
 
     def _end(self, error: Optional[PigeonError] = None, discard: bool = False) -> None:
         with self._cond:
-            if self._ended:
-                return
-            self._ended = True
-            self._error = error
-            if discard:
-                self._msgs.clear()
-            self._cond.notify_all()
+            if self._stop(error, discard):
+                self._cond.notify_all()
 
     # Program side.
-    @property
-    def active(self) -> bool:
-        """False once unsubscribed, closed or lost for good."""
-        return not self._ended
-
-    @property
-    def pending(self) -> int:
-        """Messages received and not yet taken."""
-        return len(self._msgs)
 
     def next_msg(self, timeout: Optional[float] = None) -> Message:
         """The next message; waits up to TIMEOUT seconds (None: no limit).
