@@ -5,8 +5,11 @@
  *   subscriber [ADDRESS [PATTERN [COUNT]]]   defaults: 127.0.0.1:7400 demo.> 0 (forever)
  *
  * Prints each message's topic and payload (decoded with msgpack-c) and
- * exits after COUNT messages, or on Ctrl-C.  The client reconnects and
- * subscribes again by itself if the broker restarts.
+ * exits after COUNT messages, or on Ctrl-C.  Stopping the loop is not
+ * enough to stop at COUNT: messages already read in the same batch would
+ * still be delivered, so the COUNTth message also unsubscribes (after
+ * which the callback is not called again, even for those).  The client
+ * reconnects and subscribes again by itself if the broker restarts.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -19,14 +22,13 @@
 struct app {
     struct event_base *base;
     long count, want;
+    uint64_t sid;
 };
 
 static void on_message(pigeon_client *c, const pigeon_msg *m, void *arg)
 {
     struct app *app = arg;
     msgpack_zone zone;
-
-    (void)c;
     msgpack_object obj;
 
     msgpack_zone_init(&zone, 1024);
@@ -36,8 +38,10 @@ static void on_message(pigeon_client *c, const pigeon_msg *m, void *arg)
     printf("%s\n", pigeon_msg_retained(m) ? " (retained)" : "");
     fflush(stdout);
     msgpack_zone_destroy(&zone);
-    if (++app->count == app->want)
+    if (++app->count == app->want) {
+        pigeon_unsubscribe(c, app->sid);
         event_base_loopbreak(app->base);
+    }
 }
 
 static void on_state(pigeon_client *c, enum pigeon_state state, int err, void *arg)
@@ -75,7 +79,7 @@ int main(int argc, char **argv)
     opts.on_state = on_state;
     int err = pigeon_connect(app.base, address, &opts, &c);
     if (err == PIGEON_OK)
-        err = pigeon_subscribe(c, pattern, NULL, on_message, &app, NULL);
+        err = pigeon_subscribe(c, pattern, NULL, on_message, &app, &app.sid);
     if (err != PIGEON_OK) {
         fprintf(stderr, "subscriber: %s\n", pigeon_strerror(err));
         return 1;
