@@ -235,6 +235,10 @@ struct pigeon_options {
     void *state_arg;
     pigeon_error_cb on_error; /* NULL, or told of asynchronous errors */
     void *error_arg;
+
+    size_t max_queued; /* blocking API only: messages received and not yet taken
+                          by pigeon_sync_next; more are dropped and counted
+                          (pigeon_sync_dropped); 65536; 0 no bound */
 };
 
 /* Fills O with the defaults above. */
@@ -414,8 +418,11 @@ PIGEON_API int pigeon_reply(pigeon_client *c, const pigeon_msg *request, const v
 /*
  * A client on a private event_base.  Messages of its subscriptions are
  * read while one of these calls waits, and queued in memory until
- * pigeon_sync_next takes them.  Reconnection is off unless OPTS turns it
- * on; with it on, the calls wait through reconnects.
+ * pigeon_sync_next takes them: at most the options' max_queued messages;
+ * those arriving while the queue is full are dropped (the newest, not the
+ * queued ones) and counted by pigeon_sync_dropped, as the Python client's
+ * max_pending does.  Reconnection is off unless OPTS turns it on; with it
+ * on, the calls wait through reconnects.
  */
 typedef struct pigeon_sync pigeon_sync;
 
@@ -439,6 +446,12 @@ PIGEON_API void pigeon_sync_close(pigeon_sync *s);
 
 /* The asynchronous client inside S (borrowed), for pigeon_errmsg and the like. */
 PIGEON_API pigeon_client *pigeon_sync_client(pigeon_sync *s);
+
+/*
+ * Messages S dropped because max_queued were already waiting for
+ * pigeon_sync_next, since pigeon_sync_connect.
+ */
+PIGEON_API uint64_t pigeon_sync_dropped(const pigeon_sync *s);
 
 /*
  * pigeon_publish, waiting (at most the connect timeout) for room when the

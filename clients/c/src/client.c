@@ -120,6 +120,7 @@ void pigeon_options_init(struct pigeon_options *o)
     o->max_outbound = 16u << 20;
     o->max_incoming = CLIENT_MAX_INCOMING;
     o->verify_topics = 1;
+    o->max_queued = 65536;
 }
 
 static bool client_options_valid(const struct pigeon_options *o)

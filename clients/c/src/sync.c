@@ -6,6 +6,10 @@
  * at a time until its callback has fired or the deadline passed.  Messages
  * of subscriptions are copied into a FIFO as they arrive, whichever call
  * happens to be running the loop, and pigeon_sync_next hands them out.
+ * The FIFO holds at most max_queued messages: a program that subscribes
+ * and stops calling pigeon_sync_next must not grow without bound, so
+ * arrivals past it are dropped and counted (the queued ones are older and
+ * were promised first).
  *
  * A call that gives up on its deadline may leave an operation whose
  * callback comes later (a response still on its way): such operations
@@ -33,6 +37,8 @@ struct pigeon_sync {
     pigeon_client *c;               /* owned */
     struct event *timer;            /* owned: the deadline of the wait under way */
     struct pigeon_msg *head, *tail; /* owned: messages not yet taken */
+    size_t queued, max_queued;      /* messages in the FIFO; its bound (0: none) */
+    uint64_t dropped;               /* arrivals dropped on a full FIFO */
     int timeout_ms;                 /* the connect timeout, the default deadline */
     size_t max_outbound;
     enum pigeon_state state;
@@ -141,13 +147,20 @@ static void sync_msg_cb(pigeon_client *c, const pigeon_msg *m, void *arg)
     struct pigeon_sync *s = arg;
     pigeon_msg *copy;
 
-    if (pigeon_msg_copy(m, &copy) != PIGEON_OK)
-        return; /* out of memory: the message is lost, as on a full queue */
+    if (s->max_queued > 0 && s->queued >= s->max_queued) {
+        s->dropped++;
+        return;
+    }
+    if (pigeon_msg_copy(m, &copy) != PIGEON_OK) {
+        s->dropped++; /* out of memory: lost, as on a full queue */
+        return;
+    }
     if (s->tail != NULL)
         s->tail->next = copy;
     else
         s->head = copy;
     s->tail = copy;
+    s->queued++;
 }
 
 static void sync_sub_done_cb(pigeon_client *c, int err, uint64_t result, void *arg)
@@ -244,6 +257,7 @@ int pigeon_sync_connect(const char *address, const struct pigeon_options *opts, 
     o.state_arg = s;
     s->timeout_ms = o.connect_timeout_ms > 0 ? o.connect_timeout_ms : 5000;
     s->max_outbound = o.max_outbound;
+    s->max_queued = o.max_queued;
     s->state = PIGEON_STATE_CONNECTING;
     s->base = event_base_new();
     s->timer = s->base != NULL ? evtimer_new(s->base, sync_timer_cb, s) : NULL;
@@ -282,6 +296,11 @@ void pigeon_sync_close(pigeon_sync *s)
 pigeon_client *pigeon_sync_client(pigeon_sync *s)
 {
     return s->c;
+}
+
+uint64_t pigeon_sync_dropped(const pigeon_sync *s)
+{
+    return s->dropped;
 }
 
 /* Why nothing can be sent or received any more. */
@@ -370,6 +389,7 @@ int pigeon_sync_unsubscribe(pigeon_sync *s, uint64_t id)
         pigeon_msg *m = *pp;
         if (m->sid == id) {
             *pp = m->next;
+            s->queued--;
             pigeon_msg_free(m);
         } else {
             s->tail = m;
@@ -396,6 +416,7 @@ int pigeon_sync_next(pigeon_sync *s, int timeout_ms, pigeon_msg **out)
     s->head = m->next;
     if (s->head == NULL)
         s->tail = NULL;
+    s->queued--;
     m->next = NULL;
     *out = m;
     return PIGEON_OK;

@@ -448,6 +448,45 @@ START_TEST(test_sync_api)
 }
 END_TEST
 
+/* The blocking API's inbound FIFO is bounded: arrivals past max_queued are counted, not kept. */
+START_TEST(test_sync_max_queued)
+{
+    struct broker b;
+    struct pigeon_options o;
+    pigeon_sync *s;
+    pigeon_msg *m;
+    uint8_t x;
+
+    pigeon_options_init(&o);
+    ck_assert_uint_eq(o.max_queued, 65536);
+    o.max_queued = 3;
+    broker_start(&b, "127.0.0.1:0", NULL);
+    ck_assert_int_eq(pigeon_sync_connect(b.addr, &o, 0, &s), PIGEON_OK);
+    ck_assert_int_eq(pigeon_sync_subscribe(s, "mq.*", NULL, 0, NULL), PIGEON_OK);
+    for (x = 0; x < 10; x++)
+        ck_assert_int_eq(pigeon_sync_publish(s, "mq.a", &x, 1, NULL), PIGEON_OK);
+    /* The broker answers the ping after queueing all ten messages to us. */
+    ck_assert_int_eq(pigeon_sync_flush(s, 0), PIGEON_OK);
+    ck_assert_uint_eq(pigeon_sync_dropped(s), 7);
+    for (x = 0; x < 3; x++) {
+        size_t len;
+        ck_assert_int_eq(pigeon_sync_next(s, 0, &m), PIGEON_OK);
+        ck_assert_uint_eq(*(const uint8_t *)pigeon_msg_data(m, &len), x); /* the oldest kept */
+        pigeon_msg_free(m);
+    }
+    ck_assert_int_eq(pigeon_sync_next(s, 50, &m), PIGEON_ETIMEDOUT);
+    /* Room again once taken. */
+    x = 0x2a;
+    ck_assert_int_eq(pigeon_sync_publish(s, "mq.b", &x, 1, NULL), PIGEON_OK);
+    ck_assert_int_eq(pigeon_sync_next(s, (int)(test_deadline() * 1000), &m), PIGEON_OK);
+    ck_assert_str_eq(pigeon_msg_topic(m, NULL), "mq.b");
+    pigeon_msg_free(m);
+    ck_assert_uint_eq(pigeon_sync_dropped(s), 7);
+    pigeon_sync_close(s);
+    broker_finish(&b);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("integration: pub/sub");
@@ -461,6 +500,7 @@ int main(void)
     tcase_add_test(tc, test_unix_socket_and_obj);
     tcase_add_test(tc, test_close_in_callback);
     tcase_add_test(tc, test_sync_api);
+    tcase_add_test(tc, test_sync_max_queued);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_ENV);
