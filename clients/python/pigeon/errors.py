@@ -126,6 +126,17 @@ class BufferFull(PigeonError):
     """A publication while disconnected found the reconnect buffer full."""
 
 
+class PayloadError(PigeonError, ValueError):
+    """A received payload that is valid MessagePack but has no Python
+    value: a str that is not UTF-8, or a map with an array or map as a key.
+    .raw holds the payload's bytes as the publisher sent them (read them as
+    they are, or decode with msgpack yourself, e.g. with raw=True)."""
+
+    def __init__(self, message: str, raw: bytes):
+        super().__init__(message)
+        self.raw = raw
+
+
 _BY_CODE: Dict[int, Type[PigeonError]] = {
     cls.code: cls
     for cls in (BadFrame, UnknownMethod, BadParams, BadTopic, TooLarge,

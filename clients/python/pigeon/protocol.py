@@ -29,7 +29,7 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
 import msgpack
 
 from . import topic as _topic
-from .errors import BadFrame, BadParams, Forbidden, TooLarge
+from .errors import BadFrame, BadParams, Forbidden, PayloadError, TooLarge
 
 REQUEST, RESPONSE, NOTIFICATION = 0, 1, 2
 PROTO_VERSION = 1
@@ -131,8 +131,17 @@ def open_socket(addr: Address, timeout: Optional[float]) -> socket.socket:
 # ------------------------------------------------------------- messages ----
 
 def unpack(data: bytes) -> Any:
-    """Decodes one MessagePack object the way payloads are decoded."""
-    return msgpack.unpackb(data, raw=False, strict_map_key=False)
+    """Decodes one MessagePack object the way payloads are decoded.
+
+    Raises PayloadError (with .raw) for what MessagePack allows but Python
+    cannot hold: a str that is not UTF-8 (UnicodeDecodeError), a map keyed
+    by an array or a map (TypeError: unhashable).
+    """
+    try:
+        return msgpack.unpackb(data, raw=False, strict_map_key=False)
+    except (ValueError, TypeError) as e:
+        raise PayloadError("payload of %d bytes cannot be decoded: %s" % (len(data), e),
+                           bytes(data)) from e
 
 
 class Message:

@@ -338,6 +338,36 @@ class Payloads(BrokerCase):
         c.publish("fwd", msg.raw, raw=True)
         self.assertEqual(fwd.next_msg(DEADLINE).raw, odd[-1])
 
+    def test_undecodable_payloads_raise_payload_error(self):
+        # Valid MessagePack that Python cannot hold: a str that is not UTF-8,
+        # and maps keyed by an array and by a map (unhashable).
+        bad = [b"\xa2\xff\xfe", b"\x81\x91\x01\x02", b"\x81\x80\x01"]
+        c = self.connect()
+        sub = c.subscribe("undecodable")
+        for raw in bad:
+            c.publish("undecodable", raw, raw=True)
+        for raw in bad:
+            msg = sub.next_msg(DEADLINE)
+            with self.subTest(raw=raw), self.assertRaises(pigeon.PayloadError) as cm:
+                msg.payload
+            self.assertIsInstance(cm.exception, pigeon.PigeonError)
+            self.assertIsInstance(cm.exception, ValueError)
+            self.assertEqual(cm.exception.raw, raw)
+            self.assertEqual(msg.raw, raw)
+        # A reply likewise: request() raises it, request_msg() and raw=True don't.
+        server = self.connect()
+        srv = server.subscribe("svc.bad")
+
+        def loop():
+            for m in srv:
+                server.reply(m, bad[m.payload], raw=True)
+        threading.Thread(target=loop, daemon=True).start()
+        for i, raw in enumerate(bad):
+            with self.subTest(reply=raw), self.assertRaises(pigeon.PayloadError) as cm:
+                c.request("svc.bad", i, timeout=DEADLINE)
+            self.assertEqual(cm.exception.raw, raw)
+        self.assertEqual(c.request_msg("svc.bad", 0, timeout=DEADLINE).raw, bad[0])
+
     def test_bad_raw_refused_before_sending(self):
         c = self.connect()
         for bad in (b"", b"\x92\x01", b"\x01\x02", "str"):
