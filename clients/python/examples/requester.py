@@ -19,7 +19,7 @@ def main() -> None:
         for a, b in [(1, 2), (2**40, 2**40), (0.5, 0.25)]:
             try:
                 answer = c.request("math.add", {"a": a, "b": b}, timeout=2.0)
-            except TimeoutError:
+            except (pigeon.NoResponders, TimeoutError):
                 sys.exit("no answer from math.add: is responder.py running?")
             print("%r + %r = %r" % (a, b, answer["sum"]), flush=True)
 

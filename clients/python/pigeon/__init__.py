@@ -20,8 +20,8 @@ from .aio import AsyncClient, AsyncSubscription
 from .client import Client, Subscription, connect
 from .errors import (AuthFailed, AuthRequired, BadFrame, BadParams, BadTopic, BufferFull,
                      ClientClosed, ConnectError, ConnectionLost, Forbidden, LimitError,
-                     PayloadError, PigeonError, SlowConsumer, TimeoutError,  # noqa: F401
-                     TooLarge, UnknownMethod)
+                     NoResponders, PayloadError, PigeonError, SlowConsumer,  # noqa: F401
+                     TimeoutError, TooLarge, UnknownMethod)
 from .protocol import Backoff, Message, parse_address
 from .topic import check_pattern, check_topic, matches
 
@@ -33,5 +33,5 @@ __all__ = [
     "AsyncSubscription", "errors", "topic", "parse_address", "check_topic", "check_pattern",
     "matches", "PigeonError", "BadFrame", "UnknownMethod", "BadParams", "BadTopic", "TooLarge",
     "AuthRequired", "AuthFailed", "Forbidden", "SlowConsumer", "LimitError", "ConnectError",
-    "ConnectionLost", "ClientClosed", "BufferFull", "PayloadError",
+    "ConnectionLost", "ClientClosed", "BufferFull", "PayloadError", "NoResponders",
 ]

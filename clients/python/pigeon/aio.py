@@ -30,7 +30,7 @@ from typing import Any, Callable, Deque, Dict, Mapping, Optional, Tuple
 from . import protocol as proto
 from .client import (CLOSED, CONNECTED, CONNECTING, DEFAULT_MAX_BUFFER, DEFAULT_MAX_PENDING,
                      DEFAULT_PING_INTERVAL, DEFAULT_TIMEOUT, LOST, RECONNECTING,
-                     _SubscriptionQueue)
+                     _SubscriptionQueue, request_pub_failure)
 from .errors import (AuthFailed, AuthRequired, BadParams, BufferFull, ClientClosed,
                      ConnectError, ConnectionLost, PigeonError, TimeoutError, error_for)
 from .protocol import Backoff, Message
@@ -359,9 +359,20 @@ class AsyncClient:
         frame = proto.encode_pub(topic, data, opts, None, self.max_payload)
         await self._ensure_inbox(deadline - time.monotonic())
         fut = asyncio.get_running_loop().create_future()
+
+        def pub_done(err: Any, result: Any) -> None:
+            failure = request_pub_failure(topic, err, result)
+            if failure is not None and self._replies.get(token) is fut:
+                del self._replies[token]
+                _finish(fut, failure)
+
         self._replies[token] = fut
         try:
-            conn = await self._send_or_buffer(frame)
+            # As Client.request_msg: a request on a live connection, a
+            # notification when buffered.
+            conn = await self._send_or_buffer(
+                frame, lambda msgid: proto.encode_pub(topic, data, opts, msgid, self.max_payload),
+                pub_done)
             if conn is not None:
                 self._reply_conn[token] = conn
                 if not conn.alive:
@@ -543,12 +554,21 @@ class AsyncClient:
         self._buffer.append(frame)
         self._buffered += len(frame)
 
-    async def _send_or_buffer(self, frame: bytes) -> Optional[_AConn]:
+    async def _send_or_buffer(self, frame: bytes, build: Optional[Callable[[int], bytes]] = None,
+                              on_done: Optional[Callable[[Any, Any], None]] = None
+                              ) -> Optional[_AConn]:
+        """As Client._send_or_buffer: with BUILD, a live connection gets
+        BUILD(msgid), whose response goes to ON_DONE only (no future, so a
+        refusal nobody awaits is not an unretrieved exception)."""
         self._check_usable()
         conn = self._conn
         if self._state != CONNECTED:
             self._buffer_frame(frame)
             return None
+        if build is not None:
+            msgid = next(self._msgids) & proto.MSGID_MASK
+            frame = build(msgid)
+            conn.on_done[msgid] = on_done
         conn.write(frame)
         try:
             await conn.writer.drain()

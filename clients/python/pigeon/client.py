@@ -35,7 +35,7 @@ from typing import Any, Callable, Deque, Dict, Iterator, Mapping, Optional
 
 from . import protocol as proto
 from .errors import (AuthFailed, AuthRequired, BadParams, BufferFull, ClientClosed,
-                     ConnectError, ConnectionLost, PigeonError, TimeoutError,
+                     ConnectError, ConnectionLost, NoResponders, PigeonError, TimeoutError,
                      error_for)
 from .protocol import Backoff, Message
 from .topic import check_pattern
@@ -85,6 +85,19 @@ class _Call:
         if self.error is not None:
             raise self.error
         return self.result
+
+
+def request_pub_failure(topic: str, err: Any, result: Any) -> Optional[PigeonError]:
+    """What ends a request at once, given the broker's response to its pub
+    (sent as a request): its refusal, or NoResponders for a delivery count
+    of zero.  None when someone got it, so a reply may come."""
+    if err is not None:
+        if isinstance(err, list) and len(err) == 2:
+            return error_for(*err)
+        return PigeonError("malformed error %r" % (err,))
+    if result == 0:
+        return NoResponders("no responders on %s" % topic)
+    return None
 
 
 class _Conn:
@@ -407,10 +420,22 @@ class Client:
         frame = proto.encode_pub(topic, data, opts, None, self.max_payload)
         self._ensure_inbox(deadline - time.monotonic())
         call = _Call()
+
+        def pub_done(err: Any, result: Any) -> None:  # reader thread, _lock held
+            failure = request_pub_failure(topic, err, result)
+            if failure is not None and self._replies.get(token) is call:
+                del self._replies[token]
+                call.finish(failure)
+
         with self._lock:
             self._replies[token] = call
         try:
-            conn = self._send_or_buffer(frame)
+            # On a live connection the pub is a request, so that a refusal
+            # or a delivery to nobody ends the wait at once; buffered for a
+            # reconnect it stays a notification, and only the timeout ends it.
+            conn = self._send_or_buffer(
+                frame, lambda msgid: proto.encode_pub(topic, data, opts, msgid, self.max_payload),
+                pub_done)
             with self._lock:
                 call.conn = conn
                 if conn is not None and not conn.alive:
@@ -599,9 +624,14 @@ class Client:
         self._buffer.append(frame)
         self._buffered += len(frame)
 
-    def _send_or_buffer(self, frame: bytes) -> Optional[_Conn]:
+    def _send_or_buffer(self, frame: bytes, build: Optional[Callable[[int], bytes]] = None,
+                        on_done: Optional[Callable[[Any, Any], None]] = None
+                        ) -> Optional[_Conn]:
         """Writes a notification FRAME now, or buffers it while reconnecting.
 
+        With BUILD, what is written on a live connection is BUILD(msgid)
+        instead, a request whose response goes to ON_DONE (in the reader
+        thread, with _lock held); FRAME is still what is buffered.
         Returns the connection it was written to, or None when buffered.
         """
         with self._wlock:
@@ -611,8 +641,13 @@ class Client:
                 if self._state != CONNECTED:
                     self._buffer_frame(frame)
                     return None
+                out = frame
+                if build is not None:
+                    msgid = next(self._msgids) & proto.MSGID_MASK
+                    out = build(msgid)
+                    conn.pending[msgid] = _Call(on_done)
             try:
-                self._write(conn, frame)
+                self._write(conn, out)
                 return conn
             except OSError as e:
                 self._lost(conn, e)

@@ -126,6 +126,12 @@ class BufferFull(PigeonError):
     """A publication while disconnected found the reconnect buffer full."""
 
 
+class NoResponders(PigeonError):
+    """A request reached no subscriber: the broker delivered it to nobody,
+    so no reply can come.  Raised at once, not after the timeout (libpigeon's
+    PIGEON_ENORESPONDERS, the CLI's exit code 5)."""
+
+
 class PayloadError(PigeonError, ValueError):
     """A received payload that is valid MessagePack but has no Python
     value: a str that is not UTF-8, or a map with an array or map as a key.

@@ -145,9 +145,18 @@ class RequestReply(AioBrokerCase):
 
     async def test_timeout(self):
         c = await self.aconnect()
+        await c.subscribe("silent")  # someone gets it, nobody answers
         with self.assertRaises(TimeoutError) as cm:
-            await c.request("nobody", 1, timeout=0.2)
+            await c.request("silent", 1, timeout=0.2)
         self.assertIsInstance(cm.exception, pigeon.TimeoutError)
+        self.assertGreaterEqual(await c.ping(), 0)
+
+    async def test_no_responders_at_once(self):
+        c = await self.aconnect()
+        with self.assertRaises(pigeon.NoResponders) as cm:
+            await c.request("nobody", 1, timeout=DEADLINE)
+        self.assertIn("nobody", str(cm.exception))
+        self.assertEqual(c._replies, {})
         self.assertGreaterEqual(await c.ping(), 0)
 
     async def test_reply_needs_reply_to(self):

@@ -264,10 +264,21 @@ class RequestReply(BrokerCase):
 
     def test_timeout(self):
         c = self.connect()
+        c.subscribe("silent")  # someone gets it, nobody answers
         with self.assertRaises(TimeoutError) as cm:
-            c.request("nobody.home", 1, timeout=0.2)
+            c.request("silent", 1, timeout=0.2)
         self.assertIsInstance(cm.exception, pigeon.TimeoutError)
         self.assertIsNone(cm.exception.code)
+        self.assertGreaterEqual(c.ping(), 0)  # still usable
+
+    def test_no_responders_at_once(self):
+        c = self.connect()
+        # A timeout would be a TimeoutError, after DEADLINE: this comes at once.
+        with self.assertRaises(pigeon.NoResponders) as cm:
+            c.request("nobody.home", 1, timeout=DEADLINE)
+        self.assertIsInstance(cm.exception, pigeon.PigeonError)
+        self.assertIn("nobody.home", str(cm.exception))
+        self.assertEqual(c._replies, {})
         self.assertGreaterEqual(c.ping(), 0)  # still usable
 
     def test_late_reply_is_dropped(self):
