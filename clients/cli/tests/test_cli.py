@@ -12,6 +12,8 @@ import json
 import math
 import os
 import select
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -94,18 +96,23 @@ class CliBase(unittest.TestCase):
         p = subprocess.Popen([CLI] + list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              env=env if env is not None else self.env())
         self.procs.append(p)
+        self.wait_stderr(p, ready)
+        return p
+
+    def wait_stderr(self, p, text):
+        """Reads P's stderr until TEXT has appeared; returns what was read."""
         seen = b""
         end = time.monotonic() + DEADLINE
-        while ready.encode() not in seen:
+        while text.encode() not in seen:
             left = end - time.monotonic()
-            self.assertGreater(left, 0, "no '%s' from %s: %r" % (ready, args, seen))
+            self.assertGreater(left, 0, "no '%s' from %s: %r" % (text, p.args, seen))
             r, _, _ = select.select([p.stderr], [], [], min(left, 0.5))
             if r:
                 chunk = os.read(p.stderr.fileno(), 4096)
                 if not chunk:
-                    self.fail("%s exited: %r" % (args, seen))
+                    self.fail("%s exited: %r" % (p.args, seen))
                 seen += chunk
-        return p
+        return seen
 
     def finish(self, p, timeout=DEADLINE):
         out, err = p.communicate(timeout=timeout)
@@ -372,6 +379,59 @@ class CliLimits(CliBase):
         self.assertIn(b"max_payload", r.stderr)
         r = self.run_cli("pub", "big", json.dumps("x" * 500))
         self.assertEqual(r.returncode, OK)
+
+
+class CliRestart(CliBase):
+    """The broker restarts under a running `sub` and `reply` (docs/cli.md
+    promises they reconnect): it is bound to an explicit free port, so that
+    the restarted broker listens where the first one did."""
+
+    def setUp(self):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        self.LISTENERS = {"main": {"bind": "127.0.0.1:%d" % port}}
+        super().setUp()
+
+    def restart_broker(self):
+        self.broker.stop(signal.SIGKILL)
+        self.broker.log.close()
+        self.broker.start()
+        self.assertEqual(self.broker.address(), self.addr)
+
+    def until_ok(self, *args, stdout=None):
+        """Runs the CLI with ARGS until it exits 0 (and prints STDOUT, if
+        given): the command's subscription is made again asynchronously
+        after the reconnect."""
+        end = time.monotonic() + DEADLINE
+        while True:
+            r = self.run_cli(*args)
+            if r.returncode == OK and (stdout is None or r.stdout == stdout):
+                return r
+            self.assertLess(time.monotonic(), end, "never succeeded: %r" % (r,))
+            time.sleep(0.05)
+
+    def test_sub_reconnects_and_subscribes_again(self):
+        sub = self.start_cli("sub", "r.x", "--count", "2")
+        r = self.run_cli("pub", "--confirm", "r.x", "1")
+        self.assertEqual((r.returncode, r.stdout), (OK, b"1\n"))
+        self.restart_broker()
+        err = self.wait_stderr(sub, "reconnected")
+        self.assertIn(b"disconnected:", err)
+        self.until_ok("pub", "--confirm", "r.x", "2", stdout=b"1\n")
+        code, out, _ = self.finish(sub)
+        self.assertEqual(code, OK)
+        self.assertEqual([x["payload"] for x in self.lines(out)], [1, 2])
+
+    def test_reply_reconnects_and_answers_again(self):
+        rep = self.start_cli("reply", "r.svc", "--count", "2", "cat", ready="answering")
+        r = self.run_cli("req", "r.svc", "1")
+        self.assertEqual((r.returncode, r.stdout), (OK, b"1\n"), r.stderr)
+        self.restart_broker()
+        self.wait_stderr(rep, "reconnected")
+        r = self.until_ok("req", "r.svc", "2")  # "no responders" (5) until resubscribed
+        self.assertEqual(r.stdout, b"2\n")
+        self.assertEqual(self.finish(rep)[0], OK)
 
 
 class CliUnixSocket(CliBase):
