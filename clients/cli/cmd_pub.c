@@ -14,6 +14,7 @@
 #include <msgpack.h>
 
 #include "cli.h"
+#include "json.h"
 #include "mpread.h"
 
 #define PUB_MAX_HEADERS 64
@@ -161,21 +162,34 @@ static int pub_json(struct cli_conn *cc, const struct pub_args *a, const char *j
     return rc;
 }
 
-/* One JSON document per line of stdin. */
+/*
+ * One JSON document per line of stdin.  A line that is not valid stops the
+ * run with its stdin line number; the lines before it are published.
+ */
 static int pub_lines(struct cli_conn *cc, const struct pub_args *a)
 {
-    char *line = NULL;
-    size_t cap = 0;
+    char *line = NULL, err[256];
+    size_t cap = 0, lineno = 0;
     ssize_t n;
     int rc = CLI_OK;
+    msgpack_sbuffer sb;
 
+    msgpack_sbuffer_init(&sb);
     while (rc == CLI_OK && (n = getline(&line, &cap, stdin)) >= 0) {
+        lineno++;
         while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
             n--;
         if (strspn(line, " \t") == (size_t)n)
             continue;
-        rc = pub_json(cc, a, line, (size_t)n);
+        msgpack_sbuffer_clear(&sb);
+        if (json_line_to_msgpack(line, (size_t)n, &sb, err, sizeof(err)) < 0) {
+            fprintf(stderr, "pigeon pub: stdin line %zu: %s\n", lineno, err);
+            rc = CLI_USAGE;
+        } else {
+            rc = pub_one(cc, a, sb.data, sb.size);
+        }
     }
+    msgpack_sbuffer_destroy(&sb);
     if (rc == CLI_OK && ferror(stdin))
         rc = (cli_warn("read stdin: %s", strerror(errno)), CLI_OTHER);
     free(line);

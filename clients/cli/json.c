@@ -292,7 +292,10 @@ static int pack_json(struct reader *r, const json_t *j)
     return reader_fail(r, "unknown JSON type");
 }
 
-int json_to_msgpack(const char *text, size_t len, msgpack_sbuffer *out, char *err, size_t errlen)
+/* json_to_msgpack; ONE_LINE: TEXT is a line of a larger input, so a syntax
+ * error names only the column (jansson's line would always say 1). */
+static int json_convert(const char *text, size_t len, bool one_line, msgpack_sbuffer *out,
+                        char *err, size_t errlen)
 {
     json_error_t je;
     struct reader r = {.err = err, .errlen = errlen};
@@ -300,8 +303,11 @@ int json_to_msgpack(const char *text, size_t len, msgpack_sbuffer *out, char *er
     json_t *j =
         json_loadb(text, len, JSON_DECODE_ANY | JSON_ALLOW_NUL | JSON_REJECT_DUPLICATES, &je);
     if (j == NULL) {
-        snprintf(err, errlen, "invalid JSON at line %d, column %d: %s", je.line, je.column,
-                 je.text);
+        if (one_line)
+            snprintf(err, errlen, "invalid JSON at column %d: %s", je.column, je.text);
+        else
+            snprintf(err, errlen, "invalid JSON at line %d, column %d: %s", je.line, je.column,
+                     je.text);
         return -1;
     }
     size_t before = out->size;
@@ -311,6 +317,17 @@ int json_to_msgpack(const char *text, size_t len, msgpack_sbuffer *out, char *er
     if (rc < 0)
         out->size = before;
     return rc;
+}
+
+int json_to_msgpack(const char *text, size_t len, msgpack_sbuffer *out, char *err, size_t errlen)
+{
+    return json_convert(text, len, false, out, err, errlen);
+}
+
+int json_line_to_msgpack(const char *text, size_t len, msgpack_sbuffer *out, char *err,
+                         size_t errlen)
+{
+    return json_convert(text, len, true, out, err, errlen);
 }
 
 /* ---------------------------------------------------------- printing ---- */

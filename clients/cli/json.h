@@ -43,6 +43,13 @@
 int json_to_msgpack(const char *text, size_t len, msgpack_sbuffer *out, char *err, size_t errlen);
 
 /*
+ * json_to_msgpack for one line of a larger input (pub's stdin): a syntax
+ * error names the column only, for the caller to say which line it was.
+ */
+int json_line_to_msgpack(const char *text, size_t len, msgpack_sbuffer *out, char *err,
+                         size_t errlen);
+
+/*
  * Appends the JSON form of the MessagePack object DATA[0..LEN) to OUT.
  * Returns 0, or -1 when DATA is not one object (or out of memory).
  */

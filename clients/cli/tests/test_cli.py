@@ -214,6 +214,23 @@ class CliTest(CliBase):
         for msg, p in zip(raw2.messages, payloads):
             self.assertTrue(same_value(msg[2], unpack(p)), (msg[2], unpack(p)))
 
+    def test_stdin_bad_line_names_its_line(self):
+        c = self.raw_client()
+        c.sub("bad.lines")
+        r = self.run_cli("pub", "bad.lines", "-", input=b'1\n\n{bad\n3\n')
+        self.assertEqual(r.returncode, USAGE)
+        self.assertIn(b"pigeon pub: stdin line 3: invalid JSON at column", r.stderr)
+        self.assertNotIn(b"line 1", r.stderr)
+        # The lines before it were published; none after it.
+        c.wait_messages(1)
+        self.assertEqual(self.run_cli("pub", "--confirm", "bad.lines", "9").stdout, b"1\n")
+        c.wait_messages(2)
+        self.assertEqual([m[2] for m in c.messages], [1, 9])
+        # A $ form that is wrong is named with its line as well.
+        r = self.run_cli("pub", "bad.lines", "-", input=b'{"$bin": "@@"}\n')
+        self.assertEqual(r.returncode, USAGE)
+        self.assertIn(b"stdin line 1: ", r.stderr)
+
     def test_stdin_lines_and_raw(self):
         sub = self.start_cli("sub", "in.x", "--count", "3", "--raw")
         r = self.run_cli("pub", "in.x", "-", input=b'1\n\n  \n{"a": 2}\r\n[3]')
