@@ -98,6 +98,7 @@ struct cli_conn {
     char async_msg[256]; /* ... and its message */
     char down_msg[256];  /* why the connection last went down */
     bool quiet;
+    bool was_up; /* a session was established once: a drop is worth a note */
 };
 
 /*

@@ -157,9 +157,13 @@ static void cli_state_cb(pigeon_client *c, enum pigeon_state state, int err, voi
 
     if (err != PIGEON_OK)
         snprintf(cc->down_msg, sizeof(cc->down_msg), "%s", pigeon_errmsg(c));
+    if (state == PIGEON_STATE_CONNECTED)
+        cc->was_up = true;
     if (cc->quiet)
         return;
-    if (state == PIGEON_STATE_DISCONNECTED)
+    /* A failed first attempt is no disconnection: cli_connect reports it
+     * and exits, there is no reconnecting to announce. */
+    if (state == PIGEON_STATE_DISCONNECTED && cc->was_up)
         cli_warn("disconnected: %s (%s); reconnecting", pigeon_strerror(err), pigeon_errmsg(c));
     else if (state == PIGEON_STATE_CONNECTED && cc->s != NULL)
         cli_warn("reconnected");

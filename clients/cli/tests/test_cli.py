@@ -352,6 +352,17 @@ class CliTest(CliBase):
         self.assertEqual(self.run_cli("-s", "127.0.0.1:%d" % port, "pub", "a", "1", env=env).returncode, OK)
         self.assertEqual(self.run_cli("pub", "--server", self.addr, "a", "1", env=down).returncode, OK)
 
+    def test_failed_first_connect_says_only_that(self):
+        # sub and reply reconnect, but only a session once made: a failed
+        # first attempt is one line and exit 2, no "reconnecting" note.
+        down = self.env(PIGEON_SERVER="127.0.0.1:1")
+        for args in (["sub", "a"], ["reply", "a", "cat"], ["pub", "a", "1"]):
+            with self.subTest(args=args):
+                r = self.run_cli(*args, env=down)
+                self.assertEqual(r.returncode, CONNECTION)
+                self.assertEqual(r.stderr.decode().splitlines(),
+                                 ["pigeon: connect to 127.0.0.1:1: Connection refused"])
+
     def test_help(self):
         for cmd in ("pub", "sub", "req", "reply", "bench"):
             r = self.run_cli(cmd, "--help")
