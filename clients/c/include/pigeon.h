@@ -439,8 +439,11 @@ PIGEON_API int pigeon_sync_connect(const char *address, const struct pigeon_opti
                                    int timeout_ms, pigeon_sync **out);
 
 /*
- * Waits until what was published has been handed to the socket (at most
- * the connect timeout), then closes and frees S.  NULL is fine.
+ * Waits until the broker has handled what was published (a ping, at most
+ * the connect timeout), then closes and frees S.  When the connection is
+ * down with publications buffered (reconnection on), that wait includes
+ * the reconnect: what is still buffered when the timeout passes, or when
+ * reconnecting gives up, is dropped.  NULL is fine.
  */
 PIGEON_API void pigeon_sync_close(pigeon_sync *s);
 

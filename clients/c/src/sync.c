@@ -287,8 +287,12 @@ void pigeon_sync_close(pigeon_sync *s)
     if (s == NULL)
         return;
     /* A round trip, so that the broker has read everything before the
-     * socket closes (a close with unread input would reset it). */
-    if (s->state == PIGEON_STATE_CONNECTED)
+     * socket closes (a close with unread input would reset it).  Down with
+     * publications buffered (reconnection on), the ping is buffered behind
+     * them, so this waits for the reconnect too; nothing buffered, nothing
+     * to wait for. */
+    if (s->state == PIGEON_STATE_CONNECTED ||
+        (s->state != PIGEON_STATE_CLOSED && pigeon_outbound_bytes(s->c) > 0))
         pigeon_sync_flush(s, s->timeout_ms);
     sync_free(s);
 }

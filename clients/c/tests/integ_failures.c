@@ -246,6 +246,41 @@ START_TEST(test_restart_mid_stream)
 }
 END_TEST
 
+/* pigeon_sync_close while down sends what was buffered once the broker is back. */
+START_TEST(test_sync_close_waits_for_reconnect)
+{
+    struct broker b;
+    struct pigeon_options o;
+    pigeon_sync *s, *watch;
+    pigeon_msg *m;
+    char bind[64];
+    const uint8_t x = 0x07;
+    int wait_ms = (int)(test_deadline() * 1000);
+
+    snprintf(bind, sizeof(bind), "127.0.0.1:%d", free_port());
+    broker_start(&b, bind, NULL);
+    test_options(&o);
+    o.reconnect = 1;
+    ck_assert_int_eq(pigeon_sync_connect(b.addr, &o, 0, &s), PIGEON_OK);
+    ck_assert_int_eq(broker_stop(&b, SIGKILL), 128 + SIGKILL);
+    for (int i = 0;
+         i < wait_ms / 20 && pigeon_state(pigeon_sync_client(s)) == PIGEON_STATE_CONNECTED; i++)
+        pigeon_sync_next(s, 20, &m); /* runs the loop: notices the loss */
+    ck_assert_int_ne(pigeon_state(pigeon_sync_client(s)), PIGEON_STATE_CONNECTED);
+    ck_assert_int_eq(pigeon_sync_publish(s, "cl.x", &x, 1, NULL), PIGEON_OK); /* buffered */
+    ck_assert_uint_gt(pigeon_outbound_bytes(pigeon_sync_client(s)), 0);
+    broker_restart(&b);
+    ck_assert_int_eq(pigeon_sync_connect(b.addr, NULL, 0, &watch), PIGEON_OK);
+    ck_assert_int_eq(pigeon_sync_subscribe(watch, "cl.x", NULL, 0, NULL), PIGEON_OK);
+    pigeon_sync_close(s); /* reconnects, sends the buffered pub, pings */
+    ck_assert_int_eq(pigeon_sync_next(watch, wait_ms, &m), PIGEON_OK);
+    ck_assert_str_eq(pigeon_msg_topic(m, NULL), "cl.x");
+    pigeon_msg_free(m);
+    pigeon_sync_close(watch);
+    broker_finish(&b);
+}
+END_TEST
+
 /* ---------------------------------------------------------- bad topics */
 
 START_TEST(test_bad_topic_local)
@@ -492,6 +527,7 @@ int main(void)
     tcase_add_test(tc, test_down_at_connect_async);
     tcase_add_test(tc, test_down_then_up);
     tcase_add_test(tc, test_restart_mid_stream);
+    tcase_add_test(tc, test_sync_close_waits_for_reconnect);
     suite_add_tcase(s, tc);
     tc = tcase_create("refusals");
     tcase_set_timeout(tc, 300);
