@@ -226,15 +226,14 @@ bool conn_has_room(const struct conn *c, size_t len)
     return c->state == CONN_OPEN && conn_queued(c) + len <= c->srv->conf->max_outbound;
 }
 
-/* The policy for a message that does not fit: drop it or close. */
-static bool conn_slow(struct conn *c)
+bool conn_slow_consumer(struct conn *c, uint64_t n)
 {
     struct server *srv = c->srv;
     uint64_t suppressed;
 
     if (srv->conf->slow_consumer == CONFIG_SLOW_DROP) {
-        c->stats.dropped++;
-        c->loop->stats.slow_dropped++;
+        c->stats.dropped += n;
+        c->loop->stats.slow_dropped += n;
         if (!c->dropping) {
             c->dropping = true;
             encode_error_notification(conn_reply_buf(c), PROTO_ERR_SLOW_CONSUMER,
@@ -299,7 +298,7 @@ bool conn_send_msg(struct conn *c, const uint8_t *prefix, size_t plen, const uin
     if (c->state != CONN_OPEN)
         return false;
     if (conn_queued(c) + plen + blen + olen > c->srv->conf->max_outbound)
-        return conn_slow(c);
+        return conn_slow_consumer(c, 1);
     return conn_push_msg(c, prefix, plen, body, blen, opts, olen, blk);
 }
 

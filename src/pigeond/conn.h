@@ -83,6 +83,7 @@ struct conn {
     uint32_t next_sid;
     char *client_name;        /* from hello, or NULL; owned */
     struct replay *replays;   /* retained replays waiting for room, oldest first (router.c) */
+    size_t replay_bytes;      /* what their lists hold, charged against max_outbound (router.c) */
     const char *close_reason; /* static */
     int64_t opened_ms;
     char peer[80]; /* "ip:port", "[v6]:port" or "unix:path" */
@@ -125,6 +126,13 @@ bool conn_send_msg(struct conn *c, const uint8_t *prefix, size_t plen, const uin
  */
 bool conn_push_msg(struct conn *c, const uint8_t *prefix, size_t plen, const uint8_t *body,
                    size_t blen, const uint8_t *opts, size_t olen, struct block *blk);
+
+/*
+ * Applies the slow-consumer policy to N messages that do not fit under C's
+ * max_outbound: drops and counts them (error 9 once per episode), or sends
+ * error 9 and closes C.  Returns false (nothing was queued).
+ */
+bool conn_slow_consumer(struct conn *c, uint64_t n);
 
 /* True when C is open and a message of LEN bytes would fit under its limit. */
 bool conn_has_room(const struct conn *c, size_t len);

@@ -19,7 +19,6 @@
 
 #include "block.h"
 #include "conn.h"
-#include "mpread.h"
 #include "proto.h"
 #include "retain.h"
 #include "server.h"
@@ -36,10 +35,18 @@ struct router {
     msgpack_sbuffer scratch;       /* builds a retained value's opts */
 };
 
+/*
+ * A retained value.  Reference-counted: the store holds one reference while
+ * the value is current, and each waiting replay item one.  When the value
+ * is replaced or cleared the store lets go of it at once (retained_retire):
+ * its block is freed and blk set to NULL, so a replay still waiting to send
+ * it pins only this small struct and knows to skip it.
+ */
 struct retained {
-    struct block *blk; /* body then opts */
+    struct block *blk; /* body then opts; NULL once replaced or cleared (stale) */
     uint32_t body_len;
     uint32_t opts_len;
+    uint32_t refs;
 };
 
 static void replay_cancel(struct sub *s);
@@ -54,12 +61,23 @@ struct router *router_new(struct server *srv)
     return r;
 }
 
-static void retained_free(void *value)
+static void retained_unref(struct retained *rv)
+{
+    if (--rv->refs == 0) {
+        block_unref(rv->blk);
+        free(rv);
+    }
+}
+
+/* The store let go of VALUE (replaced, cleared, or the store freed): its
+ * bytes go now, whoever still refers to it.  NULL is fine. */
+static void retained_retire(void *value)
 {
     struct retained *rv = value;
     if (rv != NULL) {
         block_unref(rv->blk);
-        free(rv);
+        rv->blk = NULL;
+        retained_unref(rv);
     }
 }
 
@@ -68,7 +86,7 @@ void router_free(struct router *r)
     if (r == NULL)
         return;
     sublist_free(r->subs);
-    retain_free(r->retained, retained_free);
+    retain_free(r->retained, retained_retire);
     msgpack_sbuffer_destroy(&r->scratch);
     free(r);
 }
@@ -104,7 +122,7 @@ void router_unsubscribe(struct router *r, struct sub *s)
 static int router_retain(struct router *r, const struct router_msg *m)
 {
     if (m->payload_nil) {
-        retained_free(retain_clear(r->retained, m->topic, m->topic_len));
+        retained_retire(retain_clear(r->retained, m->topic, m->topic_len));
         return 0;
     }
     msgpack_sbuffer_clear(&r->scratch);
@@ -119,84 +137,106 @@ static int router_retain(struct router *r, const struct router_msg *m)
     rv->blk = block_new(m->body_len + olen);
     rv->body_len = (uint32_t)m->body_len;
     rv->opts_len = (uint32_t)olen;
+    rv->refs = 1; /* the store's */
     memcpy(rv->blk->data, m->body, m->body_len);
     memcpy(rv->blk->data + m->body_len, r->scratch.data, olen);
-    retained_free(retain_set(r->retained, m->topic, m->topic_len, rv, cost));
+    retained_retire(retain_set(r->retained, m->topic, m->topic_len, rv, cost));
     return 0;
 }
 
 /*
  * Retained replays.  A new subscription's matching values are collected at
- * once (each item holds a reference to its value's block, so the store may
- * change meanwhile) and sent as the connection's outbound queue has room:
- * a replay larger than max_outbound waits for the output to drain instead
- * of making a fast reader a slow consumer.  An item whose topic's retained
- * value has been replaced or cleared since is skipped: the newer value went
+ * once (each item holds a reference to its struct retained, so the store
+ * may change meanwhile) and sent as the connection's outbound queue has
+ * room: a replay larger than max_outbound waits for the output to drain
+ * instead of making a fast reader a slow consumer.  An item whose value has
+ * been replaced or cleared since is stale and skipped: the newer value went
  * to the subscription live, and the stale one must not follow it.  Replays
  * of one connection go out in the order the subscriptions were made.
+ *
+ * Bounds.  A stale item pins only its struct retained (the store frees the
+ * block at once).  What the waiting lists hold, REPLAY_ITEM_COST per item,
+ * is counted in the connection's replay_bytes and charged with its queued
+ * output against max_outbound: a replay that would pass the limit is
+ * refused under the slow_consumer policy, as a live message would be.  The
+ * one exception is a connection's only waiting replay, which is let in
+ * whatever its size, as one message larger than the limit goes out when
+ * the queue is empty: its list is bounded by the store, and a client that
+ * reads gets the whole of it.  So a client that subscribes again and again
+ * without reading holds at most one replay's list beyond max_outbound.
  */
-struct replay_item {
-    struct block *blk; /* a reference */
-    uint32_t body_len;
-    uint32_t opts_len;
+struct replay {
+    struct replay *next;     /* in the connection's replays */
+    struct sub *sub;         /* borrowed; unsubscribing cancels the replay */
+    size_t n, at;            /* items, and the next to send */
+    size_t charged;          /* added to the connection's replay_bytes */
+    struct retained **items; /* owned array; each item holds a reference */
 };
 
-struct replay {
-    struct replay *next;       /* in the connection's replays */
-    struct sub *sub;           /* borrowed; unsubscribing cancels the replay */
-    size_t n, at;              /* items, and the next to send */
-    struct replay_item *items; /* owned */
-};
+#define REPLAY_ITEM_COST (sizeof(struct retained *) + sizeof(struct retained))
 
 static void replay_collect_cb(const char *topic, size_t len, void *value, void *arg)
 {
     struct replay *rp = arg;
-    const struct retained *rv = value;
+    struct retained *rv = value;
 
+    (void)topic;
+    (void)len;
     if ((rp->n & (rp->n - 1)) == 0) /* 0, 1, 2, 4, ...: grow by doubling */
         rp->items = xrealloc(rp->items, (rp->n ? 2 * rp->n : 1) * sizeof(*rp->items));
-    rp->items[rp->n++] = (struct replay_item){block_ref(rv->blk), rv->body_len, rv->opts_len};
+    rv->refs++;
+    rp->items[rp->n++] = rv;
 }
 
+/* Frees RP, and gives back what it was charged to its connection. */
 static void replay_free(struct replay *rp)
 {
+    rp->sub->conn->replay_bytes -= rp->charged;
     for (size_t i = 0; i < rp->n; i++)
-        block_unref(rp->items[i].blk);
+        retained_unref(rp->items[i]);
     free(rp->items);
     free(rp);
 }
 
-/* True when ITEM is still its topic's retained value. */
-static bool replay_item_current(const struct router *r, const struct replay_item *item)
-{
-    struct mpread body;
-    const char *topic;
-    uint32_t tlen;
-
-    mpread_init(&body, item->blk->data, item->body_len);
-    if (!mpread_str(&body, &topic, &tlen))
-        return false;
-    const struct retained *cur = retain_get(r->retained, topic, tlen);
-    return cur != NULL && cur->blk == item->blk;
-}
-
 /* Sends what fits of RP. True when all of it has gone. */
-static bool replay_send(struct router *r, struct replay *rp)
+static bool replay_send(struct replay *rp)
 {
     const struct sub *s = rp->sub;
     struct conn *c = s->conn;
 
     for (; rp->at < rp->n; rp->at++) {
-        const struct replay_item *it = &rp->items[rp->at];
-        if (!replay_item_current(r, it))
-            continue;
+        const struct retained *rv = rp->items[rp->at];
+        if (rv->blk == NULL)
+            continue; /* stale: replaced or cleared since */
         /* One value larger than the whole limit goes when the queue is empty. */
-        if (!conn_has_room(c, s->prefix_len + it->body_len + it->opts_len) && conn_queued(c) > 0)
+        if (!conn_has_room(c, s->prefix_len + rv->body_len + rv->opts_len) && conn_queued(c) > 0)
             return false;
-        if (!conn_push_msg(c, s->prefix, s->prefix_len, it->blk->data, it->body_len,
-                           it->blk->data + it->body_len, it->opts_len, it->blk))
+        if (!conn_push_msg(c, s->prefix, s->prefix_len, rv->blk->data, rv->body_len,
+                           rv->blk->data + rv->body_len, rv->opts_len, rv->blk))
             return false; /* closing: the replay goes with the subscription */
     }
+    return true;
+}
+
+/*
+ * Charges RP, which is to wait, to its connection C (see Bounds above).
+ * False when it does not fit: the slow_consumer policy has been applied to
+ * its values (dropped and counted, or C is closing) and RP is the caller's
+ * to free.
+ */
+static bool replay_charge(struct conn *c, struct replay *rp)
+{
+    size_t cost = rp->n * REPLAY_ITEM_COST;
+
+    if (c->replays != NULL &&
+        conn_queued(c) + c->replay_bytes + cost > c->srv->conf->max_outbound) {
+        conn_slow_consumer(c, rp->n - rp->at);
+        return false;
+    }
+    if (rp->n > 1) /* the list waits: no room left for doubling */
+        rp->items = xrealloc(rp->items, rp->n * sizeof(*rp->items));
+    rp->charged = cost;
+    c->replay_bytes += cost;
     return true;
 }
 
@@ -209,7 +249,7 @@ void router_replay_retained(struct router *r, struct sub *s)
     struct replay *rp = xcalloc(1, sizeof(*rp));
     rp->sub = s;
     retain_foreach_match(r->retained, s->pattern, strlen(s->pattern), replay_collect_cb, rp);
-    if (rp->n == 0 || (c->replays == NULL && replay_send(r, rp))) {
+    if (rp->n == 0 || (c->replays == NULL && replay_send(rp)) || !replay_charge(c, rp)) {
         replay_free(rp);
         return;
     }
@@ -224,7 +264,8 @@ void router_replay_continue(struct router *r, struct conn *c)
 {
     struct replay *rp;
 
-    while ((rp = c->replays) != NULL && replay_send(r, rp)) {
+    (void)r;
+    while ((rp = c->replays) != NULL && replay_send(rp)) {
         c->replays = rp->next;
         rp->sub->replay = NULL;
         replay_free(rp);

@@ -1,0 +1,122 @@
+"""test_memory.py - memory a client can make the broker hold, through RSS.
+
+Each test drives the broker the way an abusive or careless client would and
+reads pigeond's VmRSS before and after: retained replays piled up by a
+client that subscribes and never reads, and the values they would pin once
+replaced.
+
+Runs alone (is_parallel: false in meson.build): RSS means little while other
+brokers compete for the machine's memory.  Under ASan the brokers get a
+small quarantine, and the bounds some slack for it.
+"""
+
+import unittest
+
+import harness
+from harness import SLOW_CONSUMER, BrokerTest, request_frame
+
+MB = 1024 * 1024
+SLACK_KIB = (32 * MB if harness.SANITIZED else 0) // 1024
+ASAN = harness.asan_env(quarantine_size_mb=16) if harness.SANITIZED else None
+
+
+class MemoryTest(BrokerTest):
+    ENV = ASAN
+
+    def settle(self, *clients):
+        """Two ping round trips on each of CLIENTS: whatever another client
+        had sent before them has been handled by the broker."""
+        for c in clients:
+            c.sync()
+            c.sync()
+
+
+# ---------------------------------------------------------- retained replays
+
+class ReplayPile(MemoryTest):
+    """A client that never reads sends 200 `sub ">"` over 20,000 retained
+    values.  Each replay waits for room in its output; their lists must be
+    charged to the connection (max_outbound), not pile up unbounded."""
+
+    N_VALUES = 20000
+    N_SUBS = 200
+
+    def retain_many(self):
+        p = self.client()
+        for i in range(self.N_VALUES):
+            p.pub_notify("r.%d" % i, 1, retain=True)
+        p.sync()
+        return p
+
+    def pile_up(self):
+        p = self.retain_many()
+        base = self.broker.rss_kib()
+        lazy = self.client(rcvbuf=4096)
+        lazy.send_raw(b"".join(request_frame(1000 + i, "sub", [">"]) for i in range(self.N_SUBS)))
+        self.settle(p)
+        grown = self.broker.rss_kib() - base
+        self.assertLess(grown, 16 * 1024 + SLACK_KIB,
+                        "waiting replays grew pigeond's RSS by %d KiB" % grown)
+        return p, lazy
+
+
+class ReplayPileDisconnect(ReplayPile):
+    BROKER = {"max_outbound": "1k", "max_retained": "256mb", "slow_consumer": "disconnect",
+              "log_level": "info"}
+
+    def test_replays_past_max_outbound_disconnect(self):
+        p, lazy = self.pile_up()
+        self.broker.wait_log(r"slow consumer, disconnecting")
+        lazy.wait_closed(timeout=harness.DEADLINE * 2)
+        self.assertEqual([e[0] for e in lazy.errors], [SLOW_CONSUMER])
+        self.assertEqual(p.ping(), "pong")
+
+
+class ReplayPileDrop(ReplayPile):
+    BROKER = {"max_outbound": "1k", "max_retained": "256mb", "slow_consumer": "drop",
+              "log_level": "info"}
+
+    def test_replays_past_max_outbound_are_dropped(self):
+        p, lazy = self.pile_up()
+        self.broker.wait_log(r"slow consumer, dropping messages")
+        # Every sub succeeded; the first replay arrives whole, the others
+        # were dropped, with error 9 once.
+        lazy.pump_until(lambda: all(1000 + i in lazy.responses for i in range(self.N_SUBS)),
+                        what="the sub responses")
+        lazy.sync()
+        self.assertFalse(lazy.closed)
+        self.assertEqual([e[0] for e in lazy.errors], [SLOW_CONSUMER])
+        self.assertEqual(len(lazy.messages), self.N_VALUES)
+        self.assertEqual(len({m[1] for m in lazy.messages}), self.N_VALUES)
+        self.assertEqual(self.broker.log_count(r"slow consumer"), 1)
+
+
+class ReplacedValuesNotPinned(MemoryTest):
+    """A waiting replay must not keep values replaced since it was made:
+    40 values of 900 KB wait in a replay to a client that does not read, are
+    all replaced, and then 36 MB of other values are retained.  The old
+    values' memory must have been freed for them."""
+
+    BROKER = {"max_outbound": "1k", "max_retained": "256mb", "slow_consumer": "drop",
+              "log_level": "info"}
+
+    def test_replaced_values_are_freed(self):
+        p = self.client()
+        n, size = 40, 900000
+        for i in range(n):
+            p.pub("old.%02d" % i, b"o" * size, retain=True)
+        base = self.broker.rss_kib()
+        lazy = self.client(rcvbuf=4096)
+        lazy.send_request("sub", "old.>")
+        self.settle(p)
+        for i in range(n):
+            self.assertEqual(p.pub("old.%02d" % i, b"new", retain=True), 0)  # dropped for lazy
+        for i in range(n):
+            p.pub("other.%02d" % i, b"n" * size, retain=True)
+        grown = self.broker.rss_kib() - base
+        self.assertLess(grown, 20 * 1024 + SLACK_KIB,
+                        "replaced values still held: RSS grew by %d KiB" % grown)
+
+
+if __name__ == "__main__":
+    unittest.main()
