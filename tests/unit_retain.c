@@ -1,8 +1,8 @@
 /*
  * unit_retain.c - the retained store: set, replace, clear and their cost
- * accounting; the pattern walk (exact, '*', '>', the '$' rule), also against
- * topic_matches over every retained topic on random inputs (fixed seed);
- * pruning of emptied nodes; and freeing with values left.
+ * accounting, the trie nodes' charges included; the pattern walk (exact, '*', '>', the '$' rule),
+ * also against topic_matches over every retained topic on random inputs (fixed seed); pruning of
+ * emptied nodes; and freeing with values left.
  */
 #include <check.h>
 #include <stdint.h>
@@ -58,6 +58,22 @@ static void seen_cb(const char *topic, size_t len, void *value, void *arg)
     (*calls)++;
 }
 
+/* retain_bytes without the nodes' part: the sum of the declared costs. */
+static uint64_t value_bytes(const struct retain_store *rs)
+{
+    return retain_bytes(rs) - retain_node_bytes(rs);
+}
+
+/* Sets V, first checking that retain_bytes_if_set foretold the result. */
+static void *set_checked(struct retain_store *rs, struct val *v, size_t cost)
+{
+    uint64_t want = retain_bytes_if_set(rs, v->topic, v->len, cost);
+    void *old = set(rs, v, cost);
+
+    require(retain_bytes(rs) == want);
+    return old;
+}
+
 /* Walks PATTERN; returns the number of callbacks. */
 static size_t walk(const struct retain_store *rs, const char *pattern)
 {
@@ -90,17 +106,17 @@ START_TEST(test_set_replace_clear)
     ck_assert_ptr_null(set(rs, &a1, 10));
     ck_assert_ptr_eq(retain_get(rs, "a.x", 3), &a1);
     ck_assert_uint_eq(retain_count(rs), 1);
-    ck_assert_uint_eq(retain_bytes(rs), 10);
+    ck_assert_uint_eq(value_bytes(rs), 10);
     ck_assert_uint_eq(retain_cost(rs, "a.x", 3), 10);
 
     ck_assert_ptr_eq(set(rs, &a2, 25), &a1); /* replaced: the old one is ours */
     ck_assert_ptr_eq(retain_get(rs, "a.x", 3), &a2);
     ck_assert_uint_eq(retain_count(rs), 1);
-    ck_assert_uint_eq(retain_bytes(rs), 25);
+    ck_assert_uint_eq(value_bytes(rs), 25);
 
     ck_assert_ptr_null(set(rs, &b, 5)); /* a prefix of another topic */
     ck_assert_uint_eq(retain_count(rs), 2);
-    ck_assert_uint_eq(retain_bytes(rs), 30);
+    ck_assert_uint_eq(value_bytes(rs), 30);
     ck_assert_uint_eq(retain_cost(rs, "a", 1), 5);
 
     ck_assert_ptr_eq(clear(rs, "a.x"), &a2);
@@ -108,7 +124,7 @@ START_TEST(test_set_replace_clear)
     ck_assert_ptr_null(retain_get(rs, "a.x", 3));
     ck_assert_uint_eq(retain_cost(rs, "a.x", 3), 0);
     ck_assert_uint_eq(retain_count(rs), 1);
-    ck_assert_uint_eq(retain_bytes(rs), 5);
+    ck_assert_uint_eq(value_bytes(rs), 5);
     ck_assert_ptr_eq(retain_get(rs, "a", 1), &b);
     retain_free(rs, NULL);
 }
@@ -147,20 +163,102 @@ START_TEST(test_cost_accounting_many)
         set(rs, &v[i], i);
         want += i;
     }
-    ck_assert_uint_eq(retain_bytes(rs), want);
+    ck_assert_uint_eq(value_bytes(rs), want);
     for (size_t i = 0; i < N; i += 3) { /* new costs for a third */
         require(set(rs, &v[i], 2 * i) == &v[i]);
         want += i;
     }
-    ck_assert_uint_eq(retain_bytes(rs), want);
+    ck_assert_uint_eq(value_bytes(rs), want);
     ck_assert_uint_eq(retain_count(rs), N);
     for (size_t i = 0; i < N; i += 2) {
         size_t cost = retain_cost(rs, v[i].topic, v[i].len);
         require(clear(rs, v[i].topic) == &v[i]);
         want -= cost;
     }
-    ck_assert_uint_eq(retain_bytes(rs), want);
+    ck_assert_uint_eq(value_bytes(rs), want);
     ck_assert_uint_eq(retain_count(rs), N / 2);
+    free(v);
+    retain_free(rs, NULL);
+}
+END_TEST
+
+/* The trie's nodes are charged: a tiny value on a topic of 128 tokens
+ * costs its 128 nodes, each given back when a clear prunes it. */
+START_TEST(test_nodes_charged)
+{
+    struct retain_store *rs = retain_new();
+    struct val deep, sibling, shallow;
+    char topic[PROTO_TOPIC_MAX + 1];
+    uint64_t one, deep_nodes;
+
+    memset(topic, 0, sizeof topic);
+    topic[0] = 'a';
+    for (size_t i = 1; i + 1 < PROTO_TOPIC_MAX; i += 2)
+        memcpy(topic + i, ".x", 2); /* "a.x.x...": 128 tokens, 255 bytes */
+    val_init(&deep, topic);
+    ck_assert_uint_eq(retain_node_bytes(rs), 0);
+    ck_assert_ptr_null(set_checked(rs, &deep, 1));
+    ck_assert_uint_eq(retain_node_count(rs), 128);
+    deep_nodes = retain_node_bytes(rs);
+    ck_assert_uint_ge(deep_nodes, 128 * 64); /* at least the overhead of each */
+    ck_assert_uint_eq(retain_bytes(rs), 1 + deep_nodes);
+    ck_assert_uint_eq(value_bytes(rs), 1);
+
+    /* A sibling of the last token takes one node more, of the same charge. */
+    topic[strlen(topic) - 1] = 'y';
+    val_init(&sibling, topic);
+    ck_assert_ptr_null(set_checked(rs, &sibling, 1));
+    ck_assert_uint_eq(retain_node_count(rs), 129);
+    one = retain_node_bytes(rs) - deep_nodes;
+    ck_assert_uint_eq(deep_nodes % one, 0);
+    ck_assert_uint_eq(deep_nodes / one, 128);
+
+    /* A value on an existing node (no value yet) and replacements add no node. */
+    val_init(&shallow, "a.x");
+    ck_assert_ptr_null(set_checked(rs, &shallow, 7));
+    ck_assert_ptr_eq(set_checked(rs, &shallow, 9), &shallow);
+    ck_assert_ptr_eq(set_checked(rs, &deep, 100), &deep);
+    ck_assert_uint_eq(retain_node_bytes(rs), deep_nodes + one);
+    ck_assert_uint_eq(retain_bytes(rs), 100 + 1 + 9 + deep_nodes + one);
+
+    /* Clearing gives back the nodes it prunes, and only those. */
+    ck_assert_ptr_eq(clear(rs, sibling.topic), &sibling);
+    ck_assert_uint_eq(retain_node_bytes(rs), deep_nodes);
+    ck_assert_ptr_eq(clear(rs, deep.topic), &deep);
+    ck_assert_uint_eq(retain_node_bytes(rs), 2 * one); /* "a" and "a.x" stay */
+    ck_assert_ptr_eq(clear(rs, "a.x"), &shallow);
+    ck_assert_uint_eq(retain_bytes(rs), 0);
+    ck_assert_uint_eq(retain_node_count(rs), 0);
+    retain_free(rs, NULL);
+}
+END_TEST
+
+/* retain_bytes_if_set foretells every set exactly, over shared prefixes,
+ * replacements and clears; and the charge never undercounts the nodes. */
+START_TEST(test_bytes_if_set_many)
+{
+    enum { N = 3000 };
+    struct retain_store *rs = retain_new();
+    struct val *v = xcalloc(N, sizeof *v);
+    uint64_t seed = 0x9e3779b97f4a7c15u;
+    char buf[64];
+
+    for (size_t i = 0; i < N; i++) {
+        snprintf(buf, sizeof buf, "s.%zu.%zu.%zu", i % 7, i % 101, i);
+        val_init(&v[i], buf);
+    }
+    for (size_t k = 0; k < 4 * N; k++) {
+        struct val *x = &v[rng_next(&seed) % N];
+        if (rng_next(&seed) % 4 == 0)
+            clear(rs, x->topic);
+        else
+            set_checked(rs, x, rng_next(&seed) % 100);
+        require(retain_node_bytes(rs) >= retain_node_count(rs) * 64);
+    }
+    for (size_t i = 0; i < N; i++)
+        clear(rs, v[i].topic);
+    ck_assert_uint_eq(retain_bytes(rs), 0);
+    ck_assert_uint_eq(retain_node_bytes(rs), 0);
     free(v);
     retain_free(rs, NULL);
 }
@@ -345,6 +443,7 @@ START_TEST(test_prune_many)
     for (size_t i = 0; i < N; i++)
         require(clear(rs, v[i].topic) == &v[i]);
     ck_assert_uint_eq(retain_node_count(rs), 0);
+    ck_assert_uint_eq(retain_bytes(rs), 0);
     free(v);
     retain_free(rs, NULL);
 }
@@ -387,6 +486,8 @@ static Suite *retain_suite(void)
     tcase_add_test(tc, test_set_replace_clear);
     tcase_add_test(tc, test_prefix_without_value);
     tcase_add_test(tc, test_cost_accounting_many);
+    tcase_add_test(tc, test_nodes_charged);
+    tcase_add_test(tc, test_bytes_if_set_many);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("walk");

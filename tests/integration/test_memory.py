@@ -2,8 +2,9 @@
 
 Each test drives the broker the way an abusive or careless client would and
 reads pigeond's VmRSS before and after: retained replays piled up by a
-client that subscribes and never reads, and the values they would pin once
-replaced.
+client that subscribes and never reads (and the values they would pin once
+replaced), and the retained store's trie on very long topics, which
+max_retained must count.
 
 Runs alone (is_parallel: false in meson.build): RSS means little while other
 brokers compete for the machine's memory.  Under ASan the brokers get a
@@ -13,7 +14,7 @@ small quarantine, and the bounds some slack for it.
 import unittest
 
 import harness
-from harness import SLOW_CONSUMER, BrokerTest, request_frame
+from harness import LIMIT, SLOW_CONSUMER, BrokerTest, request_frame
 
 MB = 1024 * 1024
 SLACK_KIB = (32 * MB if harness.SANITIZED else 0) // 1024
@@ -116,6 +117,33 @@ class ReplacedValuesNotPinned(MemoryTest):
         grown = self.broker.rss_kib() - base
         self.assertLess(grown, 20 * 1024 + SLACK_KIB,
                         "replaced values still held: RSS grew by %d KiB" % grown)
+
+
+# ---------------------------------------------------------- the retained trie
+
+class RetainedTrieCounted(MemoryTest):
+    """Values on 126-token topics cost far more in trie nodes than in bytes:
+    max_retained must count the nodes, so that it bounds the memory."""
+
+    BROKER = {"max_retained": "4mb", "log_level": "info"}
+
+    def test_long_topics_bounded_by_max_retained(self):
+        p = self.client()
+        base = self.broker.rss_kib()
+        tail = ".x" * 125
+        stored = 0
+        for i in range(20000):
+            err, _ = p.wait_response(p.send_request("pub", "t%04x%s" % (i, tail), 1, {"retain": True}))
+            if err is not None:
+                self.assertEqual(err[0], LIMIT)
+                break
+            stored += 1
+        self.assertGreater(stored, 0)
+        self.assertLess(stored, 20000, "4 MB of max_retained took 20,000 values of 126 tokens")
+        grown = self.broker.rss_kib() - base
+        # Within a small factor of max_retained (4 MB), plus the allocator's slack.
+        self.assertLess(grown, 16 * 1024 + SLACK_KIB,
+                        "%d values under max_retained 4mb grew RSS by %d KiB" % (stored, grown))
 
 
 if __name__ == "__main__":
