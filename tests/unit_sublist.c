@@ -1,7 +1,8 @@
 /*
  * unit_sublist.c - the subscription index: matching ('*', '>', the '$'
  * rule, duplicates), removal and pruning, the match cache (hits, void on
- * insert and remove, its bound and its second-chance sweep), queue groups
+ * insert and remove, its bounds in topics and in bytes, its second-chance
+ * sweep), queue groups
  * (identity, round robin, the ready predicate), and a randomized property
  * test (fixed seed) that compares every match with topic_matches applied to
  * every live pattern, with the cache on, small and off.
@@ -374,6 +375,75 @@ START_TEST(test_cache_second_chance)
 }
 END_TEST
 
+/*
+ * The cache is bounded in bytes too: one subscriber with 2,000 '>'
+ * subscriptions publishing to 2,000 topics used to cache 2,000 copies of a
+ * 2,000-item result (31 MiB).  Results over SUBLIST_CACHE_RESULT_MAX are
+ * not cached, and still come out right.
+ */
+START_TEST(test_cache_large_results_not_cached)
+{
+    enum { N = 2000 };
+    struct sublist *sl = sublist_new(4096);
+    struct sub *s = xcalloc(N, sizeof *s);
+    char buf[32];
+
+    for (int i = 0; i < N; i++)
+        add(sl, ">", &s[i]);
+    for (int i = 0; i < N; i++) {
+        snprintf(buf, sizeof buf, "topic.%d", i);
+        const struct sublist_result *r = match(sl, buf);
+        require(r->n_items == N);
+        require(r->items[0] != r->items[N - 1]);
+    }
+    ck_assert_uint_eq(sublist_cache_count(sl), 0);
+    ck_assert_uint_eq(sublist_cache_bytes(sl), 0);
+    free(s);
+    sublist_free(sl);
+}
+END_TEST
+
+/* A result at the limit is cached; each cached result costs at most its
+ * header, SUBLIST_CACHE_RESULT_MAX pointers and its topic. */
+START_TEST(test_cache_bytes_bounded)
+{
+    enum { CACHE = 256, N = SUBLIST_CACHE_RESULT_MAX };
+    struct sublist *sl = sublist_new(CACHE);
+    struct sub s[N + 1];
+    struct sublist_entry *extra;
+    const struct sublist_result *r;
+    char buf[PROTO_TOPIC_MAX + 1];
+
+    memset(s, 0, sizeof s);
+    for (int i = 0; i < N; i++)
+        add(sl, "t.>", &s[i]);
+    for (int i = 0; i < 10 * CACHE; i++) {
+        int n = snprintf(buf, sizeof buf, "t.%d.", i);
+        memset(buf + n, 'x', PROTO_TOPIC_MAX - (size_t)n); /* the longest topics */
+        buf[PROTO_TOPIC_MAX] = '\0';
+        require(match(sl, buf)->n_items == N);
+        require(sublist_cache_count(sl) <= CACHE);
+        require(sublist_cache_bytes(sl) <=
+                sublist_cache_count(sl) * (64 + N * sizeof(void *) + PROTO_TOPIC_MAX));
+    }
+    ck_assert_uint_gt(sublist_cache_count(sl), 0);
+
+    /* One more subscription makes "t.a" too large: its cached copy goes. */
+    r = match(sl, "t.a");
+    ck_assert_ptr_eq(match(sl, "t.a"), r); /* cached: a hit */
+    extra = add(sl, "t.a", &s[N]);
+    size_t before = sublist_cache_count(sl);
+    r = match(sl, "t.a");
+    ck_assert_uint_eq(r->n_items, N + 1);
+    ck_assert_uint_eq(times_listed(r, &s[N]), 1);
+    ck_assert_uint_eq(sublist_cache_count(sl), before - 1);
+    sublist_remove(sl, extra);
+    ck_assert_uint_eq(match(sl, "t.a")->n_items, N);
+    ck_assert_uint_eq(sublist_cache_count(sl), before);
+    sublist_free(sl);
+}
+END_TEST
+
 START_TEST(test_cache_off)
 {
     struct sublist *sl = sublist_new(0);
@@ -713,6 +783,8 @@ static Suite *sublist_suite(void)
     tcase_add_loop_test(tc, test_cache_void_on_change, 0, nc);
     tcase_add_test(tc, test_cache_bounded);
     tcase_add_test(tc, test_cache_second_chance);
+    tcase_add_test(tc, test_cache_large_results_not_cached);
+    tcase_add_test(tc, test_cache_bytes_bounded);
     tcase_add_test(tc, test_cache_off);
     suite_add_tcase(s, tc);
 

@@ -30,6 +30,12 @@
  * those hit since the previous sweep (second chance; their mark is cleared),
  * and frees the rest, stale ones always.  One-off topics (reply inboxes) are
  * thus evicted and hot topics survive, at a cost amortised to O(1) per miss.
+ * A result of more than SUBLIST_CACHE_RESULT_MAX entries is not cached (a
+ * stale copy of it is dropped): it is returned from the scratch arrays, as
+ * with no cache.  That bounds the cache in bytes, not just in topics, at
+ * about cache_max * (64 + 8 * SUBLIST_CACHE_RESULT_MAX + PROTO_TOPIC_MAX),
+ * some 3.4 MiB for the broker's 4096 topics, where one connection with
+ * 2,000 '>' subscriptions publishing to 2,000 topics once made it 31 MiB.
  *
  * Because cached results are freed by later matches, a result is borrowed
  * only until the next call that may change the index or the cache.
@@ -127,6 +133,7 @@ struct sublist {
     uint64_t gen;      /* bumped by every insert and remove */
     struct hmap cache; /* topic -> struct sl_cached */
     size_t cache_max;
+    size_t cache_bytes; /* what the cached results' allocations take */
     struct sl_scratch scratch;
     struct sublist_result uncached; /* the result when cache_max is 0 */
 };
@@ -422,13 +429,19 @@ static void match_walk(struct sublist *sl, const char *topic, size_t len)
     match_node(&w, sl->root, 0);
 }
 
+static size_t cached_size(size_t n_items, size_t n_groups, size_t tlen)
+{
+    return sizeof(struct sl_cached) + n_items * sizeof(void *) +
+           n_groups * sizeof(struct sublist_group *) + tlen;
+}
+
 /* A cached copy of sl->scratch for TOPIC. */
-static struct sl_cached *cached_new(const struct sublist *sl, const char *topic, size_t len,
+static struct sl_cached *cached_new(struct sublist *sl, const char *topic, size_t len,
                                     uint32_t hash)
 {
     const struct sl_scratch *s = &sl->scratch;
     size_t isize = s->n_items * sizeof *s->items, gsize = s->n_groups * sizeof *s->groups;
-    struct sl_cached *c = xmalloc(sizeof *c + isize + gsize + len);
+    struct sl_cached *c = xmalloc(cached_size(s->n_items, s->n_groups, len));
     void **items = (void **)(c + 1);
     struct sublist_group **groups = (struct sublist_group **)((char *)items + isize);
     char *key = (char *)groups + gsize;
@@ -447,7 +460,17 @@ static struct sl_cached *cached_new(const struct sublist *sl, const char *topic,
     c->hash = hash;
     c->tlen = (uint8_t)len;
     c->hot = false;
+    sl->cache_bytes += cached_size(s->n_items, s->n_groups, len);
     return c;
+}
+
+/* Frees C, which has left (or is leaving) the cache.  NULL is fine. */
+static void cached_free(struct sublist *sl, struct sl_cached *c)
+{
+    if (c == NULL)
+        return;
+    sl->cache_bytes -= cached_size(c->res.n_items, c->res.n_groups, c->tlen);
+    free(c);
 }
 
 static const char *cached_topic(const struct sl_cached *c)
@@ -474,27 +497,47 @@ static void cache_sweep(struct sublist *sl)
             c->hot = false;
             hmap_put_h(&keep, cached_topic(c), c->tlen, c->hash, c);
         } else {
-            free(c);
+            cached_free(sl, c);
         }
     }
     hmap_release(&sl->cache);
     sl->cache = keep;
 }
 
-/* The slow path: walks the trie and caches the result (replacing STALE). */
+/* The result in sl->scratch, as it is: valid until the next match. */
+static const struct sublist_result *scratch_result(struct sublist *sl)
+{
+    sl->uncached.items = sl->scratch.items;
+    sl->uncached.n_items = sl->scratch.n_items;
+    sl->uncached.groups = sl->scratch.groups;
+    sl->uncached.n_groups = sl->scratch.n_groups;
+    return &sl->uncached;
+}
+
+/*
+ * The slow path: walks the trie and caches the result (replacing STALE),
+ * unless it is too large to cache (then STALE is dropped).
+ */
 static const struct sublist_result *match_miss(struct sublist *sl, const char *topic, size_t len,
                                                uint32_t hash, struct sl_cached *stale)
 {
     struct sl_cached *c;
 
     match_walk(sl, topic, len);
+    if (sl->scratch.n_items + sl->scratch.n_groups > SUBLIST_CACHE_RESULT_MAX) {
+        if (stale != NULL) {
+            hmap_remove_h(&sl->cache, topic, len, hash);
+            cached_free(sl, stale);
+        }
+        return scratch_result(sl);
+    }
     if (stale == NULL && hmap_count(&sl->cache) >= sl->cache_max)
         cache_sweep(sl);
     c = cached_new(sl, topic, len, hash);
     /* The new entry's copy of the topic becomes the key; STALE's key is
      * still compared against during the put, so it is freed after. */
     hmap_put_h(&sl->cache, cached_topic(c), len, hash, c);
-    free(stale);
+    cached_free(sl, stale);
     return &c->res;
 }
 
@@ -502,11 +545,7 @@ static const struct sublist_result *match_uncached(struct sublist *sl, const cha
                                                    size_t len)
 {
     match_walk(sl, topic, len);
-    sl->uncached.items = sl->scratch.items;
-    sl->uncached.n_items = sl->scratch.n_items;
-    sl->uncached.groups = sl->scratch.groups;
-    sl->uncached.n_groups = sl->scratch.n_groups;
-    return &sl->uncached;
+    return scratch_result(sl);
 }
 
 const struct sublist_result *sublist_match(struct sublist *sl, const char *topic, size_t len)
@@ -581,14 +620,14 @@ static void node_free_tree(struct sl_node *node)
     free(node);
 }
 
-static void cache_free(struct hmap *cache)
+static void cache_free(struct sublist *sl)
 {
     size_t pos = 0;
     struct sl_cached *c;
 
-    while ((c = hmap_next(cache, &pos, NULL, NULL)) != NULL)
-        free(c);
-    hmap_release(cache);
+    while ((c = hmap_next(&sl->cache, &pos, NULL, NULL)) != NULL)
+        cached_free(sl, c);
+    hmap_release(&sl->cache);
 }
 
 void sublist_free(struct sublist *sl)
@@ -596,7 +635,7 @@ void sublist_free(struct sublist *sl)
     if (sl == NULL)
         return;
     node_free_tree(sl->root);
-    cache_free(&sl->cache);
+    cache_free(sl);
     free(sl->scratch.items);
     free(sl->scratch.groups);
     free(sl);
@@ -617,4 +656,9 @@ size_t sublist_node_count(const struct sublist *sl)
 size_t sublist_cache_count(const struct sublist *sl)
 {
     return hmap_count(&sl->cache);
+}
+
+size_t sublist_cache_bytes(const struct sublist *sl)
+{
+    return sl->cache_bytes;
 }

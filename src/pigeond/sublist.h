@@ -41,6 +41,16 @@ struct sublist_result {
 };
 
 /*
+ * The most entries (items plus groups) a cached result may have.  A larger
+ * result is rebuilt by each match: delivering to that many subscriptions
+ * costs far more than the walk, so caching it would save little, and its
+ * copy per topic would let one connection with many '>' subscriptions fill
+ * the cache with megabytes.  So the cache holds at most CACHE_MAX results
+ * of at most this many pointers each.
+ */
+#define SUBLIST_CACHE_RESULT_MAX 64
+
+/*
  * Returns a new, empty index that caches the results of up to CACHE_MAX
  * topics (0: no cache).  When the cache is full, a miss first evicts every
  * cached topic but those hit since the previous eviction, keeping at most
@@ -84,5 +94,8 @@ size_t sublist_node_count(const struct sublist *sl);
 
 /* Topics whose results are cached, stale ones included.  For stats and tests. */
 size_t sublist_cache_count(const struct sublist *sl);
+
+/* Bytes those cached results take (their allocations).  For stats and tests. */
+size_t sublist_cache_bytes(const struct sublist *sl);
 
 #endif

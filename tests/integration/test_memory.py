@@ -3,8 +3,8 @@
 Each test drives the broker the way an abusive or careless client would and
 reads pigeond's VmRSS before and after: retained replays piled up by a
 client that subscribes and never reads (and the values they would pin once
-replaced), and the retained store's trie on very long topics, which
-max_retained must count.
+replaced), the retained store's trie on very long topics, which
+max_retained must count, and the match cache under wide fan-out.
 
 Runs alone (is_parallel: false in meson.build): RSS means little while other
 brokers compete for the machine's memory.  Under ASan the brokers get a
@@ -144,6 +144,32 @@ class RetainedTrieCounted(MemoryTest):
         # Within a small factor of max_retained (4 MB), plus the allocator's slack.
         self.assertLess(grown, 16 * 1024 + SLACK_KIB,
                         "%d values under max_retained 4mb grew RSS by %d KiB" % (stored, grown))
+
+
+# ---------------------------------------------------------- the match cache
+
+class MatchCacheBounded(MemoryTest):
+    """One connection with 2,000 `>` subscriptions, and 2,000 topics
+    published once each: the match cache must not keep 2,000 copies of a
+    2,000-item result.  The subscriber's messages are dropped (drop, 1k),
+    so that only the cache can grow."""
+
+    BROKER = {"max_subscriptions": 5000, "max_outbound": "1k", "slow_consumer": "drop",
+              "log_level": "info"}
+
+    def test_many_wide_results_not_cached(self):
+        s = self.client(rcvbuf=4096)
+        ids = [s.send_request("sub", ">") for _ in range(2000)]
+        s.pump_until(lambda: all(i in s.responses for i in ids), what="the sub responses")
+        p = self.client()
+        p.sync()
+        base = self.broker.rss_kib()
+        for i in range(2000):
+            p.pub_notify("wide.%d" % i, 1)
+        p.sync()
+        grown = self.broker.rss_kib() - base
+        self.assertLess(grown, 8 * 1024 + SLACK_KIB,
+                        "2,000 topics matched by 2,000 subscriptions grew RSS by %d KiB" % grown)
 
 
 if __name__ == "__main__":
