@@ -14,12 +14,25 @@
  * struct alive, so the sweep can see the cleared callbacks, drop our
  * reference (which closes the socket) and count the connection out.  The
  * sweep runs before each accept and every HTTP_SWEEP_MS while anything is
- * tracked.  At max_clients tracked connections the listener is disabled, so
- * new connections wait in the kernel's accept queue; the sweep enables it
- * again.  Alternatives rejected: a bufferevent filter (its free callback
- * would do, but 2.1's filters cannot take the socket evhttp hands them), and
- * counting closes through evhttp_connection_set_closecb (only reachable once
- * a request arrived, so a silent connection would never be counted out).
+ * tracked (or, under select, while accepting waits for a descriptor).  At max_clients tracked
+ * connections the listener is disabled, so new connections wait in the kernel's accept queue; the
+ * sweep enables it again.  Alternatives rejected: a bufferevent filter (its free callback would do,
+ * but 2.1's filters cannot take the socket evhttp hands them), and counting closes through
+ * evhttp_connection_set_closecb (only reachable once a request arrived, so a silent connection
+ * would never be counted out).
+ *
+ * The select backend.  libevent's select backend cannot watch a descriptor
+ * at or above FD_SETSIZE (glibc aborts in FD_SET), and evhttp hands each
+ * socket it accepts straight to a bufferevent: no callback of ours sees the
+ * descriptor before libevent watches it, so a socket cannot be refused after
+ * the fact as server_accept refuses one.  Instead accepting is paused
+ * before it could go wrong: accept() takes the lowest free descriptor, so
+ * while that is below FD_SETSIZE the next accept is safe.  http_check_fds
+ * probes it after everything that takes a descriptor for good (a broker
+ * connection, an HTTP one) and after everything that frees one (the sweep,
+ * a freed broker connection), and the sweep repeats it while paused, since
+ * libevent closes a freed socket only after the callback at hand; connections that arrive meanwhile
+ * wait in the kernel's accept queue.  Under every other backend the check is free.
  *
  * JSON is built with jansson (strings escaped for us) and indented, since
  * people read it with curl as often as scripts do.
@@ -29,6 +42,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,7 +77,8 @@ struct http {
     struct bufferevent **conns; /* each with our reference; owned array */
     size_t n_conns, cap_conns;
     struct event *sweep_ev; /* owned */
-    bool paused;            /* the listener is disabled at max_clients */
+    bool paused;            /* the listener is disabled (max_clients, or no room) */
+    bool no_fds;            /* select: no free descriptor below FD_SETSIZE */
 };
 
 static struct bufferevent *http_bev_cb(struct event_base *base, void *arg);
@@ -85,6 +100,46 @@ static void http_set_paused(struct http *h, bool pause)
         evconnlistener_enable(evl);
 }
 
+/* Pauses the listener at max_clients or, under select, out of room (see the top). */
+static void http_update_paused(struct http *h)
+{
+    http_set_paused(h, h->n_conns >= h->max_clients || h->no_fds);
+}
+
+/*
+ * Keeps the sweep running while anything is tracked or accepting is paused
+ * for want of a descriptor: sockets are closed by libevent's finalizers,
+ * after the callback that let go of them, so the check that follows a close
+ * can come too early and has to be repeated.
+ */
+static void http_schedule_sweep(struct http *h)
+{
+    struct timeval tv = {.tv_sec = 0, .tv_usec = HTTP_SWEEP_MS * 1000};
+    bool want = h->n_conns > 0 || h->no_fds;
+
+    if (want && !event_pending(h->sweep_ev, EV_TIMEOUT, NULL))
+        event_add(h->sweep_ev, &tv);
+    else if (!want)
+        event_del(h->sweep_ev);
+}
+
+void http_check_fds(struct http *h)
+{
+    if (h == NULL)
+        return;
+    if (h->srv->loop.fd_limit != INT_MAX) {
+        bool no_fds = !loop_fd_room(&h->srv->loop);
+        if (no_fds != h->no_fds)
+            log_notice(&h->srv->log,
+                       no_fds ? "http: accepting paused: no descriptor below FD_SETSIZE "
+                                "(io_backend select)"
+                              : "http: accepting resumed: a descriptor below FD_SETSIZE is free");
+        h->no_fds = no_fds;
+    }
+    http_update_paused(h);
+    http_schedule_sweep(h);
+}
+
 /* Counts out the connections evhttp has let go of (see the top). */
 static void http_sweep(struct http *h)
 {
@@ -104,10 +159,7 @@ static void http_sweep(struct http *h)
         bufferevent_decref(bev); /* the last reference: closes the socket */
     }
     h->n_conns = kept;
-    if (h->n_conns < h->max_clients)
-        http_set_paused(h, false);
-    if (h->n_conns == 0)
-        event_del(h->sweep_ev);
+    http_check_fds(h); /* also unpauses below max_clients */
 }
 
 static void http_sweep_cb(evutil_socket_t fd, short what, void *arg)
@@ -119,7 +171,6 @@ static void http_sweep_cb(evutil_socket_t fd, short what, void *arg)
 static struct bufferevent *http_bev_cb(struct event_base *base, void *arg)
 {
     struct http *h = arg;
-    struct timeval tv = {.tv_sec = 0, .tv_usec = HTTP_SWEEP_MS * 1000};
     struct bufferevent *bev;
 
     http_sweep(h);
@@ -132,10 +183,7 @@ static struct bufferevent *http_bev_cb(struct event_base *base, void *arg)
     }
     bufferevent_incref(bev);
     h->conns[h->n_conns++] = bev;
-    if (h->n_conns == 1)
-        event_add(h->sweep_ev, &tv);
-    if (h->n_conns >= h->max_clients)
-        http_set_paused(h, true);
+    http_check_fds(h); /* also pauses at max_clients; starts the sweep */
     return bev;
 }
 
@@ -390,7 +438,7 @@ static void http_apply_limits(struct http *h, const struct config_http *conf)
 
     evhttp_set_timeout_tv(h->evh, &tv);
     h->max_clients = conf->max_clients;
-    http_set_paused(h, h->n_conns >= h->max_clients);
+    http_check_fds(h);
 }
 
 static void http_format_address(struct http *h)
@@ -460,6 +508,14 @@ int http_apply_config(struct server *srv, struct http **h)
     }
     if (!conf->enabled)
         return 0;
+    /* Its socket must be one select can watch: libevent watches it at once. */
+    if (!loop_fd_room(&srv->loop)) {
+        log_error(&srv->log,
+                  "[http] cannot open %s: no descriptor below FD_SETSIZE "
+                  "(io_backend select)",
+                  conf->bind);
+        return -1;
+    }
     *h = http_open(srv, conf);
     return *h != NULL ? 0 : -1;
 }

@@ -19,7 +19,8 @@
  * Bounds: request headers at most HTTP_MAX_HEADERS bytes, no body, the
  * config's timeout to read a request or write a response, and at most
  * max_clients connections at once (past it, accepting pauses until one
- * closes: see http.c for how, on libevent 2.1).
+ * closes: see http.c for how, on libevent 2.1).  Under io_backend select,
+ * accepting also pauses while no descriptor below FD_SETSIZE is free.
  */
 #ifndef PIGEON_HTTP_H
 #define PIGEON_HTTP_H
@@ -40,6 +41,15 @@ struct http;
  * (then *H is NULL).
  */
 int http_apply_config(struct server *srv, struct http **h);
+
+/*
+ * Under io_backend select: pauses accepting while the next descriptor would
+ * be beyond FD_SETSIZE, and resumes once one below it is free.  Called
+ * wherever the broker opens or frees a descriptor for good; evhttp accepts
+ * by itself and hands the socket straight to libevent, so the check must
+ * come before the accept, not after (see http.c).  NULL H is fine.
+ */
+void http_check_fds(struct http *h);
 
 /* Closes every HTTP connection and the socket, and frees H.  NULL is fine. */
 void http_free(struct http *h);

@@ -251,6 +251,11 @@ int listener_open(struct server *srv, const struct config_listener *cl, struct l
         if (fd >= 0)
             format_tcp_address(l, fd);
     }
+    if (fd >= srv->loop.fd_limit) {
+        snprintf(err, errlen, "descriptor %d is beyond FD_SETSIZE (io_backend select)", (int)fd);
+        close(fd);
+        fd = -1;
+    }
     if (fd < 0) {
         listener_unref(l);
         return -1;

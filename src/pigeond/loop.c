@@ -8,7 +8,11 @@
  */
 #include "loop.h"
 
+#include <fcntl.h>
+#include <limits.h>
 #include <string.h>
+#include <sys/select.h>
+#include <unistd.h>
 
 #include "block.h"
 #include "conn.h"
@@ -68,6 +72,9 @@ int loop_init(struct loop *lp, struct server *srv, enum config_io_backend backen
     lp->base = loop_new_base(backend, why);
     if (lp->base == NULL)
         return -1;
+    /* select is the one method with a ceiling on descriptors. */
+    lp->fd_limit =
+        strncmp(event_base_get_method(lp->base), "select", 6) == 0 ? FD_SETSIZE : INT_MAX;
     lp->flush_ev = event_new(lp->base, -1, 0, loop_flush_cb, lp);
     lp->reap_ev = event_new(lp->base, -1, 0, loop_reap_cb, lp);
     if (lp->flush_ev == NULL || lp->reap_ev == NULL) {
@@ -97,6 +104,18 @@ void loop_fini(struct loop *lp)
 const char *loop_method(const struct loop *lp)
 {
     return event_base_get_method(lp->base);
+}
+
+bool loop_fd_room(const struct loop *lp)
+{
+    if (lp->fd_limit == INT_MAX)
+        return true;
+    /* open() returns the lowest free descriptor: the one accept() would. */
+    int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false; /* out of descriptors: no room either way */
+    close(fd);
+    return fd < lp->fd_limit;
 }
 
 /* A pooled read block no output refers to any more, taken out of the pool, or NULL. */

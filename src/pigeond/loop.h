@@ -20,6 +20,7 @@
 #ifndef PIGEON_LOOP_H
 #define PIGEON_LOOP_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/queue.h>
 
@@ -36,7 +37,7 @@ TAILQ_HEAD(conn_list, conn);
 /* Counters for monitoring, kept per loop so the hot path never shares them. */
 struct loop_stats {
     uint64_t conns_accepted;   /* connections ever accepted */
-    uint64_t conns_rejected;   /* refused at max_connections */
+    uint64_t conns_rejected;   /* refused at max_connections or select's FD_SETSIZE */
     uint64_t msgs_in;          /* pub frames routed */
     uint64_t bytes_in;         /* bytes of those frames */
     uint64_t msgs_out;         /* msg deliveries queued */
@@ -61,6 +62,9 @@ struct loop {
     struct conn_list dead; /* closed, waiting to be freed */
     struct event *reap_ev;
     struct loop_stats stats;
+    /* Descriptors at or above this cannot be watched: select's FD_SETSIZE
+     * (glibc aborts on a larger one), else INT_MAX. */
+    evutil_socket_t fd_limit;
     struct block *rblk; /* holds a reference; LOOP_READ_MAX bytes sockets are read into */
     struct block *rpool[LOOP_READ_POOL]; /* earlier read blocks, each referenced, for reuse */
     unsigned n_rpool;
@@ -78,6 +82,13 @@ void loop_fini(struct loop *lp);
 
 /* The I/O method in use: "epoll", "poll", ... */
 const char *loop_method(const struct loop *lp);
+
+/*
+ * True when the next descriptor opened (the lowest free one) could be
+ * watched by this loop: always, except under select near FD_SETSIZE.  Costs
+ * an open and a close under select, nothing otherwise.
+ */
+bool loop_fd_room(const struct loop *lp);
 
 /*
  * The block to read a socket into.  Large frames are shared straight out of

@@ -309,45 +309,59 @@ static void server_drain_timeout_cb(evutil_socket_t fd, short what, void *arg)
 void server_conn_freed(struct server *srv)
 {
     srv->n_conns--;
+    http_check_fds(srv->http); /* a descriptor may be free for it again */
     if (srv->draining && srv->n_conns == 0)
         event_base_loopexit(srv->loop.base, NULL);
 }
 
 /* -------------------------------------------------------------- accept */
 
-/* Refuses FD with error 10: the broker is at max_connections. */
-static void server_refuse(struct server *srv, evutil_socket_t fd)
+/*
+ * Refuses FD with error 10, naming LIMIT to the client; the warning says
+ * "refused a connection: " then WHY.
+ */
+static void server_refuse(struct server *srv, evutil_socket_t fd, const char *limit,
+                          const char *why)
 {
     struct evbuffer *buf = evbuffer_new();
     uint64_t suppressed;
 
     if (buf != NULL) {
-        encode_error_notification(buf, PROTO_ERR_LIMIT, "too many connections (max_connections)");
+        encode_error_notification(buf, PROTO_ERR_LIMIT, limit);
         evbuffer_write(buf, fd); /* best effort: the socket is new and empty */
         evbuffer_free(buf);
     }
     evutil_closesocket(fd);
     srv->loop.stats.conns_rejected++;
     if (log_ratelimit_ok(&srv->rl_accept, (uint64_t)clock_now_ms(), &suppressed))
-        log_warning(&srv->log,
-                    "refused a connection: max_connections %u reached "
-                    "(%llu similar warnings suppressed)",
-                    srv->conf->max_connections, (unsigned long long)suppressed);
+        log_warning(&srv->log, "refused a connection: %s (%llu similar warnings suppressed)", why,
+                    (unsigned long long)suppressed);
 }
 
 void server_accept(struct server *srv, struct listener *l, evutil_socket_t fd,
                    const struct sockaddr *peer, socklen_t peerlen)
 {
+    char why[128];
+
     if (srv->draining) {
         evutil_closesocket(fd);
         return;
     }
     if (srv->n_conns >= srv->conf->max_connections) {
-        server_refuse(srv, fd);
+        snprintf(why, sizeof(why), "max_connections %u reached", srv->conf->max_connections);
+        server_refuse(srv, fd, "too many connections (max_connections)", why);
+        return;
+    }
+    /* libevent's select backend cannot watch it: glibc aborts in FD_SET. */
+    if (fd >= srv->loop.fd_limit) {
+        snprintf(why, sizeof(why), "io_backend select: descriptor %d is beyond FD_SETSIZE %d",
+                 (int)fd, (int)srv->loop.fd_limit);
+        server_refuse(srv, fd, "too many connections (io_backend select)", why);
         return;
     }
     if (conn_new(&srv->loop, l, fd, peer, peerlen) == NULL)
         log_error(&srv->log, "cannot set up a connection from listener %s", listener_name(l));
+    http_check_fds(srv->http); /* that may have taken the last descriptor it can use */
 }
 
 /* ---------------------------------------------------------- public API */

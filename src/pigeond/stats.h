@@ -46,7 +46,7 @@ struct stats_snapshot {
     uint64_t uptime_ms;
     uint64_t connections;         /* open or closing now */
     uint64_t conns_accepted;      /* ever accepted */
-    uint64_t conns_rejected;      /* refused at max_connections */
+    uint64_t conns_rejected;      /* refused at max_connections or FD_SETSIZE */
     uint64_t subscriptions;       /* in the index now */
     uint64_t msgs_in, bytes_in;   /* pub frames routed, and their topic and payload bytes */
     uint64_t msgs_out, bytes_out; /* msg deliveries queued, and their bytes (whole frames) */

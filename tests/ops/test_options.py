@@ -4,7 +4,7 @@ lacks), log_level at start-up, and the startup summary that reports them.
 
 Where each option is tested, in one place (keep it up to date):
 
-  io_backend         here; reload: test_reload.py
+  io_backend         here (select's FD_SETSIZE too); reload: test_reload.py
   log_level          here; reload: integration/test_lifecycle.py
   max_payload        integration/test_limits.py; reload: test_lifecycle.py
   max_connections    integration/test_limits.py; reload: test_reload.py
@@ -21,8 +21,11 @@ Where each option is tested, in one place (keep it up to date):
 """
 
 import re
+import resource
+import socket
 
-from opslib import BrokerTest, main, metrics
+from opslib import BrokerTest, http_get, main, metrics, wait_for
+from harness import connect_socket  # noqa: E402  (on the path opslib sets)
 
 # libevent's method names on Linux; kqueue is the BSDs' and macOS's.
 LINUX_BACKENDS = ("epoll", "poll", "select")
@@ -55,6 +58,78 @@ class IoBackend(BrokerTest):
         self.assertEqual(b.wait_exit(), 1)
         self.forget_broker(b)
         self.assertIn("io_backend kqueue: the configured io_backend is not available", b.log_text())
+
+
+class SelectDescriptorCeiling(BrokerTest):
+    """Under select nothing may reach FD_SETSIZE (1024 with glibc): libevent
+    would FD_SET it and glibc abort the daemon.  Past it, broker connections
+    are refused with error 10 and the HTTP endpoint stops accepting."""
+
+    AUTO_START = False
+    N = 1100            # connections opened: past FD_SETSIZE, with margin
+    NOFILE = 4096       # pigeond's descriptor limit, far above FD_SETSIZE
+
+    def setUp(self):
+        super().setUp()
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        want = self.N + 256
+        if soft < want:
+            if hard != resource.RLIM_INFINITY and hard < want:
+                self.skipTest("descriptor limit %d too low to open %d sockets" % (hard, self.N))
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+            self.addCleanup(resource.setrlimit, resource.RLIMIT_NOFILE, (soft, hard))
+
+    def start_select(self):
+        return self.start_broker({"io_backend": "select", "max_connections": 5000,
+                                  "log_level": "info"}, nofile=self.NOFILE,
+                                 extra="[http]\nbind = 127.0.0.1:0\nmax_clients = 5000\n")
+
+    def open_many(self, address):
+        socks = []
+        self.addCleanup(lambda: [s.close() for s in socks])
+        for _ in range(self.N):
+            socks.append(connect_socket(address))
+        return socks
+
+    def check_serves(self, b):
+        sub = self.client(broker=b)
+        sub.sub("t")
+        pub = self.client(broker=b)
+        self.assertEqual(pub.pub("t", "after"), 1)
+        sub.wait_messages(1)
+        status, _, body = http_get(b.address("[http]"), "/healthz")
+        self.assertEqual((status, body), (200, b"ok\n"))
+
+    def test_broker_connections_past_fd_setsize_refused(self):
+        b = self.start_select()
+        socks = self.open_many(b.address())
+        b.wait_log(r"refused a connection: io_backend select: descriptor \d+ is beyond FD_SETSIZE")
+        b.wait_log(r"http: accepting paused: no descriptor below FD_SETSIZE")
+        self.assertTrue(b.running(), b.log_text()[-3000:])
+        # The refused ones got error 10 and EOF; pick one from the end.
+        data = b""
+        socks[-1].settimeout(10)
+        while True:
+            chunk = socks[-1].recv(4096)
+            if not chunk:
+                break
+            data += chunk
+        self.assertIn(b"io_backend select", data)
+        for s in socks[:100]:
+            s.close()
+        b.wait_log(r"http: accepting resumed")
+        self.check_serves(b)
+
+    def test_http_connections_past_fd_setsize_wait(self):
+        b = self.start_select()
+        socks = self.open_many(b.address("[http]"))
+        b.wait_log(r"http: accepting paused: no descriptor below FD_SETSIZE")
+        self.assertTrue(b.running(), b.log_text()[-3000:])
+        for s in socks:
+            s.close()
+        wait_for(lambda: b.log_count(r"http: accepting resumed") >= 1, what="http to resume")
+        self.assertTrue(b.running(), b.log_text()[-3000:])
+        self.check_serves(b)
 
 
 class LogLevelAtStart(BrokerTest):
