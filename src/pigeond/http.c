@@ -74,6 +74,7 @@ struct http {
     char *bind;                        /* the config's bind this was opened for; owned */
     char address[128];                 /* what was bound */
     uint32_t max_clients;
+    struct timeval timeout;     /* the config's, for requests and reads */
     struct bufferevent **conns; /* each with our reference; owned array */
     size_t n_conns, cap_conns;
     struct event *sweep_ev; /* owned */
@@ -419,6 +420,9 @@ static void http_request_cb(struct evhttp_request *req, void *arg)
     struct http *h = arg;
     const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
 
+    /* A reload may have changed it since evhttp accepted the connection. */
+    evhttp_connection_set_timeout_tv(evhttp_request_get_connection(req), &h->timeout);
+
     for (size_t i = 0; path != NULL && i < sizeof(routes) / sizeof(routes[0]); i++) {
         if (strcmp(path, routes[i].path) == 0) {
             routes[i].fn(h, req);
@@ -431,12 +435,23 @@ static void http_request_cb(struct evhttp_request *req, void *arg)
 
 /* ------------------------------------------------------------ lifecycle ---- */
 
+/*
+ * Applies max_clients and timeout, to open connections too.  evhttp copies
+ * its timeout into each connection as it accepts it, so for the ones open
+ * now the new value is set on their bufferevents (restarting their clock)
+ * and, at their next request, on the evhttp connection (http_request_cb).
+ */
 static void http_apply_limits(struct http *h, const struct config_http *conf)
 {
-    struct timeval tv = {.tv_sec = conf->timeout_ms / 1000,
-                         .tv_usec = (conf->timeout_ms % 1000) * 1000};
-
-    evhttp_set_timeout_tv(h->evh, &tv);
+    h->timeout.tv_sec = conf->timeout_ms / 1000;
+    h->timeout.tv_usec = (conf->timeout_ms % 1000) * 1000;
+    evhttp_set_timeout_tv(h->evh, &h->timeout);
+    for (size_t i = 0; i < h->n_conns; i++) {
+        bufferevent_event_cb eventcb;
+        bufferevent_getcb(h->conns[i], NULL, NULL, &eventcb, NULL);
+        if (eventcb != NULL) /* evhttp still has it (see the top) */
+            bufferevent_set_timeouts(h->conns[i], &h->timeout, &h->timeout);
+    }
     h->max_clients = conf->max_clients;
     http_check_fds(h);
 }

@@ -5,6 +5,7 @@ with paging), and the endpoint's own bounds (max_clients, timeout, methods,
 header size), plus turning it on, off and elsewhere by reload.
 """
 
+import http.client
 import os
 import select
 import signal
@@ -337,6 +338,30 @@ class HttpReloadTest(BrokerTest):
         b.reload()
         self.assertEqual(b.address("[http]"), addr)
         self.assertIn(b" 200 ", recv_all(waiting)[:20])
+
+    def test_timeout_live(self):
+        # A shorter timeout on reload reaches connections already open.
+        b = self.start_broker(extra="[http]\nbind = 127.0.0.1:0\ntimeout = 1h\n")
+        addr = b.address("[http]")
+        idle = raw_http(addr)
+        self.addCleanup(idle.close)
+        self.assertEqual(http_get(addr, "/healthz")[0], 200)  # accepted before the reload
+        b.write_config(extra="[http]\nbind = 127.0.0.1:0\ntimeout = 1s\n")
+        b.reload()
+        self.assertEqual(recv_all(idle), b"")  # closed by the 1s timeout, not the 1h one
+        # A keep-alive connection opened before the reload keeps the new value too.
+        b.write_config(extra="[http]\nbind = 127.0.0.1:0\ntimeout = 1h\n")
+        b.reload()
+        host, port = addr.rsplit(":", 1)
+        conn = http.client.HTTPConnection(host, int(port), timeout=DEADLINE)
+        self.addCleanup(conn.close)
+        conn.request("GET", "/healthz")
+        self.assertEqual(conn.getresponse().read(), b"ok\n")
+        b.write_config(extra="[http]\nbind = 127.0.0.1:0\ntimeout = 1s\n")
+        b.reload()
+        conn.request("GET", "/healthz")
+        self.assertEqual(conn.getresponse().read(), b"ok\n")
+        self.assertEqual(recv_all(conn.sock), b"")  # then idle: closed after 1s
 
     def test_bind_failure_at_start(self):
         blocker = socket.socket()
