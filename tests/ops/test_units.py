@@ -2,7 +2,8 @@
 `systemd-analyze verify` accepts pigeond.service and pigeond.socket,
 `systemd-analyze security --offline=true` scores the service no worse than
 the score docs/operations.md records, and the settings the service relies
-on are there (Type=notify, the watchdog, reload by SIGHUP, the descriptor
+on are there (Type=notify and the watchdog when built with libsystemd,
+Type=exec and no watchdog without it, reload by SIGHUP, the descriptor
 limit for max_connections, a dynamic user, its directories, the
 hardening).  The socket unit must agree with the sample config's listener.
 
@@ -17,12 +18,13 @@ import subprocess
 import tempfile
 import unittest
 
-from opslib import PIGEOND, SOURCE_ROOT, main
+from opslib import HAVE_SYSTEMD, PIGEOND, SOURCE_ROOT, main
 
 ANALYZE = os.environ.get("SYSTEMD_ANALYZE") or shutil.which("systemd-analyze")
 SERVICE = os.environ.get("PIGEON_SERVICE_UNIT",
                          os.path.join(SOURCE_ROOT, "build", "systemd", "pigeond.service"))
 SOCKET = os.path.join(SOURCE_ROOT, "systemd", "pigeond.socket")
+MESON = os.environ.get("MESON") or shutil.which("meson")
 # docs/operations.md records 1.1; a change that makes it worse must update the doc too.
 MAX_EXPOSURE = 1.1
 
@@ -101,16 +103,50 @@ class Units(unittest.TestCase):
         print("systemd-analyze security: %.1f" % score)
         self.assertLessEqual(score, MAX_EXPOSURE, r.stdout)
 
+    def assert_notify_settings(self, s, have_systemd):
+        if have_systemd:
+            self.assertEqual(s[("Service", "Type")], ["notify"])
+            self.assertEqual(s[("Service", "NotifyAccess")], ["main"])
+            self.assertRegex(s[("Service", "WatchdogSec")][0], r"^\d+s$")
+        else:
+            # No READY=1 would ever come, and no WATCHDOG=1: systemd would
+            # fail the start, or kill pigeond after WatchdogSec.
+            self.assertEqual(s[("Service", "Type")], ["exec"])
+            self.assertNotIn(("Service", "WatchdogSec"), s)
+            self.assertNotIn(("Service", "NotifyAccess"), s)
+
     def test_notify_watchdog_reload_restart(self):
         s = self.svc
-        self.assertEqual(s[("Service", "Type")], ["notify"])
-        self.assertRegex(s[("Service", "WatchdogSec")][0], r"^\d+s$")
+        self.assert_notify_settings(s, HAVE_SYSTEMD)
         self.assertEqual(s[("Service", "Restart")], ["on-failure"])
         reload = s[("Service", "ExecReload")]
         self.assertEqual(reload[-1], "/bin/kill -HUP $MAINPID")
         self.assertRegex(reload[0], r"/pigeond -t -c \S+/pigeon/pigeond\.conf$")
         self.assertRegex(s[("Service", "ExecStart")][0], r"^/\S+/pigeond -c /\S+/pigeon/pigeond\.conf$")
         self.assertNotIn("@", s[("Service", "ExecStart")][0])  # configured, not the template
+
+    @unittest.skipUnless(MESON, "meson not found")
+    def test_unit_follows_libsystemd(self):
+        # Configure (no build: the unit is made at setup) with libsystemd off,
+        # and, where it is installed, on.
+        variants = [("disabled", False)] + ([("enabled", True)] if HAVE_SYSTEMD else [])
+        for option, have in variants:
+            with self.subTest(systemd=option):
+                build = os.path.join(self.dir, "build-" + option)
+                r = subprocess.run([MESON, "setup", build, SOURCE_ROOT, "-Dsystemd=" + option,
+                                    "-Dtests=false"], capture_output=True, text=True, timeout=300)
+                self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+                unit = os.path.join(build, "systemd", "pigeond.service")
+                self.assert_notify_settings(unit_settings(unit), have)
+                if ANALYZE:
+                    with open(unit) as f:
+                        text = f.read()
+                    svc = os.path.join(self.dir, "pigeond.service")
+                    with open(svc, "w") as f:
+                        f.write(re.sub(r"(?m)^(Exec\w+=)\S*/pigeond", r"\g<1>" + PIGEOND, text))
+                    r = subprocess.run([ANALYZE, "verify", "--man=no", svc], capture_output=True,
+                                       text=True, timeout=120)
+                    self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
 
     def test_descriptor_limit_covers_max_connections(self):
         # max_connections' default plus server.c's SERVER_FD_RESERVE.
