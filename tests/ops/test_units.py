@@ -25,8 +25,18 @@ SERVICE = os.environ.get("PIGEON_SERVICE_UNIT",
                          os.path.join(SOURCE_ROOT, "build", "systemd", "pigeond.service"))
 SOCKET = os.path.join(SOURCE_ROOT, "systemd", "pigeond.socket")
 MESON = os.environ.get("MESON") or shutil.which("meson")
-# docs/operations.md records 1.1; a change that makes it worse must update the doc too.
-MAX_EXPOSURE = 1.1
+OPERATIONS_DOC = os.path.join(SOURCE_ROOT, "docs", "operations.md")
+
+
+def recorded_exposure():
+    """The score docs/operations.md records for the unit: a change that makes
+    the measured score worse must update the doc too (and say why)."""
+    with open(OPERATIONS_DOC) as f:
+        text = f.read()
+    m = re.search(r"`systemd-analyze security --offline=true pigeond\.service`[^*]*"
+                  r"scores it \*\*(\d+\.\d+) [A-Z]+\*\*", text)
+    assert m, "docs/operations.md no longer records the unit's security score"
+    return float(m.group(1))
 
 needs_analyze = unittest.skipUnless(ANALYZE, "systemd-analyze not installed (Debian: systemd)")
 
@@ -100,8 +110,12 @@ class Units(unittest.TestCase):
         m = re.search(r"Overall exposure level for pigeond\.service: (\d+\.\d+)", r.stdout + r.stderr)
         self.assertIsNotNone(m, r.stdout + r.stderr)
         score = float(m.group(1))
-        print("systemd-analyze security: %.1f" % score)
-        self.assertLessEqual(score, MAX_EXPOSURE, r.stdout)
+        recorded = recorded_exposure()
+        print("systemd-analyze security: %.1f (docs/operations.md: %.1f)" % (score, recorded))
+        self.assertLessEqual(score, recorded, "worse than docs/operations.md records:\n" + r.stdout)
+
+    def test_recorded_exposure_parsed(self):
+        self.assertTrue(0 <= recorded_exposure() <= 10)
 
     def assert_notify_settings(self, s, have_systemd):
         if have_systemd:
