@@ -28,7 +28,12 @@
 
 #include "log.h"
 
+/* The file read without -c: SYSCONFDIR/pigeon/pigeond.conf, from meson. */
+#ifdef PIGEON_CONFIG_DEFAULT_PATH
+#define CONFIG_DEFAULT_PATH PIGEON_CONFIG_DEFAULT_PATH
+#else
 #define CONFIG_DEFAULT_PATH "/etc/pigeon/pigeond.conf"
+#endif
 
 enum config_io_backend {
     CONFIG_IO_AUTO, /* libevent's best: epoll, kqueue, ... */

@@ -3,7 +3,8 @@
  *
  *   pigeond [-c FILE] [-t] [-p FILE] [-V] [-h]
  *
- * Without -c, /etc/pigeon/pigeond.conf is read when it exists and the
+ * Without -c, CONFIG_DEFAULT_PATH (SYSCONFDIR/pigeon/pigeond.conf, where
+ * meson installs the sample) is read when it exists and the
  * built-in defaults (one listener on 127.0.0.1:7400) are used when it does
  * not.  pigeond stays in the foreground and logs to stderr: a supervisor
  * (systemd) does the rest.

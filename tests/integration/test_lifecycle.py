@@ -18,12 +18,18 @@ import time
 import harness
 from harness import LIMIT, BrokerTest, pub_frame_raw
 
-CONFIG_DEFAULT_PATH = "/etc/pigeon/pigeond.conf"
 
 
 def run_pigeond(*args, timeout=harness.DEADLINE):
     return subprocess.run([harness.PIGEOND] + list(args), capture_output=True, text=True,
                           timeout=timeout)
+
+
+def default_config_path():
+    """The file pigeond reads without -c (SYSCONFDIR/pigeon/pigeond.conf), as -h names it."""
+    m = re.search(r"\(default (\S+) when it exists", run_pigeond("-h").stdout)
+    assert m, "pigeond -h no longer names its default config file"
+    return m.group(1)
 
 
 class CommandLine(BrokerTest):
@@ -138,8 +144,9 @@ class NoConfig(BrokerTest):
 
     def setUp(self):
         super().setUp()
-        if os.path.exists(CONFIG_DEFAULT_PATH):
-            self.skipTest("%s exists on this host" % CONFIG_DEFAULT_PATH)
+        path = default_config_path()
+        if os.path.exists(path):
+            self.skipTest("%s exists on this host" % path)
 
     def test_check_without_file(self):
         r = run_pigeond("-t")

@@ -93,6 +93,18 @@ class Install(unittest.TestCase):
         r = subprocess.run([exe, "-t", "-c", conf], capture_output=True, text=True, timeout=60)
         self.assertEqual(r.returncode, 0, r.stderr)
 
+    def test_default_config_is_the_installed_one(self):
+        # Without -c pigeond reads the file meson installs, wherever the
+        # prefix puts sysconfdir (/usr/local/etc with meson's default prefix).
+        installed = os.path.join(self.opts["prefix"], self.opts["sysconfdir"], "pigeon",
+                                 "pigeond.conf")
+        self.assertFile(self.dest + installed)
+        exe = self.path(self.opts["sbindir"], "pigeond")
+        r = subprocess.run([exe, "-h"], capture_output=True, text=True, timeout=60)
+        self.assertIn("(default %s when it exists" % installed, r.stdout)
+        r = subprocess.run([exe, "-t"], capture_output=True, text=True, timeout=60)
+        self.assertIn(installed, r.stdout + r.stderr)  # "no config file at ..." or "... is valid"
+
     def test_units(self):
         udir = self.dest + unit_dir(self.opts)
         svc = os.path.join(udir, "pigeond.service")
