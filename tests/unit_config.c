@@ -339,6 +339,47 @@ START_TEST(test_limits_at_bounds)
 }
 END_TEST
 
+/* Every message above max_outbound would trip the slow-consumer rule. */
+START_TEST(test_payload_above_outbound)
+{
+    struct config *conf = LOAD_OK("[broker]\nmax_payload = 64k\nmax_outbound = 64k\n");
+    ck_assert_uint_eq(conf->max_payload, conf->max_outbound);
+    config_free(conf);
+    /* At the line of max_payload when the file sets it, */
+    LOAD_BAD("[broker]\n"
+             "max_outbound = 64k\n"
+             "log_level = info\n"
+             "max_payload = 65k\n",
+             4, "max_payload 66560 is larger than max_outbound 65536");
+    /* else at max_outbound's, against the default max_payload (1m). */
+    LOAD_BAD("[broker]\nlog_level = info\nmax_outbound = 512k\n", 3,
+             "max_payload 1048576 is larger than max_outbound 524288: every message that large "
+             "would trip the slow-consumer rule");
+    /* With [broker] before a listener, the lines are still [broker]'s. */
+    LOAD_BAD("[broker]\nmax_outbound = 1m\nmax_payload = 2m\n[listener a]\nbind = 127.0.0.1:0\n", 3,
+             "is larger than max_outbound");
+}
+END_TEST
+
+/* stats_interval: 0 is off, else at least 100ms. */
+START_TEST(test_stats_interval_floor)
+{
+    struct config *conf = LOAD_OK("[broker]\nstats_interval = 0\n");
+    ck_assert_uint_eq(conf->stats_interval_ms, 0);
+    config_free(conf);
+    conf = LOAD_OK("[broker]\nstats_interval = 100ms\n");
+    ck_assert_uint_eq(conf->stats_interval_ms, 100);
+    config_free(conf);
+    conf = LOAD_OK("[broker]\nstats_interval = 1h\n");
+    ck_assert_uint_eq(conf->stats_interval_ms, 3600 * 1000);
+    config_free(conf);
+    LOAD_BAD("[broker]\nstats_interval = 99ms\n", 2,
+             "bad stats_interval '99ms': must be 0 (off) or from 100ms to 1h");
+    LOAD_BAD("[broker]\nlog_level = info\nstats_interval = 1ms\n", 3, "must be 0 (off)");
+    LOAD_BAD("[broker]\nstats_interval = 2h\n", 2, "must be from 0 to 1h");
+}
+END_TEST
+
 START_TEST(test_listeners)
 {
     struct config *conf = LOAD_OK("[broker]\n"                       /* 1 */
@@ -1044,6 +1085,8 @@ static Suite *config_suite(void)
 
     tc = tcase_create("units");
     tcase_add_test(tc, test_sizes);
+    tcase_add_test(tc, test_payload_above_outbound);
+    tcase_add_test(tc, test_stats_interval_floor);
     tcase_add_test(tc, test_durations);
     suite_add_tcase(s, tc);
 

@@ -495,14 +495,15 @@ struct parse {
     bool failed;               /* an error is recorded: stop, unless collecting */
     struct config_error *errs; /* collecting every error (config_check_file), or NULL */
     size_t max_errs, n_errs;
-    const char *pos;        /* text not yet handed to inih */
-    const char *end;        /* end of the text */
-    int line;               /* the line inih is on (1-based) */
-    enum section sec;       /* the section that line is in */
-    int sec_line;           /* line of that section's header */
-    int broker_line;        /* line of [broker], 0 before it */
-    int http_line;          /* line of [http], 0 before it */
-    int key_line[KEYS_MAX]; /* where each key of this section was set, 0 if not */
+    const char *pos;               /* text not yet handed to inih */
+    const char *end;               /* end of the text */
+    int line;                      /* the line inih is on (1-based) */
+    enum section sec;              /* the section that line is in */
+    int sec_line;                  /* line of that section's header */
+    int broker_line;               /* line of [broker], 0 before it */
+    int http_line;                 /* line of [http], 0 before it */
+    int key_line[KEYS_MAX];        /* where each key of this section was set, 0 if not */
+    int broker_key_line[KEYS_MAX]; /* key_line of [broker], kept for config_validate */
 };
 
 /* Records LINE and REASON in the error, whatever was there. */
@@ -678,6 +679,9 @@ static int set_count32(struct parse *p, const struct key_def *k, const char *val
     return 0;
 }
 
+/* Durations below this are refused for stats_interval, 0 (off) aside. */
+#define STATS_INTERVAL_MIN_MS 100
+
 static int set_duration32(struct parse *p, const struct key_def *k, const char *value, char *why,
                           size_t why_len)
 {
@@ -697,6 +701,21 @@ static int set_duration32(struct parse *p, const struct key_def *k, const char *
         return -1;
     }
     *field_u32(p, k) = (uint32_t)v;
+    return 0;
+}
+
+/* A duration, or 0 for off: a shorter interval would publish stats faster
+ * than anyone reads them, on the broker's own loop. */
+static int set_stats_interval(struct parse *p, const struct key_def *k, const char *value,
+                              char *why, size_t why_len)
+{
+    if (set_duration32(p, k, value, why, why_len) < 0)
+        return -1;
+    uint32_t v = *field_u32(p, k);
+    if (v != 0 && v < STATS_INTERVAL_MIN_MS) {
+        snprintf(why, why_len, "must be 0 (off) or from %dms to 1h", STATS_INTERVAL_MIN_MS);
+        return -1;
+    }
     return 0;
 }
 
@@ -758,7 +777,7 @@ static const struct key_def keys[] = {
     {SEC_BROKER, "max_retained", set_size64, FIELD(max_retained), 0, 1024 * GIB},
     {SEC_BROKER, "idle_timeout", set_duration32, FIELD(idle_timeout_ms), 0, 24 * HOUR_MS},
     {SEC_BROKER, "drain_timeout", set_duration32, FIELD(drain_timeout_ms), 0, HOUR_MS},
-    {SEC_BROKER, "stats_interval", set_duration32, FIELD(stats_interval_ms), 0, HOUR_MS},
+    {SEC_BROKER, "stats_interval", set_stats_interval, FIELD(stats_interval_ms), 0, HOUR_MS},
     {SEC_LISTENER, "bind", set_bind, 0, 0, 0},
     {SEC_LISTENER, "mode", set_mode, 0, 0, 0},
     {SEC_HTTP, "bind", set_http_bind, 0, 0, 0},
@@ -798,6 +817,8 @@ static void section_finish(struct parse *p)
     const struct config_listener *l;
     int mode_line;
 
+    if (p->sec == SEC_BROKER)
+        memcpy(p->broker_key_line, p->key_line, sizeof(p->key_line));
     /* A bind key that failed has its own error: no second one for it here. */
     if (p->sec == SEC_HTTP && p->conf->http.bind == NULL &&
         !p->key_line[key_find(SEC_HTTP, "bind") - keys])
@@ -1035,11 +1056,32 @@ static void listener_add_default(struct config *conf)
         abort(); /* a constant that parses */
 }
 
+/*
+ * max_payload above max_outbound would make every message that large a
+ * slow-consumer event for each subscriber, however fast it reads.  Reported
+ * at the line of whichever of the two the file sets (max_payload first).
+ */
+static void validate_payload_outbound(struct parse *p)
+{
+    const struct config *conf = p->conf;
+    int payload_line = p->broker_key_line[key_find(SEC_BROKER, "max_payload") - keys];
+    int outbound_line = p->broker_key_line[key_find(SEC_BROKER, "max_outbound") - keys];
+
+    if ((uint64_t)conf->max_payload <= conf->max_outbound)
+        return;
+    parse_fail(p, payload_line ? payload_line : outbound_line,
+               "max_payload %" PRIu32 " is larger than max_outbound %" PRIu64
+               ": every message that large would trip the slow-consumer rule; "
+               "lower max_payload or raise max_outbound",
+               conf->max_payload, conf->max_outbound);
+}
+
 /* Checks what spans sections; adds the default listener to a file without one. */
 static void config_validate(struct parse *p)
 {
     struct config *conf = p->conf;
 
+    validate_payload_outbound(p);
     if (conf->n_listeners == 0)
         listener_add_default(conf);
     for (size_t j = 1; j < conf->n_listeners && parse_going(p); j++) {

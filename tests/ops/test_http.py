@@ -151,7 +151,7 @@ class HttpTest(BrokerTest):
         return s
 
     def test_slow_consumer_disconnect_counted(self):
-        self.start(broker={"max_outbound": "64k"})
+        self.start(broker={"max_outbound": "64k", "max_payload": "32k"})
         self.slow_subscriber()
         pub = self.client()
         chunk = b"z" * 16384
@@ -164,7 +164,7 @@ class HttpTest(BrokerTest):
         self.assertEqual(metrics(self.http)["pigeon_slow_consumer_dropped_total"], 0)
 
     def test_slow_consumer_drops_counted(self):
-        self.start(broker={"max_outbound": "64k", "slow_consumer": "drop"})
+        self.start(broker={"max_outbound": "64k", "max_payload": "32k", "slow_consumer": "drop"})
         self.slow_subscriber()
         pub = self.client()
         chunk = b"z" * 16384

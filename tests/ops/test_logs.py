@@ -13,6 +13,7 @@ import time
 import msgpack
 
 from opslib import Broker, BrokerTest, main, wait_for
+from harness import pub_frame_raw  # noqa: E402  (on the path opslib sets)
 
 STAMPED = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z pigeond\[\d+\]: (debug|info|notice|warning|error) ")
 JOURNAL = re.compile(r"^<([3-7])>(debug|info|notice|warning|error) ")
@@ -87,7 +88,7 @@ class ConnectionLines(BrokerTest):
 
 
 class RateLimited(BrokerTest):
-    BROKER = {"log_level": "info", "max_outbound": "1k"}
+    BROKER = {"log_level": "info", "max_outbound": "1k", "max_payload": "1k"}
 
     def test_protocol_error_warnings(self):
         b = self.broker
@@ -126,7 +127,9 @@ class RateLimited(BrokerTest):
             s.settimeout(30)
             s.recv(64)  # the sub response
         pub = self.client()
-        self.assertEqual(pub.pub("s", b"y" * 4096), 0)  # 4 KiB > max_outbound: every one is slow
+        # Three 600-byte messages in one write reach pigeond in one read, so
+        # each subscriber's queue passes max_outbound (1k) at the second.
+        pub.send_raw(pub_frame_raw("s", msgpack.packb(b"y" * 600)) * 3)
         wait_for(lambda: b.log_count(r"disconnected: slow consumer") == 25, what="25 slow closes")
         warnings = b.log_count(r"warning client \d+ \(127\.0\.0\.1:\d+\): slow consumer, disconnecting")
         self.assertEqual(warnings, 10)

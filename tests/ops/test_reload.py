@@ -43,12 +43,12 @@ class OutboundAndPolicy(ReloadTest):
         pub = self.client()
         # Under 1g nothing is slow.  At 64k with "drop", the subscriber is kept
         # and its messages dropped ...
-        self.reload_with(max_outbound="64k", slow_consumer="drop")
+        self.reload_with(max_outbound="64k", max_payload="32k", slow_consumer="drop")
         self.flood_until(pub, lambda: b.log_count(r"slow consumer, dropping messages") > 0,
                          "messages dropped under the reloaded limit")
         self.assertEqual(b.log_count(r"slow consumer, disconnecting"), 0)
         # ... and with "disconnect" it is closed.
-        self.reload_with(max_outbound="64k", slow_consumer="disconnect")
+        self.reload_with(max_outbound="64k", max_payload="32k", slow_consumer="disconnect")
         self.flood_until(pub, lambda: b.log_count(r"slow consumer, disconnecting") > 0,
                          "a disconnect under the reloaded policy")
         slow.wait_closed()
