@@ -241,8 +241,15 @@ int server_reload(struct server *srv)
     struct conn *c;
 
     if (srv->conf_path == NULL) {
-        log_notice(&srv->log, "SIGHUP: running on built-in defaults, no config file to reread");
-        return 0;
+        /* Started without -c and without the default file: read it if it
+         * has appeared since, and from then on as if it had been there. */
+        if (access(CONFIG_DEFAULT_PATH, F_OK) != 0) {
+            log_notice(&srv->log, "SIGHUP: no config file at %s; keeping the built-in defaults",
+                       CONFIG_DEFAULT_PATH);
+            return 0;
+        }
+        log_notice(&srv->log, "SIGHUP: %s has appeared; reading it", CONFIG_DEFAULT_PATH);
+        srv->conf_path = xstrdup(CONFIG_DEFAULT_PATH);
     }
     if (config_load_file(srv->conf_path, &next, &err) < 0) {
         log_error(&srv->log, "SIGHUP: %s:%d: %s; keeping the running configuration", err.file,

@@ -73,7 +73,11 @@ int server_run(struct server *srv);
 /* Frees everything server_init made. */
 void server_fini(struct server *srv);
 
-/* Rereads the config file and applies it (SIGHUP). 0, or -1 if it was kept. */
+/*
+ * Rereads the config file and applies it (SIGHUP).  Started on built-in
+ * defaults, reads CONFIG_DEFAULT_PATH if it exists now.  0, or -1 if the
+ * running configuration was kept.
+ */
 int server_reload(struct server *srv);
 
 /* Stops accepting and closes every connection after a last flush (SIGTERM). */

@@ -166,9 +166,10 @@ class NoConfig(BrokerTest):
         c = self.client(b)
         self.assertEqual(c.hello_result["max_payload"], 1024 * 1024)
         self.assertIn("built-in defaults", b.log_text())
-        # Nothing to reread: SIGHUP says so and changes nothing.
+        # Nothing to reread: SIGHUP names the file it looked for and changes nothing.
         b.reload()
-        self.assertIn("no config file to reread", b.log_text())
+        self.assertIn("SIGHUP: no config file at %s; keeping the built-in defaults"
+                      % default_config_path(), b.log_text())
         self.assertEqual(c.ping(), "pong")
 
 
