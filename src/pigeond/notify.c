@@ -147,14 +147,16 @@ bool notify_enabled(const struct notify *n)
 static void notify_send_status(struct notify *n, const char *head)
 {
     struct stats_snapshot snap;
-    char line[256], msg[320];
+    char line[256], msg[352];
 
     if (!notify_enabled(n))
         return;
     stats_gather(n->srv, &snap);
     stats_format_status(&snap, line, sizeof(line));
     stats_release(&snap);
-    snprintf(msg, sizeof(msg), "%sSTATUS=%s", head, line);
+    /* Once shutdown began the status timer must not hide that it did. */
+    snprintf(msg, sizeof(msg), "%sSTATUS=%s%s", head,
+             n->srv->draining ? "draining connections: " : "", line);
     notify_send(n, msg);
 }
 

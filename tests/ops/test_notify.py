@@ -83,6 +83,28 @@ class NotifyTest(OpsTest):
         self.assertEqual(n.count("STOPPING"), 1)
 
     @needs_systemd
+    def test_status_keeps_draining(self):
+        # A subscriber that does not read keeps the drain going past a
+        # status tick (5 s): that STATUS= must still say it is draining.
+        n = self.notify_socket()
+        b = self.start_ops_broker({"drain_timeout": "20s"}, notify=n)
+        n.wait("READY", "1")
+        slow = self.client(broker=b, rcvbuf=4096)
+        slow.sub("x")
+        pub = self.client(broker=b)
+        for _ in range(64):
+            pub.pub_notify("x", b"q" * 65536)
+        pub.ping()
+        b.send_signal(signal.SIGTERM)
+        n.wait("STOPPING", "1")
+        stopping = n.index("STOPPING", "1")
+        after = wait_for(lambda: [m for m in n.all()[stopping + 1:] if "STATUS" in m],
+                         timeout=15, what="a STATUS= after STOPPING=1")
+        self.assertTrue(after[0]["STATUS"].startswith("draining connections: "), after[0])
+        slow.close()
+        self.assertEqual(b.wait_exit(), 0)
+
+    @needs_systemd
     def test_watchdog_pings(self):
         n = self.notify_socket()
         # 400 ms: pings every 200 ms, from the event loop.
