@@ -16,7 +16,9 @@
  * payload sizes before they leave, pings an idle connection so the broker
  * does not close it, reconnects with jittered exponential backoff and
  * subscribes again, buffers what is published while disconnected (up to a
- * bound), and keeps one inbox subscription per client for request/reply.
+ * bound; sent once hello is answered, but for what is over that broker's
+ * max_payload, dropped and reported), and keeps one inbox subscription per
+ * client for request/reply.
  *
  * Payloads are MessagePack bytes: the library takes one encoded object
  * (pointer + length) and hands out exactly the bytes the publisher sent;
@@ -192,8 +194,10 @@ typedef void (*pigeon_state_cb)(pigeon_client *c, enum pigeon_state state, int e
  * An error not tied to a call that has its own callback: an `error`
  * notification from the broker (e.g. a failed fire-and-forget publish, a
  * slow-consumer warning, the reason it is about to close the connection),
- * or a subscription the broker refused when it had no on_done.  MESSAGE is
- * borrowed for the callback's duration.
+ * a subscription the broker refused when it had no on_done, or a buffered
+ * publication dropped as over the max_payload of the broker it was about
+ * to go to (PIGEON_ERR_TOO_LARGE, MESSAGE naming the topic; see
+ * max_pending).  MESSAGE is borrowed for the callback's duration.
  */
 typedef void (*pigeon_error_cb)(pigeon_client *c, int err, const char *message, void *arg);
 
@@ -221,8 +225,14 @@ struct pigeon_options {
                                    this long, and drop the connection when a ping stays
                                    unanswered with nothing received for as long again;
                                    60000 (the broker's idle_timeout is 5 min); 0 off */
-    size_t max_pending;         /* bytes of publications buffered while disconnected;
-                                   8 MiB; 0: publishing while disconnected fails */
+    size_t max_pending;         /* bytes of publications buffered while not connected
+                                   (down, or hello not yet answered); 8 MiB; 0:
+                                   publishing while disconnected fails.  They are sent
+                                   in order once hello is answered, but for those over
+                                   that broker's max_payload (it would close the
+                                   connection on them): dropped, and reported with
+                                   PIGEON_ERR_TOO_LARGE, to the callback of a request
+                                   or confirmed publish, else through on_error */
     size_t max_outbound;        /* bytes queued for the socket while connected before
                                    publishing fails with PIGEON_EFULL; 16 MiB */
     uint32_t max_incoming;      /* largest frame accepted from the broker; 1 GiB + 64 KiB
@@ -289,10 +299,11 @@ typedef void (*pigeon_reply_cb)(pigeon_client *c, int err, const pigeon_msg *rep
  * may block: prefer numeric addresses in latency-sensitive programs.
  * OPTS may be NULL for the defaults.  The connection comes up
  * asynchronously (see on_state); publications and subscriptions made
- * before that are sent once it is up.  A name that does not resolve is a
- * failed attempt (PIGEON_ECONNECT), retried like any other.  On success
- * *OUT is the caller's,
- * to be released with pigeon_close.  Returns PIGEON_OK, PIGEON_EINVAL,
+ * before that are sent once it is up (publications once hello is
+ * answered, checked against the broker's max_payload: see max_pending).
+ * A name that does not resolve is a failed attempt (PIGEON_ECONNECT),
+ * retried like any other.  On success *OUT is the caller's, to be
+ * released with pigeon_close.  Returns PIGEON_OK, PIGEON_EINVAL,
  * PIGEON_EADDRESS or PIGEON_ENOMEM.
  */
 PIGEON_API int pigeon_connect(struct event_base *base, const char *address,
@@ -322,7 +333,8 @@ PIGEON_API const char *pigeon_errmsg(const pigeon_client *c);
 /* The broker's max_payload as told in hello, or 0 before the first hello. */
 PIGEON_API uint32_t pigeon_max_payload(const pigeon_client *c);
 
-/* Bytes queued toward the broker (connected) or buffered (disconnected). */
+/* Bytes queued toward the broker: on the socket, plus those buffered until
+ * a connection's hello is answered (see max_pending). */
 PIGEON_API size_t pigeon_outbound_bytes(const pigeon_client *c);
 
 /*
@@ -333,9 +345,11 @@ PIGEON_API size_t pigeon_outbound_bytes(const pigeon_client *c);
  * comes later through on_error.  Fails with PIGEON_ERR_BAD_TOPIC (topic
  * or reply_to), PIGEON_ERR_BAD_PARAMS (a header that is not UTF-8),
  * PIGEON_ERR_TOO_LARGE (over the broker's max_payload, once hello has told
- * it), PIGEON_EINVAL (payload not one valid object, or nested deeper than
- * the protocol allows), PIGEON_EFULL (output over max_outbound, or the
- * reconnect buffer over max_pending: let the event loop run),
+ * it; a buffered publication over the limit of the broker it then goes to
+ * is dropped and reported through on_error), PIGEON_EINVAL (payload not
+ * one valid object, or nested deeper than the protocol allows),
+ * PIGEON_EFULL (output over max_outbound, or the reconnect buffer over
+ * max_pending: let the event loop run),
  * PIGEON_ENOTCONN (down for good, or not buffering), PIGEON_ECLOSED or
  * PIGEON_ENOMEM.
  */

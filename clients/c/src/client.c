@@ -18,14 +18,17 @@
  *       +-----------------retry timer----------------------+
  *
  * On every new socket the client sends, in this order: hello, a `sub` for
- * every subscription, then what was buffered while disconnected.  The
+ * every subscription, then, once hello is answered, what was buffered.  The
  * broker handles frames in order, so the subscriptions are in place before
  * any buffered publication (a request's inbox included) is routed.
  *
- * Delivery is at most once.  Publications made while disconnected are
- * buffered (up to max_pending bytes) and sent on reconnect; what had been
- * handed to a connection that broke is lost, and the requests awaiting an
- * answer on it fail with PIGEON_ECONNLOST.
+ * Delivery is at most once.  Publications made while not CONNECTED (down,
+ * or up with hello unanswered) are buffered (up to max_pending bytes) and
+ * sent when hello is answered, in order, but for those over the new
+ * broker's max_payload, which are dropped and reported (see
+ * client_send_pending); what had been handed to a connection that broke
+ * is lost, and the requests awaiting an answer on it fail with
+ * PIGEON_ECONNLOST.
  *
  * Re-entrancy: user callbacks run from libevent callbacks, and may call
  * anything, pigeon_close included.  Every entry from the loop goes through
@@ -44,6 +47,9 @@
 #include <event2/event.h>
 
 #include "clock.h"
+#include "envelope.h"
+#include "frame.h"
+#include "mpread.h"
 #include "wire.h"
 
 static void client_up_cb(void *arg);
@@ -280,7 +286,8 @@ uint32_t pigeon_max_payload(const pigeon_client *c)
 
 size_t pigeon_outbound_bytes(const pigeon_client *c)
 {
-    return conn_is_up(c->conn) ? buf_size(conn_out(c->conn)) : buf_size(&c->pending);
+    size_t n = buf_size(&c->pending);
+    return conn_is_up(c->conn) ? n + buf_size(conn_out(c->conn)) : n;
 }
 
 /* ------------------------------------------------- failing what waits --- */
@@ -460,7 +467,11 @@ int client_send_plain(pigeon_client *c, enum wait_kind kind, uint64_t sid)
     return PIGEON_OK;
 }
 
-/* The socket is up: hello, the subscriptions, then the reconnect buffer. */
+/*
+ * The socket is up: hello, then the subscriptions.  The reconnect buffer
+ * waits for hello's answer (client_send_pending), and so does whatever is
+ * published meanwhile, behind it.
+ */
 static void client_up_cb(void *arg)
 {
     pigeon_client *c = arg;
@@ -474,18 +485,101 @@ static void client_up_cb(void *arg)
         rc = PIGEON_ENOMEM;
     for (size_t i = 0; rc == PIGEON_OK && i < c->subs.n; i++)
         rc = client_send_sub(c, subs_at(&c->subs, i));
-    if (rc == PIGEON_OK && buf_size(&c->pending) > 0) {
-        if (buf_append(out, c->pending.data + c->pending.off, buf_size(&c->pending)) < 0 ||
-            waits_move(&c->sent, &c->queued) < 0)
-            rc = PIGEON_ENOMEM;
-        else
-            buf_clear(&c->pending);
-    }
     if (rc != PIGEON_OK)
         client_lost(c, rc, "out of memory sending hello");
     else
         conn_kick(c->conn);
     client_leave(c);
+}
+
+/*
+ * Writes into TEXT (CLIENT_ERRMSG_MAX bytes) why the buffered frame ENV
+ * (LEN bytes) is dropped, naming its topic when it is a `pub`.
+ */
+static void client_drop_text(const pigeon_client *c, const struct envelope *env, size_t len,
+                             char *text)
+{
+    struct mpread params = env->params;
+    const char *topic = "";
+    uint32_t tlen = 0;
+
+    if (env->n_params == 0 || !mpread_str(&params, &topic, &tlen))
+        tlen = 0;
+    snprintf(text, CLIENT_ERRMSG_MAX,
+             "buffered publication to '%.*s' dropped: its frame of %zu bytes is over the "
+             "broker's max_payload (%" PRIu32 ")",
+             (int)(tlen > 64 ? 64 : tlen), topic, len, c->max_payload);
+}
+
+/*
+ * Moves the reconnect buffer to the socket, frame by frame.  The frames
+ * were checked against the max_payload known when they were published (or
+ * none, before the first hello); the broker just answered may have a
+ * smaller one, and it closes the connection on a frame over it, so such a
+ * frame is dropped instead: a request's waiter fails with
+ * PIGEON_ERR_TOO_LARGE, a plain publication is reported through on_error.
+ *
+ * Those callbacks may publish (into this buffer, as the client is not
+ * CONNECTED yet: behind what is left, and walked in turn), subscribe, or
+ * close C.  So each frame, and its record in `queued`, is taken off before
+ * anyone is told, and no pointer into the buffer is kept across a call.
+ */
+int client_send_pending(pigeon_client *c)
+{
+    struct buf *out = conn_out(c->conn);
+    struct frame_scanner scan;
+    struct envelope env;
+    struct wait w;
+    const char *why;
+    char text[CLIENT_ERRMSG_MAX];
+
+    frame_scanner_init(&scan, UINT32_MAX);
+    while (buf_size(&c->pending) > 0) {
+        const uint8_t *frame = c->pending.data + c->pending.off;
+        size_t len = buf_size(&c->pending), used;
+
+        frame_scanner_reset(&scan);
+        if (frame_scan(&scan, frame, len, &used) != FRAME_DONE ||
+            envelope_parse(frame, scan.len, &env, &why) < 0) {
+            /* Only a frame over 4 GiB (max_pending raised that far, before
+             * any hello) gets here: the rest goes as it is, for the broker
+             * to judge. */
+            size_t mark = buf_size(out);
+            if (buf_append(out, frame, len) < 0 || waits_move(&c->sent, &c->queued) < 0) {
+                buf_truncate(out, mark);
+                return PIGEON_ENOMEM;
+            }
+            buf_clear(&c->pending);
+            break;
+        }
+        len = scan.len;
+        bool request = env.kind == PROTO_REQUEST && waits_peek(&c->queued) != NULL;
+        if (c->max_payload == 0 || len <= c->max_payload) {
+            size_t mark = buf_size(out);
+            if (buf_append(out, frame, len) < 0 ||
+                (request && waits_push(&c->sent, waits_peek(&c->queued)) < 0)) {
+                buf_truncate(out, mark);
+                return PIGEON_ENOMEM;
+            }
+            if (request)
+                waits_pop(&c->queued, &w);
+            buf_consume(&c->pending, len);
+            continue;
+        }
+        client_drop_text(c, &env, len, text);
+        if (request)
+            waits_pop(&c->queued, &w);
+        buf_consume(&c->pending, len);
+        client_err(c, PIGEON_ERR_TOO_LARGE, "%s", text);
+        if (request)
+            client_fail_wait(c, &w, PIGEON_ERR_TOO_LARGE);
+        else if (c->opts.on_error != NULL)
+            c->opts.on_error(c, PIGEON_ERR_TOO_LARGE, text, c->opts.error_arg);
+        if (!client_alive(c) || !conn_is_up(c->conn))
+            return PIGEON_OK;
+    }
+    conn_kick(c->conn);
+    return PIGEON_OK;
 }
 
 /* ---------------------------------------------------------- keepalive --- */

@@ -103,6 +103,14 @@ void client_lost(pigeon_client *c, int err, const char *why);
 /* The broker broke the protocol: drop the socket and start over. */
 void client_proto_error(pigeon_client *c, const char *why);
 
+/*
+ * Hello is answered: moves the reconnect buffer to the socket, dropping and
+ * reporting the frames over the new max_payload.  PIGEON_OK, or
+ * PIGEON_ENOMEM with what is left still buffered.  Callbacks run: check
+ * client_alive and conn_is_up afterwards.
+ */
+int client_send_pending(pigeon_client *c);
+
 /* Sends a request answered without a callback: WAIT_UNSUB of SID, or WAIT_PING. */
 int client_send_plain(pigeon_client *c, enum wait_kind kind, uint64_t sid);
 

@@ -25,8 +25,10 @@
 #include "wire.h"
 
 /*
- * Where a new frame goes: the socket's output while one is up, else the
- * reconnect buffer.  Sets *OUT and *WAITS, and *LIVE when it is the socket.
+ * Where a new frame goes: the socket's output once CONNECTED, else the
+ * reconnect buffer (also while the socket is up and hello unanswered, so
+ * that it stays behind what was buffered, which waits for hello's
+ * max_payload).  Sets *OUT and *WAITS, and *LIVE when it is the socket.
  * A publication is refused when the buffer is over its bound; a ping
  * (CONTROL) never is, so that a flush can always wait behind a full
  * output, and it only ever adds a few bytes.
@@ -36,9 +38,12 @@ static int client_target(pigeon_client *c, bool control, struct buf **out, struc
 {
     if (c->closing)
         return client_err(c, PIGEON_ECLOSED, "the client is closed");
-    if (conn_is_up(c->conn) && buf_size(conn_out(c->conn)) >= c->opts.max_outbound)
+    bool up = c->state == PIGEON_STATE_CONNECTED && conn_is_up(c->conn);
+    if (up && buf_size(conn_out(c->conn)) >= c->opts.max_outbound) {
         conn_write_now(c->conn);
-    if (conn_is_up(c->conn)) {
+        up = conn_is_up(c->conn);
+    }
+    if (up) {
         if (!control && buf_size(conn_out(c->conn)) >= c->opts.max_outbound)
             return client_err(c, PIGEON_EFULL,
                               "output full (%zu bytes queued, max_outbound): let the loop run",

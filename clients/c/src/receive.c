@@ -41,6 +41,13 @@ static void client_on_hello(pigeon_client *c, int err, struct mpread result)
     c->max_payload = max_payload > UINT32_MAX ? UINT32_MAX : (uint32_t)max_payload;
     c->attempts = 0;
     event_del(c->attempt_ev);
+    /* Before CONNECTED: until then publications join the buffer, behind it. */
+    if (client_send_pending(c) != PIGEON_OK) {
+        client_lost(c, PIGEON_ENOMEM, "out of memory sending the reconnect buffer");
+        return;
+    }
+    if (!client_alive(c) || !conn_is_up(c->conn))
+        return;
     client_set_state(c, PIGEON_STATE_CONNECTED, 0);
 }
 

@@ -2,9 +2,10 @@
  * integ_failures.c - libpigeon when things go wrong: no broker at connect
  * (blocking, async without and with reconnection), the broker killed and
  * restarted on the same port mid-stream (reconnect, subscriptions made
- * again, buffered publications delivered), bad topics caught locally and
- * by the broker, payloads too large (locally, and by the broker before the
- * client knew the limit), malformed payloads, the reconnect buffer's
+ * again, buffered publications delivered; those over a smaller max_payload
+ * of the new broker dropped and reported), bad topics caught locally and
+ * by the broker, payloads too large (at once, and when published before
+ * the first hello told the limit), malformed payloads, the reconnect buffer's
  * bound, and keepalive pings against the broker's idle_timeout.
  */
 #include <check.h>
@@ -281,6 +282,117 @@ START_TEST(test_sync_close_waits_for_reconnect)
 }
 END_TEST
 
+/*
+ * The broker comes back with a smaller max_payload than the frames buffered
+ * while it was down were checked against: those over it are dropped and
+ * reported (on_error for a publication, the too-large code for a request's
+ * callback), the rest is sent, and the connection stays up.
+ */
+struct shrink {
+    struct obs *o;
+    char topics[4][16]; /* of the messages received, in order */
+    int msgs;
+    int req_done, req_err;
+    char error_text[256];
+};
+
+static void shrink_error_cb(pigeon_client *c, int err, const char *message, void *arg)
+{
+    struct shrink *k = arg;
+    const uint8_t x = 0x02;
+
+    obs_error_cb(c, err, message, k->o);
+    snprintf(k->error_text, sizeof(k->error_text), "%s", message);
+    /* Not CONNECTED yet: buffered behind what is left, and sent with it. */
+    ck_assert_int_eq(pigeon_publish(c, "nl.late", &x, 1, NULL), PIGEON_OK);
+}
+
+static void shrink_msg_cb(pigeon_client *c, const pigeon_msg *m, void *arg)
+{
+    struct shrink *k = arg;
+    if (k->msgs < 4)
+        snprintf(k->topics[k->msgs], sizeof(k->topics[0]), "%s", pigeon_msg_topic(m, NULL));
+    k->msgs++;
+}
+
+static void shrink_reply_cb(pigeon_client *c, int err, const pigeon_msg *reply, void *arg)
+{
+    struct shrink *k = arg;
+    k->req_done++;
+    k->req_err = err;
+}
+
+START_TEST(test_buffer_over_new_limit)
+{
+    struct broker b, b2;
+    struct event_base *base = event_base_new();
+    struct obs o = {0}, cf = {0};
+    struct shrink k = {.o = &o};
+    struct pigeon_options opts;
+    char bind[64];
+    static uint8_t big[2000];
+    const uint8_t x = 0x01;
+
+    big[0] = 0xc5; /* bin16 of 1997: over 1k, well under 64k */
+    big[1] = (sizeof(big) - 3) >> 8;
+    big[2] = (sizeof(big) - 3) & 0xff;
+    snprintf(bind, sizeof(bind), "127.0.0.1:%d", free_port());
+    broker_start(&b, bind, "max_payload = 64k");
+    test_options(&opts);
+    opts.on_state = obs_state_cb;
+    opts.state_arg = &o;
+    opts.on_error = shrink_error_cb;
+    opts.error_arg = &k;
+    pigeon_client *c;
+    ck_assert_int_eq(pigeon_connect(base, b.addr, &opts, &c), PIGEON_OK);
+    ck_assert(run_until(base, connected, &o));
+    ck_assert_uint_eq(pigeon_max_payload(c), 64 * 1024);
+    ck_assert_int_eq(pigeon_subscribe(c, "nl.>", NULL, shrink_msg_cb, &k, NULL), PIGEON_OK);
+
+    broker_finish(&b);
+    struct at_least down = {&o.disconnected, 1};
+    ck_assert(run_until(base, reached, &down));
+    /* Buffered: each fits the limit the client knows (64k), not the next. */
+    ck_assert_int_eq(pigeon_publish(c, "nl.big", big, sizeof(big), NULL), PIGEON_OK);
+    ck_assert_int_eq(
+        pigeon_request(c, "nl.req", big, sizeof(big), NULL, 30000, shrink_reply_cb, &k), PIGEON_OK);
+    ck_assert_int_eq(pigeon_publish_confirm(c, "nl.big", big, sizeof(big), NULL, obs_done_cb, &cf),
+                     PIGEON_OK);
+    ck_assert_int_eq(pigeon_publish(c, "nl.small", &x, 1, NULL), PIGEON_OK);
+
+    broker_start(&b2, bind, "max_payload = 1k");
+    struct at_least up = {&o.connected, 2};
+    ck_assert(run_until(base, reached, &up));
+    ck_assert_uint_eq(pigeon_max_payload(c), 1024);
+    struct at_least two = {&k.msgs, 2};
+    ck_assert(run_until(base, reached, &two));
+    ck_assert_str_eq(k.topics[0], "nl.small");
+    ck_assert_str_eq(k.topics[1], "nl.late");
+    ck_assert_int_eq(o.errors, 1);
+    ck_assert_int_eq(o.last_error, PIGEON_ERR_TOO_LARGE);
+    ck_assert_ptr_nonnull(strstr(k.error_text, "'nl.big'"));
+    ck_assert_int_eq(k.req_done, 1);
+    ck_assert_int_eq(k.req_err, PIGEON_ERR_TOO_LARGE);
+    ck_assert_int_eq(cf.done, 1);
+    ck_assert_int_eq(cf.done_err, PIGEON_ERR_TOO_LARGE);
+
+    /* And it stays up: no second loss, nothing else reported. */
+    run_for(base, 1.0);
+    ck_assert_int_eq(pigeon_state(c), PIGEON_STATE_CONNECTED);
+    ck_assert_int_eq(o.disconnected, 1);
+    ck_assert_int_eq(o.connected, 2);
+    ck_assert_int_eq(o.errors, 1);
+    ck_assert_int_eq(k.msgs, 2);
+    struct obs r = {0};
+    confirm(base, c, "nl.small", &x, 1, &r);
+    ck_assert_int_eq(r.done_err, PIGEON_OK);
+    ck_assert_uint_eq(r.done_result, 1);
+    pigeon_close(c);
+    event_base_free(base);
+    broker_finish(&b2);
+}
+END_TEST
+
 /* ---------------------------------------------------------- bad topics */
 
 START_TEST(test_bad_topic_local)
@@ -395,14 +507,16 @@ START_TEST(test_too_large_local)
 }
 END_TEST
 
-/* Before the first hello the limit is unknown: the broker refuses, closes;
- * the client reports code 5, reconnects, and knows the limit from then on. */
-START_TEST(test_too_large_server)
+/* Before the first hello the limit is unknown: the publication waits in the
+ * buffer until hello tells it, and is then dropped and reported (code 5)
+ * rather than sent to a broker that would close the connection on it. */
+START_TEST(test_too_large_before_hello)
 {
     struct broker b;
     struct event_base *base = event_base_new();
     struct obs o = {0};
     static uint8_t big[2000];
+    const uint8_t x = 0x01;
 
     big[0] = 0xc5;
     big[1] = (sizeof(big) - 3) >> 8;
@@ -410,13 +524,14 @@ START_TEST(test_too_large_server)
     broker_start(&b, "127.0.0.1:0", "max_payload = 1k");
     pigeon_client *c = client_new(base, b.addr, &o, NULL);
     ck_assert_int_eq(pigeon_publish(c, "big", big, sizeof(big), NULL), PIGEON_OK);
-    struct at_least down = {&o.disconnected, 1};
-    ck_assert(run_until(base, reached, &down));
+    ck_assert(run_until(base, connected, &o));
+    ck_assert_int_eq(o.errors, 1);
     ck_assert_int_eq(o.last_error, PIGEON_ERR_TOO_LARGE);
-    ck_assert_int_eq(o.last_err, PIGEON_ERR_TOO_LARGE);
-    struct at_least up = {&o.connected, 2};
-    ck_assert(run_until(base, reached, &up));
     ck_assert_int_eq(pigeon_publish(c, "big", big, sizeof(big), NULL), PIGEON_ERR_TOO_LARGE);
+    struct obs r = {0};
+    confirm(base, c, "small", &x, 1, &r);
+    ck_assert_int_eq(r.done_err, PIGEON_OK);
+    ck_assert_int_eq(o.disconnected, 0);
     pigeon_close(c);
     event_base_free(base);
     broker_finish(&b);
@@ -528,13 +643,14 @@ int main(void)
     tcase_add_test(tc, test_down_then_up);
     tcase_add_test(tc, test_restart_mid_stream);
     tcase_add_test(tc, test_sync_close_waits_for_reconnect);
+    tcase_add_test(tc, test_buffer_over_new_limit);
     suite_add_tcase(s, tc);
     tc = tcase_create("refusals");
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, test_bad_topic_local);
     tcase_add_test(tc, test_bad_topic_server);
     tcase_add_test(tc, test_too_large_local);
-    tcase_add_test(tc, test_too_large_server);
+    tcase_add_test(tc, test_too_large_before_hello);
     tcase_add_test(tc, test_malformed_payloads);
     tcase_add_test(tc, test_pending_bound);
     suite_add_tcase(s, tc);
