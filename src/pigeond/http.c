@@ -14,12 +14,13 @@
  * struct alive, so the sweep can see the cleared callbacks, drop our
  * reference (which closes the socket) and count the connection out.  The
  * sweep runs before each accept and every HTTP_SWEEP_MS while anything is
- * tracked (or, under select, while accepting waits for a descriptor).  At max_clients tracked
- * connections the listener is disabled, so new connections wait in the kernel's accept queue; the
- * sweep enables it again.  Alternatives rejected: a bufferevent filter (its free callback would do,
- * but 2.1's filters cannot take the socket evhttp hands them), and counting closes through
- * evhttp_connection_set_closecb (only reachable once a request arrived, so a silent connection
- * would never be counted out).
+ * tracked (or, under select, while accepting waits for a descriptor).  At
+ * max_clients tracked connections the listener is disabled, so new
+ * connections wait in the kernel's accept queue; the sweep enables it again.
+ * Alternatives rejected: a bufferevent filter (its free callback would do,
+ * but 2.1's filters cannot take the socket evhttp hands them), and counting
+ * closes through evhttp_connection_set_closecb (only reachable once a
+ * request arrived, so a silent connection would never be counted out).
  *
  * The select backend.  libevent's select backend cannot watch a descriptor
  * at or above FD_SETSIZE (glibc aborts in FD_SET), and evhttp hands each
@@ -31,8 +32,9 @@
  * probes it after everything that takes a descriptor for good (a broker
  * connection, an HTTP one) and after everything that frees one (the sweep,
  * a freed broker connection), and the sweep repeats it while paused, since
- * libevent closes a freed socket only after the callback at hand; connections that arrive meanwhile
- * wait in the kernel's accept queue.  Under every other backend the check is free.
+ * libevent closes a freed socket only after the callback at hand;
+ * connections that arrive meanwhile wait in the kernel's accept queue.
+ * Under every other backend the check is free.
  *
  * JSON is built with jansson (strings escaped for us) and indented, since
  * people read it with curl as often as scripts do.
