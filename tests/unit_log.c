@@ -398,6 +398,45 @@ START_TEST(test_ratelimit_edges)
 }
 END_TEST
 
+/* A burst followed by silence: the timer's flush reports the count once the
+ * bucket has a token, and only then. */
+START_TEST(test_ratelimit_flush)
+{
+    struct log_ratelimit rl;
+    uint64_t n = 99;
+
+    log_ratelimit_init(&rl, 2, 1000);
+    ck_assert(!log_ratelimit_flush(&rl, 0, &n)); /* nothing suppressed */
+    ck_assert_uint_eq(n, 0);
+    ck_assert(log_ratelimit_ok(&rl, 10, NULL));
+    ck_assert(log_ratelimit_ok(&rl, 10, NULL));
+    ck_assert(!log_ratelimit_ok(&rl, 10, NULL));
+    ck_assert(!log_ratelimit_ok(&rl, 20, NULL));
+    ck_assert(log_ratelimit_pending(&rl));
+    ck_assert(!log_ratelimit_flush(&rl, 500, &n)); /* still empty */
+    ck_assert_uint_eq(n, 0);
+    ck_assert(log_ratelimit_pending(&rl));
+    ck_assert(log_ratelimit_flush(&rl, 1010, &n));
+    ck_assert_uint_eq(n, 2);
+    ck_assert(!log_ratelimit_pending(&rl));
+    ck_assert(!log_ratelimit_flush(&rl, 5000, &n)); /* reported once */
+    ck_assert_uint_eq(n, 0);
+    /* The flush took the refilled token: a warning right after waits. */
+    log_ratelimit_init(&rl, 1, 1000);
+    ck_assert(log_ratelimit_ok(&rl, 0, NULL));
+    ck_assert(!log_ratelimit_ok(&rl, 1, NULL));
+    ck_assert(log_ratelimit_flush(&rl, 1000, &n));
+    ck_assert_uint_eq(n, 1);
+    ck_assert(!log_ratelimit_ok(&rl, 1001, &n));
+    ck_assert_uint_eq(n, 1);
+    /* No limit: nothing is ever suppressed or flushed. */
+    log_ratelimit_init(&rl, 0, 0);
+    ck_assert(log_ratelimit_ok(&rl, 0, NULL));
+    ck_assert(!log_ratelimit_flush(&rl, 0, &n));
+    ck_assert(!log_ratelimit_pending(&rl));
+}
+END_TEST
+
 /* ------------------------------------------------------------ suite ---- */
 
 static Suite *log_suite(void)
@@ -431,6 +470,7 @@ static Suite *log_suite(void)
     tcase_add_test(tc, test_ratelimit_burst_then_refill);
     tcase_add_test(tc, test_ratelimit_caps_at_burst);
     tcase_add_test(tc, test_ratelimit_edges);
+    tcase_add_test(tc, test_ratelimit_flush);
     suite_add_tcase(s, tc);
     return s;
 }

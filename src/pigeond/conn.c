@@ -239,7 +239,7 @@ bool conn_slow_consumer(struct conn *c, uint64_t n)
             encode_error_notification(conn_reply_buf(c), PROTO_ERR_SLOW_CONSUMER,
                                       "slow consumer: outbound queue over max_outbound, "
                                       "dropping messages");
-            if (log_ratelimit_ok(&srv->rl_slow, (uint64_t)clock_now_ms(), &suppressed))
+            if (server_warn_ok(srv, &srv->rl_slow, &suppressed))
                 log_warning(&srv->log,
                             "client %llu (%s): slow consumer, dropping messages "
                             "(%llu similar warnings suppressed)",
@@ -248,7 +248,7 @@ bool conn_slow_consumer(struct conn *c, uint64_t n)
         return false;
     }
     c->loop->stats.slow_disconnects++;
-    if (log_ratelimit_ok(&srv->rl_slow, (uint64_t)clock_now_ms(), &suppressed))
+    if (server_warn_ok(srv, &srv->rl_slow, &suppressed))
         log_warning(&srv->log,
                     "client %llu (%s): slow consumer, disconnecting "
                     "(%llu similar warnings suppressed)",
@@ -399,7 +399,7 @@ static void conn_bad_stream(struct conn *c, enum frame_status st)
     int code = st == FRAME_ERR_TOO_LARGE ? PROTO_ERR_TOO_LARGE : PROTO_ERR_BAD_FRAME;
 
     c->loop->stats.protocol_errors++;
-    if (log_ratelimit_ok(&srv->rl_protocol, (uint64_t)clock_now_ms(), &suppressed))
+    if (server_warn_ok(srv, &srv->rl_protocol, &suppressed))
         log_warning(&srv->log, "client %llu (%s): %s (%llu similar warnings suppressed)",
                     (unsigned long long)c->id, c->peer, frame_strerror(st),
                     (unsigned long long)suppressed);

@@ -94,7 +94,7 @@ static void dispatch_bad_frame(struct conn *c, const char *why)
     uint64_t suppressed;
 
     c->loop->stats.protocol_errors++;
-    if (log_ratelimit_ok(&srv->rl_protocol, (uint64_t)clock_now_ms(), &suppressed))
+    if (server_warn_ok(srv, &srv->rl_protocol, &suppressed))
         log_warning(&srv->log, "client %llu (%s): bad frame: %s (%llu similar warnings suppressed)",
                     (unsigned long long)c->id, c->peer, why, (unsigned long long)suppressed);
     conn_close(c, "bad frame", PROTO_ERR_BAD_FRAME, why);

@@ -356,9 +356,11 @@ static void listener_error_cb(struct evconnlistener *evl, void *arg)
     struct timeval tv = {.tv_sec = 0, .tv_usec = LISTENER_RETRY_MS * 1000};
     uint64_t suppressed;
 
-    if (log_ratelimit_ok(&l->srv->rl_accept, (uint64_t)clock_now_ms(), &suppressed))
-        log_warning(&l->srv->log, "listener %s: accept: %s; pausing %d ms", l->conf.name,
-                    evutil_socket_error_to_string(err), LISTENER_RETRY_MS);
+    if (server_warn_ok(l->srv, &l->srv->rl_accept, &suppressed))
+        log_warning(&l->srv->log,
+                    "listener %s: accept: %s; pausing %d ms (%llu similar warnings suppressed)",
+                    l->conf.name, evutil_socket_error_to_string(err), LISTENER_RETRY_MS,
+                    (unsigned long long)suppressed);
     if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
         evconnlistener_disable(evl);
         evtimer_add(l->retry_ev, &tv);

@@ -226,3 +226,22 @@ bool log_ratelimit_ok(struct log_ratelimit *rl, uint64_t now_ms, uint64_t *suppr
     rl->suppressed = 0;
     return true;
 }
+
+bool log_ratelimit_flush(struct log_ratelimit *rl, uint64_t now_ms, uint64_t *suppressed)
+{
+    *suppressed = 0;
+    if (rl->suppressed == 0 || rl->interval_ms == 0)
+        return false;
+    ratelimit_refill(rl, now_ms);
+    if (rl->tokens == 0)
+        return false;
+    rl->tokens--;
+    *suppressed = rl->suppressed;
+    rl->suppressed = 0;
+    return true;
+}
+
+bool log_ratelimit_pending(const struct log_ratelimit *rl)
+{
+    return rl->suppressed > 0;
+}

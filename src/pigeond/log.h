@@ -79,4 +79,16 @@ void log_ratelimit_init(struct log_ratelimit *rl, uint32_t burst, uint32_t inter
  */
 bool log_ratelimit_ok(struct log_ratelimit *rl, uint64_t now_ms, uint64_t *suppressed);
 
+/*
+ * For a timer that reports what a quiet spell left unsaid: true when lines
+ * were suppressed and one may be logged at NOW_MS; it takes that line's
+ * token, *SUPPRESSED gets the count, and the count starts again from 0.
+ * False (and *SUPPRESSED 0) when nothing was suppressed or the bucket is
+ * still empty; log_ratelimit_pending() then says whether to try again.
+ */
+bool log_ratelimit_flush(struct log_ratelimit *rl, uint64_t now_ms, uint64_t *suppressed);
+
+/* True while lines suppressed by RL have not been reported. */
+bool log_ratelimit_pending(const struct log_ratelimit *rl);
+
 #endif

@@ -107,6 +107,53 @@ static void server_close_listener(struct server *srv, struct listener *l)
     listener_close(l);
 }
 
+/* ------------------------------------------------ rate-limited warnings */
+
+/* Arms the report of suppressed warnings one refill interval from now. */
+static void server_arm_rl_flush(struct server *srv, const struct log_ratelimit *rl)
+{
+    struct timeval tv = {.tv_sec = rl->interval_ms / 1000,
+                         .tv_usec = (suseconds_t)(rl->interval_ms % 1000) * 1000};
+
+    if (srv->rl_flush_ev != NULL && !evtimer_pending(srv->rl_flush_ev, NULL))
+        evtimer_add(srv->rl_flush_ev, &tv);
+}
+
+bool server_warn_ok(struct server *srv, struct log_ratelimit *rl, uint64_t *suppressed)
+{
+    if (log_ratelimit_ok(rl, (uint64_t)clock_now_ms(), suppressed))
+        return true;
+    server_arm_rl_flush(srv, rl);
+    return false;
+}
+
+/*
+ * Reports each bucket's suppressed warnings once it has refilled, so that
+ * "N similar warnings suppressed" reaches the log even when no warning of
+ * that kind follows the burst; while a bucket is still empty, tries again.
+ */
+static void server_rl_flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct server *srv = arg;
+    const struct {
+        struct log_ratelimit *rl;
+        const char *what;
+    } kinds[] = {
+        {&srv->rl_protocol, "bad frames"},
+        {&srv->rl_slow, "slow consumers"},
+        {&srv->rl_accept, "accepting connections"},
+    };
+    uint64_t now = (uint64_t)clock_now_ms(), n;
+
+    for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+        if (log_ratelimit_flush(kinds[i].rl, now, &n))
+            log_warning(&srv->log, "%llu similar warnings suppressed (%s)", (unsigned long long)n,
+                        kinds[i].what);
+        if (log_ratelimit_pending(kinds[i].rl))
+            server_arm_rl_flush(srv, kinds[i].rl);
+    }
+}
+
 /* "default=127.0.0.1:7400 local=unix:/run/pigeon/pigeond.sock" into BUF (cut to fit). */
 static void server_format_listeners(struct server *srv, char *buf, size_t len)
 {
@@ -340,7 +387,7 @@ static void server_refuse(struct server *srv, evutil_socket_t fd, const char *li
     }
     evutil_closesocket(fd);
     srv->loop.stats.conns_rejected++;
-    if (log_ratelimit_ok(&srv->rl_accept, (uint64_t)clock_now_ms(), &suppressed))
+    if (server_warn_ok(srv, &srv->rl_accept, &suppressed))
         log_warning(&srv->log, "refused a connection: %s (%llu similar warnings suppressed)", why,
                     (unsigned long long)suppressed);
 }
@@ -397,6 +444,11 @@ int server_init(struct server *srv, struct config *conf, const char *conf_path,
         return -1;
     }
     srv->router = router_new(srv);
+    srv->rl_flush_ev = evtimer_new(srv->loop.base, server_rl_flush_cb, srv);
+    if (srv->rl_flush_ev == NULL) {
+        log_error(&srv->log, "cannot make the log rate limiter's timer");
+        return -1;
+    }
     if (activation_new(&srv->log, &srv->activation) < 0)
         return -1;
     for (size_t i = 0; i < conf->n_listeners; i++)
@@ -439,6 +491,8 @@ void server_fini(struct server *srv)
     router_free(srv->router);
     if (srv->drain_timer != NULL)
         event_free(srv->drain_timer);
+    if (srv->rl_flush_ev != NULL)
+        event_free(srv->rl_flush_ev);
     if (srv->sig_term != NULL)
         event_free(srv->sig_term);
     if (srv->sig_int != NULL)

@@ -50,6 +50,7 @@ struct server {
     struct log_ratelimit rl_protocol; /* warnings about bad frames */
     struct log_ratelimit rl_slow;     /* warnings about slow consumers */
     struct log_ratelimit rl_accept;   /* warnings about failing accept() */
+    struct event *rl_flush_ev;        /* reports what the three suppressed */
     /* Operations (docs/operations.md); each owned, NULL when off: */
     struct activation *activation; /* sockets systemd passed */
     struct notify *notify;         /* sd_notify and the watchdog */
@@ -66,6 +67,14 @@ struct server {
  */
 int server_init(struct server *srv, struct config *conf, const char *conf_path,
                 const char *ports_file);
+
+/*
+ * Whether to log a warning a client can provoke, through RL (one of SRV's
+ * rl_* buckets), as log_ratelimit_ok says.  When it refuses, a timer
+ * reports the suppressed count once the bucket refills, so a burst that
+ * is followed by silence is still accounted for in the log.
+ */
+bool server_warn_ok(struct server *srv, struct log_ratelimit *rl, uint64_t *suppressed);
 
 /* Runs the loop until a signal stops it. Returns the process exit code. */
 int server_run(struct server *srv);
