@@ -87,32 +87,45 @@ static struct rt_node *node_new(struct retain_store *rs, struct rt_node *parent,
     return node;
 }
 
+/*
+ * The deepest node on the path of TOK[0..N) that exists; *DEPTH gets how
+ * many tokens it stands for (N when the whole topic has a node).
+ */
+static struct rt_node *node_descend(const struct retain_store *rs, const struct topic_token *tok,
+                                    size_t n, size_t *depth)
+{
+    struct rt_node *node = rs->root, *child;
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        if ((child = hmap_get(&node->children, tok[i].p, tok[i].len)) == NULL)
+            break;
+        node = child;
+    }
+    *depth = i;
+    return node;
+}
+
 /* The node for checked TOPIC, or NULL when it has none. */
 static struct rt_node *node_find(const struct retain_store *rs, const char *topic, size_t len)
 {
     struct topic_token tok[TOPIC_MAX_TOKENS];
-    size_t n = topic_tokenize(topic, len, tok);
-    struct rt_node *node = rs->root;
+    size_t n = topic_tokenize(topic, len, tok), depth;
+    struct rt_node *node = node_descend(rs, tok, n, &depth);
 
-    for (size_t i = 0; i < n && node != NULL; i++)
-        node = hmap_get(&node->children, tok[i].p, tok[i].len);
-    return node;
+    return depth == n ? node : NULL;
 }
 
 /* The node for checked TOPIC, created with its missing ancestors. */
 static struct rt_node *node_make(struct retain_store *rs, const char *topic, size_t len)
 {
     struct topic_token tok[TOPIC_MAX_TOKENS];
-    size_t n = topic_tokenize(topic, len, tok);
-    struct rt_node *node = rs->root;
+    size_t n = topic_tokenize(topic, len, tok), i;
+    struct rt_node *node = node_descend(rs, tok, n, &i);
 
-    for (size_t i = 0; i < n; i++) {
-        uint32_t h = hmap_hash(tok[i].p, tok[i].len);
-        struct rt_node *child = hmap_get_h(&node->children, tok[i].p, tok[i].len, h);
-        if (child == NULL) {
-            child = node_new(rs, node, tok[i].p, tok[i].len);
-            hmap_put_h(&node->children, child->token, child->tlen, h, child);
-        }
+    for (; i < n; i++) {
+        struct rt_node *child = node_new(rs, node, tok[i].p, tok[i].len);
+        hmap_put(&node->children, child->token, child->tlen, child);
         node = child;
     }
     return node;
@@ -187,16 +200,12 @@ uint64_t retain_bytes_if_set(const struct retain_store *rs, const char *topic, s
                              size_t cost)
 {
     struct topic_token tok[TOPIC_MAX_TOKENS];
-    size_t n = topic_tokenize(topic, len, tok), i;
-    const struct rt_node *node = rs->root, *child;
+    size_t n, i;
     uint64_t after = retain_bytes(rs) + cost;
 
     assert(topic_check(topic, len, TOPIC_PUBLISH) == TOPIC_OK);
-    for (i = 0; i < n; i++) {
-        if ((child = hmap_get(&node->children, tok[i].p, tok[i].len)) == NULL)
-            break;
-        node = child;
-    }
+    n = topic_tokenize(topic, len, tok);
+    const struct rt_node *node = node_descend(rs, tok, n, &i);
     if (i == n)
         return after - (node->value != NULL ? node->cost : 0);
     for (; i < n; i++)
