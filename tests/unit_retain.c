@@ -2,7 +2,10 @@
  * unit_retain.c - the retained store: set, replace, clear and their cost
  * accounting, the trie nodes' charges included; the pattern walk (exact, '*', '>', the '$' rule),
  * also against topic_matches over every retained topic on random inputs (fixed seed); pruning of
- * emptied nodes; and freeing with values left.
+ * emptied nodes; freeing with values left; and the resumable cursor: bounded steps, values
+ * refused and offered again, nodes pinned while it stands on them, and, on random stores changed
+ * between its steps, each value offered once, only values set before it began and still current,
+ * and every such value that stayed untouched.
  */
 #include <check.h>
 #include <stdint.h>
@@ -75,7 +78,7 @@ static void *set_checked(struct retain_store *rs, struct val *v, size_t cost)
 }
 
 /* Walks PATTERN; returns the number of callbacks. */
-static size_t walk(const struct retain_store *rs, const char *pattern)
+static size_t walk(struct retain_store *rs, const char *pattern)
 {
     size_t calls = 0;
 
@@ -475,6 +478,242 @@ START_TEST(test_free_values)
 }
 END_TEST
 
+/* ------------------------------------------------------------- cursor ---- */
+
+/* What a cursor's offers are checked against. */
+struct offers {
+    struct retain_store *rs;
+    size_t n;
+    int refuse_every; /* refuse every Nth offer (0: never) */
+    int calls;
+};
+
+static bool offer_cb(void *value, void *arg)
+{
+    struct offers *o = arg;
+    struct val *v = value;
+
+    if (o->refuse_every && ++o->calls % o->refuse_every == 0)
+        return false;
+    require(retain_get(o->rs, v->topic, v->len) == v); /* the current value */
+    v->seen++;
+    o->n++;
+    return true;
+}
+
+/* Walks CUR to the end in steps of BUDGET; returns how many steps it took. */
+static size_t walk_steps(struct retain_store *rs, struct retain_cursor *cur, const char *pattern,
+                         size_t budget, struct offers *o)
+{
+    size_t steps = 0;
+
+    for (;;) {
+        size_t left = budget;
+        enum retain_walk w =
+            retain_cursor_walk(rs, cur, pattern, strlen(pattern), &left, offer_cb, o);
+        steps++;
+        if (w == RETAIN_WALK_DONE)
+            return steps;
+        require(w == RETAIN_WALK_REFUSED || left == 0);
+    }
+}
+
+START_TEST(test_cursor_steps)
+{
+    enum { N = 1000 };
+    struct retain_store *rs = retain_new();
+    struct val *v = xcalloc(N, sizeof *v);
+    struct retain_cursor cur;
+    struct offers o = {.rs = rs};
+    char buf[32];
+
+    for (size_t i = 0; i < N; i++) {
+        snprintf(buf, sizeof buf, "a.%zu", i);
+        val_init(&v[i], buf);
+        set(rs, &v[i], 1);
+    }
+    retain_cursor_init(rs, &cur);
+    /* 1,001 nodes under the pattern, 10 at a time: about a hundred steps. */
+    size_t steps = walk_steps(rs, &cur, "a.*", 10, &o);
+    ck_assert_uint_ge(steps, 100);
+    ck_assert_uint_le(steps, 102);
+    ck_assert_uint_eq(o.n, N);
+    for (size_t i = 0; i < N; i++)
+        require(v[i].seen == 1);
+    /* A finished cursor stays finished and holds nothing. */
+    size_t left = 5;
+    ck_assert_int_eq(retain_cursor_walk(rs, &cur, "a.*", 3, &left, offer_cb, &o),
+                     RETAIN_WALK_DONE);
+    retain_cursor_release(rs, &cur);
+    for (size_t i = 0; i < N; i++)
+        clear(rs, v[i].topic);
+    ck_assert_uint_eq(retain_node_count(rs), 0);
+    free(v);
+    retain_free(rs, NULL);
+}
+END_TEST
+
+START_TEST(test_cursor_refused_offered_again)
+{
+    enum { N = 50 };
+    struct retain_store *rs = retain_new();
+    struct val v[N];
+    struct retain_cursor cur;
+    struct offers o = {.rs = rs, .refuse_every = 3};
+    char buf[32];
+
+    for (size_t i = 0; i < N; i++) {
+        snprintf(buf, sizeof buf, "q.%zu.x", i);
+        val_init(&v[i], buf);
+        set(rs, &v[i], 1);
+    }
+    retain_cursor_init(rs, &cur);
+    walk_steps(rs, &cur, "q.>", 1000, &o);
+    ck_assert_uint_eq(o.n, N);
+    for (size_t i = 0; i < N; i++)
+        ck_assert_int_eq(v[i].seen, 1);
+    retain_free(rs, NULL);
+}
+END_TEST
+
+START_TEST(test_cursor_pins_its_node)
+{
+    struct retain_store *rs = retain_new();
+    struct val a, b;
+    struct retain_cursor cur;
+    struct offers o = {.rs = rs};
+    size_t left = 2; /* the root's child "p", then "p.a" (offered), then stop */
+
+    val_init(&a, "p.a");
+    val_init(&b, "p.b");
+    set(rs, &a, 1);
+    set(rs, &b, 1);
+    retain_cursor_init(rs, &cur);
+    ck_assert_int_eq(retain_cursor_walk(rs, &cur, "p.*", 3, &left, offer_cb, &o),
+                     RETAIN_WALK_BUDGET);
+    ck_assert_int_eq(a.seen, 1);
+    ck_assert_int_eq(b.seen, 0);
+    /* Clearing the node the cursor stands on keeps it (and its parent) while pinned. */
+    clear(rs, "p.a");
+    ck_assert_uint_eq(retain_node_count(rs), 3);
+    left = 100;
+    ck_assert_int_eq(retain_cursor_walk(rs, &cur, "p.*", 3, &left, offer_cb, &o),
+                     RETAIN_WALK_DONE);
+    ck_assert_int_eq(b.seen, 1);
+    ck_assert_uint_eq(retain_node_count(rs), 2); /* let go of: pruned */
+    clear(rs, "p.b");
+    ck_assert_uint_eq(retain_node_count(rs), 0);
+    /* Released half-way, a cursor lets go of its node too. */
+    set(rs, &a, 1);
+    set(rs, &b, 1);
+    retain_cursor_init(rs, &cur);
+    left = 2;
+    retain_cursor_walk(rs, &cur, "p.*", 3, &left, offer_cb, &o);
+    clear(rs, "p.a");
+    clear(rs, "p.b");
+    ck_assert_uint_gt(retain_node_count(rs), 0);
+    retain_cursor_release(rs, &cur);
+    ck_assert_uint_eq(retain_node_count(rs), 0);
+    retain_free(rs, NULL);
+}
+END_TEST
+
+/*
+ * Random stores, random patterns, and random sets, replacements and clears
+ * between the cursor's steps.  Values carry a generation: a value is one
+ * struct, replaced by another struct.  Checked: every offer is a current
+ * value (offer_cb) set before the cursor began that the pattern matches,
+ * none twice; and every value that matched, existed at the start and was
+ * never touched is offered.
+ */
+START_TEST(test_cursor_random)
+{
+    enum { TOPICS = 250, ROUNDS = 60, VALS = TOPICS * 8 };
+    static const char *const toks[] = {"a", "b", "c", "$S"};
+    static const char *const pats[] = {">", "a.>", "*.b", "a.*.c", "*.*", "$S.>", "b.a.c", "*.>"};
+    uint64_t rng = 0x9e3779b97f4a7c15u;
+    struct val *pool = xcalloc(VALS, sizeof *pool);
+    char topics[TOPICS][64];
+    size_t offered = 0, untouched_checked = 0;
+
+    for (size_t i = 0; i < TOPICS; i++) {
+        bool dup;
+        do { /* distinct topics, so that a topic's index names its values */
+            size_t n = 1 + rng_next(&rng) % 5, len = 0;
+            for (size_t t = 0; t < n; t++)
+                len += (size_t)snprintf(topics[i] + len, sizeof topics[i] - len, "%s%s",
+                                        t ? "." : "", toks[rng_next(&rng) % (t ? 3 : 4)]);
+            dup = false;
+            for (size_t j = 0; j < i && !dup; j++)
+                dup = strcmp(topics[i], topics[j]) == 0;
+        } while (dup);
+    }
+    for (int round = 0; round < ROUNDS; round++) {
+        struct retain_store *rs = retain_new();
+        size_t used = 0;
+        const char *pattern = pats[rng_next(&rng) % (sizeof pats / sizeof pats[0])];
+        bool at_start[TOPICS] = {false}, touched[TOPICS] = {false};
+        struct val *start_val[TOPICS] = {NULL};
+
+        for (size_t i = 0; i < TOPICS; i++) {
+            if (rng_next(&rng) % 2 && retain_get(rs, topics[i], strlen(topics[i])) == NULL) {
+                val_init(&pool[used], topics[i]);
+                set(rs, &pool[used], 1);
+                used++;
+            }
+        }
+        for (size_t i = 0; i < TOPICS; i++) {
+            start_val[i] = retain_get(rs, topics[i], strlen(topics[i]));
+            at_start[i] = start_val[i] != NULL;
+        }
+        struct retain_cursor cur;
+        struct offers o = {.rs = rs, .refuse_every = (int)(rng_next(&rng) % 4)};
+        retain_cursor_init(rs, &cur);
+        for (;;) {
+            size_t left = 1 + rng_next(&rng) % 5;
+            enum retain_walk w =
+                retain_cursor_walk(rs, &cur, pattern, strlen(pattern), &left, offer_cb, &o);
+            if (w == RETAIN_WALK_DONE)
+                break;
+            /* A few changes between steps: set new, replace, clear. */
+            for (int k = 0; k < 2 && used < VALS; k++) {
+                size_t i = rng_next(&rng) % TOPICS;
+                touched[i] = true;
+                if (rng_next(&rng) % 3 == 0) {
+                    clear(rs, topics[i]);
+                } else {
+                    val_init(&pool[used], topics[i]);
+                    set(rs, &pool[used], 1);
+                    used++;
+                }
+            }
+        }
+        for (size_t i = 0; i < used; i++) {
+            struct val *v = &pool[i];
+            bool matches = topic_matches(pattern, strlen(pattern), v->topic, v->len);
+            size_t t = 0;
+            while (strcmp(topics[t], v->topic) != 0)
+                t++;
+            require(v->seen <= 1);
+            if (v->seen)
+                require(matches && v == start_val[t]);
+            if (matches && at_start[t] && !touched[t] && v == start_val[t]) {
+                if (v->seen != 1)
+                    ck_abort_msg("round %d pattern %s: %s (untouched, set before) never offered",
+                                 round, pattern, v->topic);
+                untouched_checked++;
+            }
+            offered += (size_t)v->seen;
+        }
+        retain_cursor_release(rs, &cur);
+        retain_free(rs, NULL);
+    }
+    ck_assert_uint_gt(offered, 500); /* the walks did reach values */
+    ck_assert_uint_gt(untouched_checked, 500);
+    free(pool);
+}
+END_TEST
+
 /* -------------------------------------------------------------- suite ---- */
 
 static Suite *retain_suite(void)
@@ -504,6 +743,13 @@ static Suite *retain_suite(void)
 
     tc = tcase_create("free");
     tcase_add_test(tc, test_free_values);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("cursor");
+    tcase_add_test(tc, test_cursor_steps);
+    tcase_add_test(tc, test_cursor_refused_offered_again);
+    tcase_add_test(tc, test_cursor_pins_its_node);
+    tcase_add_test(tc, test_cursor_random);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -19,11 +19,18 @@
  * (4,655 tiny values fill 64 MiB), the broker's RSS grew by 56 MiB: the
  * charge errs high, by about 13%.
  *
- * retain_foreach_match walks the pattern's tokens down the trie, rebuilding
- * each matched topic in a stack buffer (no topic exceeds PROTO_TOPIC_MAX
- * bytes): a literal token follows one child, '*' every child, and '>' hands
- * the whole subtree below the node to the callback.  At depth 0 a wildcard
- * passes over children whose token begins with '$' (the rule of topic.h).
+ * Walks.  A node's children are also linked in a list, in the order they
+ * were made, so that a walk can stand on a node and find the next one
+ * however the store changed since: a cursor (retain.h) pins the node it
+ * stands on, and a pinned node is pruned only once it is let go.  Walking a
+ * pattern, a literal token follows one child (an hmap lookup), '*' every
+ * child in list order, and '>' the whole subtree below.  At depth 0 a
+ * wildcard passes over children whose token begins with '$' (the rule of
+ * topic.h).  Every set stamps the node with the next sequence number, so a
+ * cursor offers only the values set before it began: one appended behind
+ * it in the list, replaced, or set anew went to the subscriber live.
+ * retain_foreach_match is a cursor walked to the end at once, with each
+ * topic rebuilt from its node's ancestors.
  */
 #include "retain.h"
 
@@ -37,10 +44,14 @@
 #include "xalloc.h"
 
 struct rt_node {
-    struct rt_node *parent; /* NULL for the root */
-    struct hmap children;   /* token -> struct rt_node */
-    void *value;            /* NULL: no topic ends here */
+    struct rt_node *parent;      /* NULL for the root */
+    struct hmap children;        /* token -> struct rt_node */
+    struct rt_node *first, *last; /* the children again, in the order made */
+    struct rt_node *next, *prev;  /* siblings, in parent's list */
+    void *value;                 /* NULL: no topic ends here */
     size_t cost;
+    uint64_t seq;  /* when the value was set (retain_store.next_seq) */
+    uint32_t pins; /* cursors standing here: not pruned while above 0 */
     uint32_t tlen;
     char token[]; /* the hmap key in parent->children */
 };
@@ -51,6 +62,7 @@ struct retain_store {
     size_t n_nodes; /* nodes besides the root */
     uint64_t bytes; /* the values' declared costs */
     uint64_t node_bytes;
+    uint64_t next_seq; /* stamps the next value set */
 };
 
 /*
@@ -82,6 +94,14 @@ static struct rt_node *node_new(struct retain_store *rs, struct rt_node *parent,
     node->parent = parent;
     node->tlen = tlen;
     memcpy(node->token, tok, tlen);
+    if (parent != NULL) {
+        node->prev = parent->last;
+        if (parent->last != NULL)
+            parent->last->next = node;
+        else
+            parent->first = node;
+        parent->last = node;
+    }
     rs->n_nodes++;
     rs->node_bytes += node_charge(tlen);
     return node;
@@ -131,12 +151,27 @@ static struct rt_node *node_make(struct retain_store *rs, const char *topic, siz
     return node;
 }
 
-/* Frees NODE and each ancestor left without value or child, up to the root. */
+static void node_unlink(struct rt_node *node)
+{
+    struct rt_node *parent = node->parent;
+
+    if (node->prev != NULL)
+        node->prev->next = node->next;
+    else
+        parent->first = node->next;
+    if (node->next != NULL)
+        node->next->prev = node->prev;
+    else
+        parent->last = node->prev;
+}
+
+/* Frees NODE and each ancestor left without value, child or pin, up to the root. */
 static void node_prune(struct retain_store *rs, struct rt_node *node)
 {
-    while (node != rs->root && node->value == NULL && hmap_count(&node->children) == 0) {
+    while (node != rs->root && node->value == NULL && node->first == NULL && node->pins == 0) {
         struct rt_node *parent = node->parent;
         hmap_remove(&parent->children, node->token, node->tlen);
+        node_unlink(node);
         hmap_release(&node->children);
         rs->n_nodes--;
         rs->node_bytes -= node_charge(node->tlen);
@@ -147,11 +182,13 @@ static void node_prune(struct retain_store *rs, struct rt_node *node)
 
 static void node_free_tree(struct rt_node *node, void (*free_value)(void *value))
 {
-    size_t pos = 0;
-    struct rt_node *child;
+    struct rt_node *child, *next;
 
-    while ((child = hmap_next(&node->children, &pos, NULL, NULL)) != NULL)
+    assert(node->pins == 0); /* every cursor was released */
+    for (child = node->first; child != NULL; child = next) {
+        next = child->next;
         node_free_tree(child, free_value);
+    }
     hmap_release(&node->children);
     if (node->value != NULL && free_value != NULL)
         free_value(node->value);
@@ -192,6 +229,7 @@ void *retain_set(struct retain_store *rs, const char *topic, size_t len, void *v
         rs->count++;
     node->value = value;
     node->cost = cost;
+    node->seq = rs->next_seq++;
     rs->bytes += cost;
     return old;
 }
@@ -261,90 +299,204 @@ size_t retain_node_count(const struct retain_store *rs)
     return rs->n_nodes;
 }
 
-/* ------------------------------------------------------------ match ---- */
+/* ------------------------------------------------------------ walks ---- */
 
-struct rt_walk {
-    const struct topic_token *tok; /* the pattern's tokens */
+/* A pattern split into tokens, with how each depth of the trie is walked. */
+struct rt_pattern {
+    struct topic_token tok[TOPIC_MAX_TOKENS];
     size_t n;
-    char buf[PROTO_TOPIC_MAX + 1]; /* the topic of the node being visited */
+    bool fwc; /* the last token is '>' */
+};
+
+/* Which children of a node at some depth the pattern reaches. */
+enum rt_reach {
+    RT_REACH_NONE, /* none: the pattern ends here */
+    RT_REACH_ONE,  /* the one whose token is the pattern's next (a literal) */
+    RT_REACH_ALL,  /* every one: '*', or within or at a '>' */
+};
+
+static void pattern_split(struct rt_pattern *p, const char *pattern, size_t plen)
+{
+    assert(topic_check(pattern, plen, TOPIC_PATTERN) == TOPIC_OK);
+    p->n = topic_tokenize(pattern, plen, p->tok);
+    p->fwc = p->tok[p->n - 1].len == 1 && p->tok[p->n - 1].p[0] == '>';
+}
+
+static enum rt_reach pattern_reach(const struct rt_pattern *p, size_t depth)
+{
+    if (p->fwc && depth + 1 >= p->n)
+        return RT_REACH_ALL;
+    if (depth >= p->n)
+        return RT_REACH_NONE;
+    if (p->tok[depth].len == 1 && p->tok[depth].p[0] == '*')
+        return RT_REACH_ALL;
+    return RT_REACH_ONE;
+}
+
+/* Whether a node at DEPTH the walk reached matches the whole pattern. */
+static bool pattern_ends(const struct rt_pattern *p, size_t depth)
+{
+    return p->fwc ? depth >= p->n : depth == p->n;
+}
+
+/* A wildcard at the first token does not reach '$' topics (topic.h). */
+static struct rt_node *skip_system(struct rt_node *node, size_t depth)
+{
+    while (depth == 0 && node != NULL && node->tlen > 0 && node->token[0] == '$')
+        node = node->next;
+    return node;
+}
+
+/* The first child of NODE (at DEPTH) the pattern reaches, or NULL. */
+static struct rt_node *reach_first(const struct rt_pattern *p, struct rt_node *node, size_t depth)
+{
+    switch (pattern_reach(p, depth)) {
+    case RT_REACH_ONE:
+        return hmap_get(&node->children, p->tok[depth].p, p->tok[depth].len);
+    case RT_REACH_ALL:
+        return skip_system(node->first, depth);
+    default:
+        return NULL;
+    }
+}
+
+/* The next sibling of NODE (at DEPTH, below its parent) the pattern reaches, or NULL. */
+static struct rt_node *reach_next(const struct rt_pattern *p, struct rt_node *node, size_t depth)
+{
+    if (pattern_reach(p, depth - 1) != RT_REACH_ALL)
+        return NULL; /* a literal reaches one child only */
+    return skip_system(node->next, depth - 1);
+}
+
+/* Moves CUR's pin from where it stands to NODE (which may be freed then). */
+static void cursor_move(struct retain_store *rs, struct retain_cursor *cur, struct rt_node *node)
+{
+    struct rt_node *old = cur->at;
+
+    cur->at = node;
+    if (node != NULL)
+        node->pins++;
+    if (old != NULL) {
+        old->pins--;
+        node_prune(rs, old);
+    }
+}
+
+/* Steps CUR to the next node in depth-first order the pattern reaches; false when none. */
+static bool cursor_advance(struct retain_store *rs, struct retain_cursor *cur,
+                           const struct rt_pattern *p)
+{
+    struct rt_node *next = reach_first(p, cur->at, cur->depth);
+
+    if (next != NULL) {
+        cursor_move(rs, cur, next);
+        cur->depth++;
+        cur->offered = false;
+        return true;
+    }
+    while (cur->depth > 0) {
+        next = reach_next(p, cur->at, cur->depth);
+        if (next != NULL) {
+            cursor_move(rs, cur, next);
+            cur->offered = false;
+            return true;
+        }
+        cursor_move(rs, cur, cur->at->parent); /* visited before its children */
+        cur->depth--;
+    }
+    return false;
+}
+
+void retain_cursor_init(struct retain_store *rs, struct retain_cursor *cur)
+{
+    memset(cur, 0, sizeof *cur);
+    cur->before = rs->next_seq;
+}
+
+void retain_cursor_release(struct retain_store *rs, struct retain_cursor *cur)
+{
+    cursor_move(rs, cur, NULL);
+    cur->done = true;
+}
+
+enum retain_walk retain_cursor_walk(struct retain_store *rs, struct retain_cursor *cur,
+                                    const char *pattern, size_t plen, size_t *budget,
+                                    bool (*fn)(void *value, void *arg), void *arg)
+{
+    struct rt_pattern p;
+
+    if (cur->done)
+        return RETAIN_WALK_DONE;
+    if (*budget == 0)
+        return RETAIN_WALK_BUDGET;
+    pattern_split(&p, pattern, plen);
+    if (cur->at == NULL) {
+        cursor_move(rs, cur, rs->root); /* the root holds no value */
+        cur->offered = true;
+    }
+    for (;;) {
+        struct rt_node *node = cur->at;
+        if (!cur->offered) {
+            if (node->value != NULL && node->seq < cur->before && pattern_ends(&p, cur->depth) &&
+                !fn(node->value, arg))
+                return RETAIN_WALK_REFUSED;
+            cur->offered = true;
+            if (--*budget == 0)
+                return RETAIN_WALK_BUDGET;
+        }
+        if (!cursor_advance(rs, cur, &p)) {
+            retain_cursor_release(rs, cur);
+            return RETAIN_WALK_DONE;
+        }
+    }
+}
+
+/* ----------------------------------------------------------- foreach ---- */
+
+struct rt_foreach {
+    struct retain_cursor cur;
     void (*fn)(const char *topic, size_t len, void *value, void *arg);
     void *arg;
 };
 
-/* Appends NODE's token to the topic of length LEN in W's buffer. */
-static size_t walk_append(struct rt_walk *w, size_t len, const struct rt_node *node)
+/* Rebuilds the topic of the node CUR stands on into BUF; returns its length. */
+static size_t cursor_topic(const struct retain_cursor *cur, char *buf)
 {
-    if (len > 0)
-        w->buf[len++] = '.';
-    assert(len + node->tlen <= PROTO_TOPIC_MAX);
-    memcpy(w->buf + len, node->token, node->tlen);
-    return len + node->tlen;
-}
+    const struct rt_node *chain[TOPIC_MAX_TOKENS];
+    size_t n = 0, len = 0;
 
-/* Calls back for NODE's value, if any; the topic is NUL-terminated too. */
-static void walk_emit(struct rt_walk *w, const struct rt_node *node, size_t len)
-{
-    if (node->value == NULL)
-        return;
-    w->buf[len] = '\0';
-    w->fn(w->buf, len, node->value, w->arg);
-}
-
-/* Calls back for NODE's value, if any, and every value below it. */
-static void walk_subtree(struct rt_walk *w, const struct rt_node *node, size_t len)
-{
-    size_t pos = 0;
-    const struct rt_node *child;
-
-    walk_emit(w, node, len);
-    while ((child = hmap_next(&node->children, &pos, NULL, NULL)) != NULL)
-        walk_subtree(w, child, walk_append(w, len, child));
-}
-
-static bool wildcard_skips(const struct rt_node *child, size_t depth)
-{
-    return depth == 0 && child->tlen > 0 && child->token[0] == '$';
-}
-
-/* NODE, whose topic is W->buf[0..LEN), was reached by pattern tokens [0, I). */
-static void walk_pattern(struct rt_walk *w, const struct rt_node *node, size_t i, size_t len)
-{
-    const struct topic_token *t = &w->tok[i];
-    size_t pos = 0;
-    const struct rt_node *child;
-
-    if (i == w->n) {
-        walk_emit(w, node, len);
-        return;
+    for (const struct rt_node *node = cur->at; node->parent != NULL; node = node->parent)
+        chain[n++] = node;
+    while (n > 0) {
+        const struct rt_node *node = chain[--n];
+        if (len > 0)
+            buf[len++] = '.';
+        memcpy(buf + len, node->token, node->tlen);
+        len += node->tlen;
     }
-    if (t->len == 1 && (t->p[0] == '*' || t->p[0] == '>')) {
-        bool fwc = t->p[0] == '>';
-        while ((child = hmap_next(&node->children, &pos, NULL, NULL)) != NULL) {
-            if (wildcard_skips(child, i))
-                continue;
-            if (fwc)
-                walk_subtree(w, child, walk_append(w, len, child));
-            else
-                walk_pattern(w, child, i + 1, walk_append(w, len, child));
-        }
-        return;
-    }
-    child = hmap_get(&node->children, t->p, t->len);
-    if (child != NULL)
-        walk_pattern(w, child, i + 1, walk_append(w, len, child));
+    buf[len] = '\0';
+    return len;
 }
 
-void retain_foreach_match(const struct retain_store *rs, const char *pattern, size_t plen,
+static bool foreach_offer_cb(void *value, void *arg)
+{
+    struct rt_foreach *f = arg;
+    char topic[PROTO_TOPIC_MAX + 1];
+    size_t len = cursor_topic(&f->cur, topic);
+
+    f->fn(topic, len, value, f->arg);
+    return true;
+}
+
+void retain_foreach_match(struct retain_store *rs, const char *pattern, size_t plen,
                           void (*fn)(const char *topic, size_t len, void *value, void *arg),
                           void *arg)
 {
-    struct topic_token tok[TOPIC_MAX_TOKENS];
-    struct rt_walk w;
+    struct rt_foreach f = {.fn = fn, .arg = arg};
+    size_t budget = SIZE_MAX;
 
-    assert(topic_check(pattern, plen, TOPIC_PATTERN) == TOPIC_OK);
-    w.tok = tok;
-    w.n = topic_tokenize(pattern, plen, tok);
-    w.fn = fn;
-    w.arg = arg;
-    walk_pattern(&w, rs->root, 0, 0);
+    retain_cursor_init(rs, &f.cur);
+    while (retain_cursor_walk(rs, &f.cur, pattern, plen, &budget, foreach_offer_cb, &f) !=
+           RETAIN_WALK_DONE)
+        budget = SIZE_MAX;
 }
