@@ -98,7 +98,9 @@ START_TEST(test_defaults)
     ck_assert_int_eq(conf->log_level, LOG_LEVEL_INFO);
     ck_assert_uint_eq(conf->max_payload, 1024 * 1024);
     ck_assert_uint_eq(conf->max_connections, 10000);
-    ck_assert_uint_eq(conf->max_subscriptions, 10000);
+    ck_assert_uint_eq(conf->max_subscriptions, 1000000);
+    ck_assert_uint_eq(conf->max_subscriptions_per_connection, 10000);
+    ck_assert_uint_eq(conf->max_memory, 0); /* auto */
     ck_assert_uint_eq(conf->max_outbound, 64 * 1024 * 1024);
     ck_assert_int_eq(conf->slow_consumer, CONFIG_SLOW_DISCONNECT);
     ck_assert_uint_eq(conf->max_retained, 64 * 1024 * 1024);
@@ -111,8 +113,8 @@ START_TEST(test_defaults)
     ck_assert_str_eq(conf->listeners[0].host, "127.0.0.1");
     ck_assert_uint_eq(conf->listeners[0].port, 7400);
     ck_assert_ptr_null(conf->listeners[0].path);
-    config_free(conf);
-    config_free(NULL);
+    config_unref(conf);
+    config_unref(NULL);
 }
 END_TEST
 
@@ -127,12 +129,12 @@ START_TEST(test_empty_file_is_defaults)
     ck_assert_uint_eq(conf->n_listeners, 1);
     ck_assert(config_listener_same(&conf->listeners[0], &def->listeners[0]));
     ck_assert_str_eq(conf->listeners[0].name, "default");
-    config_free(conf);
-    config_free(def);
+    config_unref(conf);
+    config_unref(def);
 
     conf = LOAD_OK("");
     ck_assert_uint_eq(conf->n_listeners, 1);
-    config_free(conf);
+    config_unref(conf);
 }
 END_TEST
 
@@ -158,7 +160,7 @@ START_TEST(test_key_table)
     for (i = 0; config_key_at(i, &section, &key); i++)
         ck_assert(strcmp(section, "broker") == 0 || strcmp(section, "listener") == 0 ||
                   strcmp(section, "http") == 0);
-    ck_assert_uint_eq(i, 16);
+    ck_assert_uint_eq(i, 18);
     ck_assert(config_key_at(0, &section, &key));
     ck_assert_str_eq(key, "io_backend");
 }
@@ -278,7 +280,7 @@ START_TEST(test_every_option)
     ck_assert_uint_eq(conf->drain_timeout_ms, 250);
     ck_assert_uint_eq(conf->n_listeners, 1); /* the default */
     ck_assert_str_eq(conf->listeners[0].bind, "127.0.0.1:7400");
-    config_free(conf);
+    config_unref(conf);
 }
 END_TEST
 
@@ -294,11 +296,11 @@ START_TEST(test_enum_values)
         struct config *conf = LOAD_OK(text);
         ck_assert_int_eq(conf->io_backend, i);
         ck_assert_int_eq(conf->log_level, i);
-        config_free(conf);
+        config_unref(conf);
     }
     struct config *conf = LOAD_OK("[broker]\nslow_consumer = disconnect\n");
     ck_assert_int_eq(conf->slow_consumer, CONFIG_SLOW_DISCONNECT);
-    config_free(conf);
+    config_unref(conf);
 }
 END_TEST
 
@@ -318,7 +320,7 @@ START_TEST(test_limits_at_bounds)
     ck_assert_uint_eq(conf->max_outbound, 1024);
     ck_assert_uint_eq(conf->idle_timeout_ms, 0);
     ck_assert_uint_eq(conf->drain_timeout_ms, 0);
-    config_free(conf);
+    config_unref(conf);
 
     conf = LOAD_OK("[broker]\n"
                    "max_payload = 1gb\n"
@@ -335,7 +337,7 @@ START_TEST(test_limits_at_bounds)
     ck_assert_uint_eq(conf->max_retained, (uint64_t)1 << 40);
     ck_assert_uint_eq(conf->idle_timeout_ms, 24u * 3600 * 1000);
     ck_assert_uint_eq(conf->drain_timeout_ms, 3600 * 1000);
-    config_free(conf);
+    config_unref(conf);
 }
 END_TEST
 
@@ -344,7 +346,7 @@ START_TEST(test_payload_above_outbound)
 {
     struct config *conf = LOAD_OK("[broker]\nmax_payload = 64k\nmax_outbound = 64k\n");
     ck_assert_uint_eq(conf->max_payload, conf->max_outbound);
-    config_free(conf);
+    config_unref(conf);
     /* At the line of max_payload when the file sets it, */
     LOAD_BAD("[broker]\n"
              "max_outbound = 64k\n"
@@ -366,13 +368,13 @@ START_TEST(test_stats_interval_floor)
 {
     struct config *conf = LOAD_OK("[broker]\nstats_interval = 0\n");
     ck_assert_uint_eq(conf->stats_interval_ms, 0);
-    config_free(conf);
+    config_unref(conf);
     conf = LOAD_OK("[broker]\nstats_interval = 100ms\n");
     ck_assert_uint_eq(conf->stats_interval_ms, 100);
-    config_free(conf);
+    config_unref(conf);
     conf = LOAD_OK("[broker]\nstats_interval = 1h\n");
     ck_assert_uint_eq(conf->stats_interval_ms, 3600 * 1000);
-    config_free(conf);
+    config_unref(conf);
     LOAD_BAD("[broker]\nstats_interval = 99ms\n", 2,
              "bad stats_interval '99ms': must be 0 (off) or from 100ms to 1h");
     LOAD_BAD("[broker]\nlog_level = info\nstats_interval = 1ms\n", 3, "must be 0 (off)");
@@ -429,7 +431,7 @@ START_TEST(test_listeners)
     ck_assert_uint_eq(l[4].port, 65535);
 
     ck_assert_uint_eq(l[5].mode, 0660);
-    config_free(conf);
+    config_unref(conf);
 }
 END_TEST
 
@@ -456,9 +458,9 @@ START_TEST(test_listener_same)
     ck_assert(!config_listener_same(&l[0], &l[2]));
     ck_assert(!config_listener_same(&l[2], &l[3])); /* no name lookups */
     ck_assert(!config_listener_same(&l[3], &l[4]));
-    config_free(conf);
-    config_free(other);
-    config_free(third);
+    config_unref(conf);
+    config_unref(other);
+    config_unref(third);
 }
 END_TEST
 
@@ -472,7 +474,7 @@ START_TEST(test_unix_path_limit)
     snprintf(text, sizeof(text), "[listener u]\nbind = unix:%s\n", path);
     struct config *conf = LOAD_OK(text);
     ck_assert_uint_eq(strlen(conf->listeners[0].path), 107);
-    config_free(conf);
+    config_unref(conf);
 
     path[107] = 'p';
     path[108] = '\0';
@@ -501,7 +503,7 @@ START_TEST(test_comments_and_layout)
     ck_assert_uint_eq(conf->max_payload, 4096);
     ck_assert_uint_eq(conf->max_outbound, 2u << 20);
     ck_assert_str_eq(conf->listeners[0].path, "/tmp/a;b.sock"); /* no blank before ';' */
-    config_free(conf);
+    config_unref(conf);
 }
 END_TEST
 
@@ -514,7 +516,7 @@ START_TEST(test_indented_key_is_a_key)
 
     ck_assert_int_eq(conf->log_level, LOG_LEVEL_NOTICE);
     ck_assert_uint_eq(conf->max_payload, 2u << 20);
-    config_free(conf);
+    config_unref(conf);
     LOAD_BAD("[broker]\nlog_level = notice\n   more\n", 3, "syntax error: expected 'key = value'");
 }
 END_TEST
@@ -534,7 +536,7 @@ START_TEST(test_long_lines)
     snprintf(text, sizeof(text), "[broker]\nmax_connections = 7 ; %s\n", fill);
     struct config *conf = LOAD_OK(text);
     ck_assert_uint_eq(conf->max_connections, 7);
-    config_free(conf);
+    config_unref(conf);
 
     /* A key line longer than inih's buffer is refused, not cut in two. */
     snprintf(text, sizeof(text), "[broker]\nlog_level = info\nmax_payload = %.300s\n", fill);
@@ -675,7 +677,7 @@ START_TEST(test_bad_modes)
 
     struct config *conf = LOAD_OK("[listener a]\nbind = unix:/tmp/s\nmode = 777\n");
     ck_assert_uint_eq(conf->listeners[0].mode, 0777);
-    config_free(conf);
+    config_unref(conf);
 }
 END_TEST
 
@@ -700,8 +702,14 @@ START_TEST(test_bad_values)
     LOAD_BAD("[broker]\nmax_connections = 12abc\n", 2, "expected a whole number");
     LOAD_BAD("[broker]\nmax_connections = 10k\n", 2, "expected a whole number");
     LOAD_BAD("[broker]\nmax_connections = -1\n", 2, "expected a whole number");
-    LOAD_BAD("[broker]\nmax_subscriptions = 0\n", 2, "must be from 1 to 10000000");
-    LOAD_BAD("[broker]\nmax_subscriptions = 10000001\n", 2, "must be from 1 to 10000000");
+    LOAD_BAD("[broker]\nmax_subscriptions = 0\n", 2, "must be from 1 to 100000000");
+    LOAD_BAD("[broker]\nmax_subscriptions = 100000001\n", 2, "must be from 1 to 100000000");
+    LOAD_BAD("[broker]\nmax_subscriptions_per_connection = 0\n", 2,
+             "must be from 1 to 10000000");
+    LOAD_BAD("[broker]\nmax_subscriptions_per_connection = 10000001\n", 2,
+             "must be from 1 to 10000000");
+    LOAD_BAD("[broker]\nmax_memory = 1mb\n", 2, "must be from 16mb to 16384gb, or auto");
+    LOAD_BAD("[broker]\nmax_memory = lots\n", 2, "expected a size");
     LOAD_BAD("[broker]\nmax_outbound = 1023\n", 2, "must be from 1kb to 1024gb");
     LOAD_BAD("[broker]\nmax_outbound = 1025g\n", 2, "must be from 1kb to 1024gb");
     LOAD_BAD("[broker]\nmax_retained = 64q\n", 2, "expected a size");
@@ -742,7 +750,7 @@ START_TEST(test_file_good)
     ck_assert_str_eq(conf->path, path);
     ck_assert_uint_eq(conf->max_connections, 77);
     ck_assert_str_eq(conf->listeners[0].host, "::1");
-    config_free(conf);
+    config_unref(conf);
     unlink(path);
     free(path);
 }
@@ -825,7 +833,7 @@ START_TEST(test_file_too_large)
 
     path = temp_file(text, len - 1); /* exactly 1 MiB of blank lines is fine */
     ck_assert_int_eq(config_load_file(path, &conf, &err), 0);
-    config_free(conf);
+    config_unref(conf);
     unlink(path);
     free(path);
     free(text);
@@ -891,7 +899,7 @@ START_TEST(test_sample_conf)
     ck_assert_uint_ge(conf->n_listeners, 1);
     ck_assert_str_eq(conf->listeners[0].name, "default");
     ck_assert_str_eq(conf->listeners[0].bind, "127.0.0.1:7400");
-    config_free(conf);
+    config_unref(conf);
 
     text = file_read(path);
     ck_assert_ptr_nonnull(strstr(text, "[broker]"));
@@ -910,18 +918,21 @@ START_TEST(test_sample_conf_defaults)
 
     if (path == NULL) {
         fprintf(stderr, "test_sample_conf_defaults: PIGEON_SAMPLE_CONF unset, not checked\n");
-        config_free(def);
+        config_unref(def);
         return;
     }
     text = file_read(path);
     active = broker_keys_uncommented(text);
-    ck_assert_uint_eq(strlen(text) - strlen(active), 11); /* one per [broker] key */
+    ck_assert_uint_eq(strlen(text) - strlen(active), 13); /* one per [broker] key */
     conf = LOAD_OK(active);
     ck_assert_int_eq(conf->io_backend, def->io_backend);
     ck_assert_int_eq(conf->log_level, def->log_level);
     ck_assert_uint_eq(conf->max_payload, def->max_payload);
     ck_assert_uint_eq(conf->max_connections, def->max_connections);
     ck_assert_uint_eq(conf->max_subscriptions, def->max_subscriptions);
+    ck_assert_uint_eq(conf->max_subscriptions_per_connection,
+                      def->max_subscriptions_per_connection);
+    ck_assert_uint_eq(conf->max_memory, def->max_memory);
     ck_assert_uint_eq(conf->max_outbound, def->max_outbound);
     ck_assert_int_eq(conf->slow_consumer, def->slow_consumer);
     ck_assert_uint_eq(conf->max_retained, def->max_retained);
@@ -931,8 +942,8 @@ START_TEST(test_sample_conf_defaults)
     ck_assert(!conf->http.enabled);
     ck_assert_uint_eq(conf->n_listeners, 1);
     ck_assert(config_listener_same(&conf->listeners[0], &def->listeners[0]));
-    config_free(conf);
-    config_free(def);
+    config_unref(conf);
+    config_unref(def);
     free(active);
     free(text);
 }
@@ -948,7 +959,7 @@ START_TEST(test_http_section)
     ck_assert_uint_eq(conf->http.max_clients, 16);
     ck_assert_uint_eq(conf->http.timeout_ms, 10000);
     ck_assert_uint_eq(conf->stats_interval_ms, 10000);
-    config_free(conf);
+    config_unref(conf);
 
     conf = LOAD_OK("[broker]\nstats_interval = 0\n[http]\nbind = 127.0.0.1:7480\n");
     ck_assert_uint_eq(conf->stats_interval_ms, 0);
@@ -958,14 +969,14 @@ START_TEST(test_http_section)
     ck_assert_uint_eq(conf->http.port, 7480);
     ck_assert_int_eq(conf->http.line, 3);
     ck_assert_uint_eq(conf->n_listeners, 1); /* [http] is not a listener */
-    config_free(conf);
+    config_unref(conf);
 
     conf = LOAD_OK("[http]\nbind = [::1]:0\nmax_clients = 1\ntimeout = 1h\n");
     ck_assert_str_eq(conf->http.host, "::1");
     ck_assert_uint_eq(conf->http.port, 0);
     ck_assert_uint_eq(conf->http.max_clients, 1);
     ck_assert_uint_eq(conf->http.timeout_ms, 3600000);
-    config_free(conf);
+    config_unref(conf);
 
     LOAD_BAD("[http]\nmax_clients = 4\n", 1, "[http] has no bind");
     LOAD_BAD("[http]\nbind = unix:/run/p.sock\n", 2, "TCP only");

@@ -17,6 +17,8 @@ const char *proto_error_name(int code)
         [PROTO_ERR_FORBIDDEN] = "forbidden",
         [PROTO_ERR_SLOW_CONSUMER] = "slow_consumer",
         [PROTO_ERR_LIMIT] = "limit",
+        [PROTO_ERR_NO_STREAM] = "no_stream",
+        [PROTO_ERR_NOT_STORED] = "not_stored",
     };
     if (code < 0 || code >= (int)(sizeof(names) / sizeof(names[0])))
         return "unknown";

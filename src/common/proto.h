@@ -33,6 +33,8 @@ enum proto_error {
     PROTO_ERR_FORBIDDEN = 8,
     PROTO_ERR_SLOW_CONSUMER = 9,
     PROTO_ERR_LIMIT = 10,
+    PROTO_ERR_NO_STREAM = 11,  /* 1.1 */
+    PROTO_ERR_NOT_STORED = 12, /* 1.1 */
 };
 
 /* The table's name for CODE ("bad_frame", ...), or "unknown". Static. */

@@ -10,14 +10,14 @@
 struct block *block_new(size_t len)
 {
     struct block *b = xmalloc(sizeof(*b) + len);
-    b->refs = 1;
+    atomic_init(&b->refs, 1);
     b->len = (uint32_t)len;
     return b;
 }
 
 void block_unref(struct block *b)
 {
-    if (b != NULL && --b->refs == 0)
+    if (b != NULL && atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) == 1)
         free(b);
 }
 
@@ -31,7 +31,7 @@ int block_add_to(struct block *b, struct evbuffer *out, const void *data, size_t
 {
     block_ref(b);
     if (evbuffer_add_reference(out, data, len, block_evbuffer_cleanup_cb, b) < 0) {
-        b->refs--;
+        block_unref(b);
         return -1;
     }
     return 0;

@@ -8,20 +8,24 @@
  * values in blocks too.  So one message sent to N subscribers costs one
  * copy of its payload, not N.
  *
- * Counts are plain integers: a block never leaves the event loop that made
- * it.  (When pigeond runs several loops, a block handed between them will
- * need an atomic count; that is the only change this file will need.)
+ * Counts are atomic: a block's bytes are immutable once filled, so the one
+ * thing two event loops could share is its count (a block made by one
+ * loop's read and referenced by a subscriber's output on another).  Blocks
+ * are used only for frames of 8 KiB and more and for retained values, so
+ * the atomic operations stay off the small-message path.  The filling
+ * (right after block_new) must happen before the block is shared.
  */
 #ifndef PIGEON_BLOCK_H
 #define PIGEON_BLOCK_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include <event2/buffer.h>
 
 struct block {
-    uint32_t refs;
+    _Atomic uint32_t refs;
     uint32_t len;         /* bytes in data */
     unsigned char data[]; /* the caller fills it right after block_new */
 };
@@ -31,8 +35,14 @@ struct block *block_new(size_t len);
 
 static inline struct block *block_ref(struct block *b)
 {
-    b->refs++;
+    atomic_fetch_add_explicit(&b->refs, 1, memory_order_relaxed);
     return b;
+}
+
+/* References held now (1: only the caller's). */
+static inline uint32_t block_refs(const struct block *b)
+{
+    return atomic_load_explicit(&b->refs, memory_order_acquire);
 }
 
 /* Drops one reference; frees the block with the last. NULL is fine. */

@@ -719,6 +719,21 @@ static int set_stats_interval(struct parse *p, const struct key_def *k, const ch
     return 0;
 }
 
+/* "auto" (0: budget.h works it out from the machine), or a size in K's range. */
+static int set_max_memory(struct parse *p, const struct key_def *k, const char *value, char *why,
+                          size_t why_len)
+{
+    if (strcmp(value, "auto") == 0) {
+        *field_u64(p, k) = 0;
+        return 0;
+    }
+    if (size_in_range(k, value, field_u64(p, k), why, why_len) < 0) {
+        str_append(why, why_len, ", or auto");
+        return -1;
+    }
+    return 0;
+}
+
 static int set_bind(struct parse *p, const struct key_def *k, const char *value, char *why,
                     size_t why_len)
 {
@@ -771,10 +786,13 @@ static const struct key_def keys[] = {
     {SEC_BROKER, "log_level", set_log_level, 0, 0, 0},
     {SEC_BROKER, "max_payload", set_size32, FIELD(max_payload), KIB, GIB},
     {SEC_BROKER, "max_connections", set_count32, FIELD(max_connections), 1, 1000000},
-    {SEC_BROKER, "max_subscriptions", set_count32, FIELD(max_subscriptions), 1, 10000000},
+    {SEC_BROKER, "max_subscriptions", set_count32, FIELD(max_subscriptions), 1, 100000000},
+    {SEC_BROKER, "max_subscriptions_per_connection", set_count32,
+     FIELD(max_subscriptions_per_connection), 1, 10000000},
     {SEC_BROKER, "max_outbound", set_size64, FIELD(max_outbound), KIB, 1024 * GIB},
     {SEC_BROKER, "slow_consumer", set_slow_consumer, 0, 0, 0},
     {SEC_BROKER, "max_retained", set_size64, FIELD(max_retained), 0, 1024 * GIB},
+    {SEC_BROKER, "max_memory", set_max_memory, FIELD(max_memory), 16 * MIB, 16 * 1024 * GIB},
     {SEC_BROKER, "idle_timeout", set_duration32, FIELD(idle_timeout_ms), 0, 24 * HOUR_MS},
     {SEC_BROKER, "drain_timeout", set_duration32, FIELD(drain_timeout_ms), 0, HOUR_MS},
     {SEC_BROKER, "stats_interval", set_stats_interval, FIELD(stats_interval_ms), 0, HOUR_MS},
@@ -1106,11 +1124,13 @@ static void config_validate(struct parse *p)
 static void config_defaults_fill(struct config *conf)
 {
     memset(conf, 0, sizeof(*conf));
+    conf->refs = 1;
     conf->io_backend = CONFIG_IO_AUTO;
     conf->log_level = LOG_LEVEL_INFO;
     conf->max_payload = (uint32_t)MIB;
     conf->max_connections = 10000;
-    conf->max_subscriptions = 10000;
+    conf->max_subscriptions = 1000000;
+    conf->max_subscriptions_per_connection = 10000;
     conf->max_outbound = 64 * MIB;
     conf->slow_consumer = CONFIG_SLOW_DISCONNECT;
     conf->max_retained = 64 * MIB;
@@ -1130,9 +1150,15 @@ struct config *config_new_defaults(void)
     return conf;
 }
 
-void config_free(struct config *conf)
+struct config *config_ref(struct config *conf)
 {
-    if (conf == NULL)
+    conf->refs++;
+    return conf;
+}
+
+void config_unref(struct config *conf)
+{
+    if (conf == NULL || --conf->refs > 0)
         return;
     for (size_t i = 0; i < conf->n_listeners; i++)
         listener_release(&conf->listeners[i]);
@@ -1194,7 +1220,7 @@ static int config_parse_text(const char *text, size_t len, const char *name, str
     if (errs != NULL)
         *n_errs = errors_sort(errs, p.n_errs);
     if (p.failed) {
-        config_free(p.conf);
+        config_unref(p.conf);
         return -1;
     }
     *out = p.conf;
@@ -1286,7 +1312,7 @@ int config_check_file(const char *path, struct config_error *errs, size_t max, s
 
     *n = 0;
     if (config_load_file_errs(path, &conf, &first, errs, max, n) == 0) {
-        config_free(conf);
+        config_unref(conf);
         return 0;
     }
     if (*n == 0 && max > 0) { /* the file could not be read: one error, not tied to a line */

@@ -4,7 +4,11 @@
  * A struct config is an immutable snapshot.  It is parsed into a fresh
  * struct, validated whole, and only then handed to the server, which swaps
  * it in; a file that fails leaves the running snapshot untouched.  The same
- * path serves start-up, `pigeond -t` and SIGHUP.
+ * path serves start-up, `pigeond -t` and SIGHUP.  Snapshots are
+ * reference-counted: the server holds the current one and each event loop
+ * the one it runs on, so a reload that swaps in a new snapshot never frees
+ * one still in use.  The count is only touched on the main loop (start-up
+ * and SIGHUP), so it is a plain integer.
  *
  * The file (inih syntax; see conf/pigeond.conf for every option):
  *
@@ -76,17 +80,20 @@ struct config_http {
 };
 
 struct config {
-    char *path; /* the file read, or NULL for built-in defaults; owned */
+    uint32_t refs; /* references (config_ref); the last config_unref frees it */
+    char *path;    /* the file read, or NULL for built-in defaults; owned */
 
     /* [broker] */
     enum config_io_backend io_backend;     /* auto */
     enum log_level log_level;              /* info */
     uint32_t max_payload;                  /* 1mb: largest frame, envelope included */
     uint32_t max_connections;              /* 10000 */
-    uint32_t max_subscriptions;            /* 10000 per connection */
+    uint32_t max_subscriptions;            /* 1000000 in the whole broker */
+    uint32_t max_subscriptions_per_connection; /* 10000 */
     uint64_t max_outbound;                 /* 64mb queued for one client */
     enum config_slow_policy slow_consumer; /* disconnect */
     uint64_t max_retained;                 /* 64mb of retained messages in all */
+    uint64_t max_memory;                   /* 0: auto (budget.h), else the broker-wide budget */
     uint32_t idle_timeout_ms;              /* 5m; 0 never closes a silent client */
     uint32_t drain_timeout_ms;             /* 5s to flush at shutdown or close */
     uint32_t stats_interval_ms;            /* 10s between $SYS.broker.stats; 0: never */
@@ -130,8 +137,11 @@ int config_check_file(const char *path, struct config_error *errs, size_t max, s
 int config_load_string(const char *text, const char *name, struct config **out,
                        struct config_error *err);
 
-/* Frees CONF and everything it owns. NULL is fine. */
-void config_free(struct config *conf);
+/* Takes a reference to CONF; returns it. */
+struct config *config_ref(struct config *conf);
+
+/* Drops a reference to CONF; the last frees it and everything it owns. NULL is fine. */
+void config_unref(struct config *conf);
 
 /* Names, for logs: "epoll", "disconnect", ... Static. */
 const char *config_io_backend_name(enum config_io_backend b);

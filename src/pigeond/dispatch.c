@@ -19,13 +19,13 @@
 
 #include <msgpack.h>
 
-#include "clock.h"
 #include "conn.h"
 #include "encode.h"
 #include "envelope.h"
 #include "proto.h"
 #include "router.h"
 #include "server.h"
+#include "session.h"
 #include "topic.h"
 #include "utf8.h"
 #include "xalloc.h"
@@ -35,8 +35,9 @@
 
 /* One frame being handled. */
 struct call {
+    struct session *s;
     struct conn *c;
-    struct server *srv;
+    struct loop *lp;
     const struct envelope *env;
     struct block *blk;
     bool is_request;
@@ -74,7 +75,9 @@ static void call_fail(const struct call *k, int code, const char *fmt, ...)
     int n = vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
     if (k->is_request) {
-        encode_response_error(conn_reply_buf(k->c), k->env->msgid, code, msg);
+        msgpack_sbuffer *buf = loop_frame_buf(k->lp);
+        encode_response_error(buf, k->env->msgid, code, msg);
+        conn_send_frame(k->c, buf->data, buf->size);
         return;
     }
     /* A failed notification has no msgid: say which publication it was. */
@@ -84,19 +87,27 @@ static void call_fail(const struct call *k, int code, const char *fmt, ...)
         snprintf(msg + n, sizeof(msg) - (size_t)n, " (pub to '%s%s')",
                  printable(k->topic, tlen, topic, sizeof(topic)), tlen < k->topic_len ? "..." : "");
     }
-    encode_error_notification(conn_reply_buf(k->c), code, msg);
+    msgpack_sbuffer *buf = loop_frame_buf(k->lp);
+    encode_error_notification(buf, code, msg);
+    conn_send_frame(k->c, buf->data, buf->size);
+}
+
+/* Answers the call (a request) with the result V, an unsigned integer. */
+static void call_reply_uint(const struct call *k, uint64_t v)
+{
+    msgpack_sbuffer *buf = loop_frame_buf(k->lp);
+    encode_result_uint(buf, k->env->msgid, v);
+    conn_send_frame(k->c, buf->data, buf->size);
 }
 
 /* A frame of the wrong shape: code 1, and the connection closes. */
-static void dispatch_bad_frame(struct conn *c, const char *why)
+static void dispatch_bad_frame(struct session *s, const char *why)
 {
-    struct server *srv = c->srv;
-    uint64_t suppressed;
+    struct conn *c = s->conn;
 
     c->loop->stats.protocol_errors++;
-    if (server_warn_ok(srv, &srv->rl_protocol, &suppressed))
-        log_warning(&srv->log, "client %llu (%s): bad frame: %s (%llu similar warnings suppressed)",
-                    (unsigned long long)c->id, c->peer, why, (unsigned long long)suppressed);
+    loop_warn(c->loop, LOOP_WARN_PROTOCOL, "client %llu (%s): bad frame: %s",
+              (unsigned long long)s->id, conn_peer(c), why);
     conn_close(c, "bad frame", PROTO_ERR_BAD_FRAME, why);
 }
 
@@ -111,13 +122,13 @@ static bool key_is(const msgpack_object *k, const char *name)
 
 /*
  * Decodes the last param at R (bounded by the frame scanner) with msgpack-c
- * into the server's zone.  Returns false when it is not a map or nil.
+ * into the loop's zone.  Returns false when it is not a map or nil.
  */
-static bool decode_opts_map(struct server *srv, const struct mpread *r, msgpack_object *out)
+static bool decode_opts_map(struct loop *lp, const struct mpread *r, msgpack_object *out)
 {
     size_t off = 0;
     msgpack_unpack_return rc =
-        msgpack_unpack((const char *)r->p, mpread_left(r), &off, &srv->zone, out);
+        msgpack_unpack((const char *)r->p, mpread_left(r), &off, &lp->zone, out);
     if (rc != MSGPACK_UNPACK_SUCCESS && rc != MSGPACK_UNPACK_EXTRA_BYTES)
         return false;
     return out->type == MSGPACK_OBJECT_MAP || out->type == MSGPACK_OBJECT_NIL;
@@ -154,7 +165,7 @@ static int decode_pub_opts(const struct call *k, const struct mpread *r, struct 
     msgpack_object o;
     char name[64];
 
-    if (!decode_opts_map(k->srv, r, &o)) {
+    if (!decode_opts_map(k->lp, r, &o)) {
         call_fail(k, PROTO_ERR_BAD_PARAMS, "pub opts must be a map");
         return -1;
     }
@@ -209,7 +220,7 @@ static int decode_sub_opts(const struct call *k, const struct mpread *r, const c
     char name[64];
 
     *queue = NULL;
-    if (!decode_opts_map(k->srv, r, &o)) {
+    if (!decode_opts_map(k->lp, r, &o)) {
         call_fail(k, PROTO_ERR_BAD_PARAMS, "sub opts must be a map");
         return -1;
     }
@@ -282,41 +293,31 @@ static void handle_pub(const struct call *call)
     if (k->env->n_params == 3) {
         if (decode_pub_opts(k, &r, &po) < 0)
             return;
-        msgpack_sbuffer_clear(&k->srv->scratch);
-        m.opts_len =
-            encode_msg_opts(&k->srv->scratch, po.reply_to, po.reply_to_len, po.headers, false);
-        m.opts = m.opts_len > 0 ? (const uint8_t *)k->srv->scratch.data : NULL;
+        msgpack_sbuffer_clear(&k->lp->opts);
+        m.opts_len = encode_msg_opts(&k->lp->opts, po.reply_to, po.reply_to_len, po.headers, false);
+        m.opts = m.opts_len > 0 ? (const uint8_t *)k->lp->opts.data : NULL;
         m.retain = po.retain;
         m.reply_to = po.reply_to;
         m.reply_to_len = po.reply_to_len;
         m.headers = po.headers;
     }
     c->stats.msgs_in++;
-    c->loop->stats.msgs_in++;
-    c->loop->stats.bytes_in += m.body_len;
-    long n = router_publish(k->srv->router, &m);
+    k->lp->stats.msgs_in++;
+    k->lp->stats.bytes_in += m.body_len;
+    k->s->published = true;
+    long n = router_publish(k->s->router, k->lp->conf, &m);
     if (n < 0)
         call_fail(k, (int)-n, "retained store full (max_retained); message not published");
     else if (k->is_request)
-        encode_result_uint(conn_reply_buf(c), k->env->msgid, (uint64_t)n);
-}
-
-/* Adds S to C's subs, which stay sorted by sid (sids only grow). */
-static void conn_subs_append(struct conn *c, struct sub *s)
-{
-    if (c->n_subs == c->cap_subs) {
-        c->cap_subs = c->cap_subs ? c->cap_subs * 2 : 1;
-        c->subs = xrealloc(c->subs, c->cap_subs * sizeof(*c->subs));
-    }
-    c->subs[c->n_subs++] = s;
+        call_reply_uint(k, (uint64_t)n);
 }
 
 static void handle_sub(const struct call *k)
 {
-    struct conn *c = k->c;
     struct mpread r = k->env->params;
-    const char *pattern, *queue = NULL;
+    const char *pattern, *queue = NULL, *why;
     uint32_t plen, qlen = 0;
+    struct sub *sub;
 
     if (k->env->n_params != 1 && k->env->n_params != 2) {
         call_fail(k, PROTO_ERR_BAD_PARAMS, "sub takes [pattern] or [pattern, opts]");
@@ -333,36 +334,17 @@ static void handle_sub(const struct call *k)
     }
     if (k->env->n_params == 2 && decode_sub_opts(k, &r, &queue, &qlen) < 0)
         return;
-    if (c->n_subs >= k->srv->conf->max_subscriptions || c->next_sid == UINT32_MAX) {
-        call_fail(k, PROTO_ERR_LIMIT, "too many subscriptions on this connection (max %u)",
-                  k->srv->conf->max_subscriptions);
+    int rc = session_subscribe(k->s, pattern, plen, queue, qlen, &sub, &why);
+    if (rc < 0) {
+        call_fail(k, -rc, "%s", why);
         return;
     }
-    struct sub *s = router_subscribe(k->srv->router, c, ++c->next_sid, pattern, plen, queue, qlen);
-    conn_subs_append(c, s);
-    encode_result_uint(conn_reply_buf(c), k->env->msgid, s->sid);
-    router_replay_retained(k->srv->router, s);
-}
-
-/* Index of SID in C's subs, or -1. */
-static long conn_subs_find(const struct conn *c, uint64_t sid)
-{
-    long lo = 0, hi = (long)c->n_subs - 1;
-    while (lo <= hi) {
-        long mid = lo + (hi - lo) / 2;
-        if (c->subs[mid]->sid == sid)
-            return mid;
-        if (c->subs[mid]->sid < sid)
-            lo = mid + 1;
-        else
-            hi = mid - 1;
-    }
-    return -1;
+    call_reply_uint(k, sub->sid);
+    session_replay_start(sub);
 }
 
 static void handle_unsub(const struct call *k)
 {
-    struct conn *c = k->c;
     struct mpread r = k->env->params;
     uint64_t sid;
 
@@ -370,15 +352,13 @@ static void handle_unsub(const struct call *k)
         call_fail(k, PROTO_ERR_BAD_PARAMS, "unsub takes [sid]");
         return;
     }
-    long i = conn_subs_find(c, sid);
-    if (i < 0) {
+    if (session_unsubscribe(k->s, sid) < 0) {
         call_fail(k, PROTO_ERR_BAD_PARAMS, "unknown sid %llu", (unsigned long long)sid);
         return;
     }
-    router_unsubscribe(k->srv->router, c->subs[i]);
-    memmove(&c->subs[i], &c->subs[i + 1], (c->n_subs - (size_t)i - 1) * sizeof(*c->subs));
-    c->n_subs--;
-    encode_result_true(conn_reply_buf(c), k->env->msgid);
+    msgpack_sbuffer *buf = loop_frame_buf(k->lp);
+    encode_result_true(buf, k->env->msgid);
+    conn_send_frame(k->c, buf->data, buf->size);
 }
 
 static void handle_ping(const struct call *k)
@@ -387,7 +367,9 @@ static void handle_ping(const struct call *k)
         call_fail(k, PROTO_ERR_BAD_PARAMS, "ping takes []");
         return;
     }
-    encode_result_str(conn_reply_buf(k->c), k->env->msgid, "pong");
+    msgpack_sbuffer *buf = loop_frame_buf(k->lp);
+    encode_result_str(buf, k->env->msgid, "pong");
+    conn_send_frame(k->c, buf->data, buf->size);
 }
 
 /* Reads the client name from the hello map; other keys are for later or ignored. */
@@ -395,7 +377,7 @@ static int decode_hello(const struct call *k, const struct mpread *r)
 {
     msgpack_object o;
 
-    if (!decode_opts_map(k->srv, r, &o)) {
+    if (!decode_opts_map(k->lp, r, &o)) {
         call_fail(k, PROTO_ERR_BAD_PARAMS, "hello takes [] or [{client, token, user, password}]");
         return -1;
     }
@@ -412,8 +394,8 @@ static int decode_hello(const struct call *k, const struct mpread *r)
         if (key_is(key, "client") && val->type == MSGPACK_OBJECT_STR) {
             char name[DISPATCH_CLIENT_NAME_MAX * 4 + 1];
             size_t n = val->via.str.size;
-            free(k->c->client_name);
-            k->c->client_name = xstrdup(printable(
+            free(k->s->client_name);
+            k->s->client_name = xstrdup(printable(
                 val->via.str.ptr, n > DISPATCH_CLIENT_NAME_MAX ? DISPATCH_CLIENT_NAME_MAX : n, name,
                 sizeof(name)));
         }
@@ -425,10 +407,10 @@ static int decode_hello(const struct call *k, const struct mpread *r)
 
 static void handle_hello(const struct call *k)
 {
-    struct conn *c = k->c;
+    struct session *s = k->s;
     struct mpread r = k->env->params;
 
-    if (c->hello_done) {
+    if (s->hello_done) {
         call_fail(k, PROTO_ERR_BAD_PARAMS, "hello was already done on this connection");
         return;
     }
@@ -438,17 +420,19 @@ static void handle_hello(const struct call *k)
     }
     if (k->env->n_params == 1 && decode_hello(k, &r) < 0)
         return;
-    c->hello_done = true;
+    s->hello_done = true;
     struct encode_hello h = {
         .server = "pigeond",
         .version = PIGEON_VERSION,
-        .client_id = c->id,
-        .max_payload = k->srv->conf->max_payload,
+        .client_id = s->id,
+        .max_payload = k->lp->conf->max_payload,
     };
-    encode_result_hello(conn_reply_buf(c), k->env->msgid, &h);
-    if (c->client_name != NULL)
-        log_info(&k->srv->log, "client %llu (%s) is \"%s\"", (unsigned long long)c->id, c->peer,
-                 c->client_name);
+    msgpack_sbuffer *buf = loop_frame_buf(k->lp);
+    encode_result_hello(buf, k->env->msgid, &h);
+    conn_send_frame(k->c, buf->data, buf->size);
+    if (s->client_name != NULL)
+        log_info(k->lp->log, "client %llu (%s) is \"%s\"", (unsigned long long)s->id,
+                 conn_peer(k->c), s->client_name);
 }
 
 /* ------------------------------------------------------------- dispatch */
@@ -474,23 +458,24 @@ static const struct method *method_find(const char *name, uint32_t len)
     return NULL;
 }
 
-void dispatch_frame(struct conn *c, const uint8_t *frame, size_t len, struct block *blk)
+void dispatch_frame(struct session *s, const uint8_t *frame, size_t len, struct block *blk)
 {
     struct envelope env;
     const char *why;
     char name[64];
 
     if (envelope_parse(frame, len, &env, &why) < 0) {
-        dispatch_bad_frame(c, why);
+        dispatch_bad_frame(s, why);
         return;
     }
     if (env.kind == PROTO_RESPONSE) {
-        dispatch_bad_frame(c, "the broker takes requests and notifications, not responses");
+        dispatch_bad_frame(s, "the broker takes requests and notifications, not responses");
         return;
     }
     struct call k = {
-        .c = c,
-        .srv = c->srv,
+        .s = s,
+        .c = s->conn,
+        .lp = s->conn->loop,
         .env = &env,
         .blk = blk,
         .is_request = env.kind == PROTO_REQUEST,
@@ -506,5 +491,5 @@ void dispatch_frame(struct conn *c, const uint8_t *frame, size_t len, struct blo
         return;
     }
     m->handle(&k);
-    msgpack_zone_clear(&c->srv->zone);
+    msgpack_zone_clear(&k.lp->zone);
 }

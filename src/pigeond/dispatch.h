@@ -14,13 +14,14 @@
 #include <stdint.h>
 
 struct block;
-struct conn;
+struct session;
 
 /*
  * Handles FRAME[0..LEN), one complete frame checked by the frame scanner,
- * from connection C (open).  FRAME is borrowed for the call; when BLK is not
- * NULL, FRAME lies in that block and may be shared by reference.
+ * from the client of session S (its connection open).  FRAME is borrowed
+ * for the call; when BLK is not NULL, FRAME lies in that block and may be
+ * shared by reference.
  */
-void dispatch_frame(struct conn *c, const uint8_t *frame, size_t len, struct block *blk);
+void dispatch_frame(struct session *s, const uint8_t *frame, size_t len, struct block *blk);
 
 #endif

@@ -1,9 +1,9 @@
 /*
  * encode.c - frames the broker sends (see encode.h).
  *
- * Everything is packed by msgpack-c.  A frame of bounded size is packed into
- * a stack buffer by a packer whose writer appends to that buffer, so each
- * response costs one evbuffer_add; nothing here allocates.
+ * Everything is packed by msgpack-c into the caller's sbuffer (which grows
+ * as needed: reused, it stops allocating once it has grown).  The `msg`
+ * prefix is packed into a stack buffer, once per subscription.
  */
 #include "encode.h"
 
@@ -44,11 +44,10 @@ static void pack_cstr(msgpack_packer *pk, const char *s)
     pack_str(pk, s, len > ENCODE_MESSAGE_MAX ? ENCODE_MESSAGE_MAX : len);
 }
 
-/* Starts [1, msgid, ... into SB. */
-static void begin_response(msgpack_packer *pk, struct stackbuf *sb, uint32_t msgid)
+/* Starts [1, msgid, ... into OUT. */
+static void begin_response(msgpack_packer *pk, msgpack_sbuffer *out, uint32_t msgid)
 {
-    sb->len = 0;
-    msgpack_packer_init(pk, sb, stackbuf_write);
+    msgpack_packer_init(pk, out, msgpack_sbuffer_write);
     msgpack_pack_array(pk, 4);
     msgpack_pack_uint8(pk, PROTO_RESPONSE);
     msgpack_pack_uint32(pk, msgid);
@@ -68,41 +67,34 @@ size_t encode_msg_prefix(uint8_t out[ENCODE_MSG_PREFIX_MAX], uint32_t sid)
     return sb.len;
 }
 
-void encode_result_uint(struct evbuffer *out, uint32_t msgid, uint64_t v)
+void encode_result_uint(msgpack_sbuffer *out, uint32_t msgid, uint64_t v)
 {
-    struct stackbuf sb;
     msgpack_packer pk;
-    begin_response(&pk, &sb, msgid);
+    begin_response(&pk, out, msgid);
     msgpack_pack_nil(&pk);
     msgpack_pack_uint64(&pk, v);
-    evbuffer_add(out, sb.data, sb.len);
 }
 
-void encode_result_true(struct evbuffer *out, uint32_t msgid)
+void encode_result_true(msgpack_sbuffer *out, uint32_t msgid)
 {
-    struct stackbuf sb;
     msgpack_packer pk;
-    begin_response(&pk, &sb, msgid);
+    begin_response(&pk, out, msgid);
     msgpack_pack_nil(&pk);
     msgpack_pack_true(&pk);
-    evbuffer_add(out, sb.data, sb.len);
 }
 
-void encode_result_str(struct evbuffer *out, uint32_t msgid, const char *s)
+void encode_result_str(msgpack_sbuffer *out, uint32_t msgid, const char *s)
 {
-    struct stackbuf sb;
     msgpack_packer pk;
-    begin_response(&pk, &sb, msgid);
+    begin_response(&pk, out, msgid);
     msgpack_pack_nil(&pk);
     pack_cstr(&pk, s);
-    evbuffer_add(out, sb.data, sb.len);
 }
 
-void encode_result_hello(struct evbuffer *out, uint32_t msgid, const struct encode_hello *h)
+void encode_result_hello(msgpack_sbuffer *out, uint32_t msgid, const struct encode_hello *h)
 {
-    struct stackbuf sb;
     msgpack_packer pk;
-    begin_response(&pk, &sb, msgid);
+    begin_response(&pk, out, msgid);
     msgpack_pack_nil(&pk);
     msgpack_pack_map(&pk, 5);
     pack_cstr(&pk, "server");
@@ -115,7 +107,6 @@ void encode_result_hello(struct evbuffer *out, uint32_t msgid, const struct enco
     msgpack_pack_uint64(&pk, h->client_id);
     pack_cstr(&pk, "max_payload");
     msgpack_pack_uint64(&pk, h->max_payload);
-    evbuffer_add(out, sb.data, sb.len);
 }
 
 static void pack_error_pair(msgpack_packer *pk, int code, const char *message)
@@ -125,26 +116,22 @@ static void pack_error_pair(msgpack_packer *pk, int code, const char *message)
     pack_cstr(pk, message);
 }
 
-void encode_response_error(struct evbuffer *out, uint32_t msgid, int code, const char *message)
+void encode_response_error(msgpack_sbuffer *out, uint32_t msgid, int code, const char *message)
 {
-    struct stackbuf sb;
     msgpack_packer pk;
-    begin_response(&pk, &sb, msgid);
+    begin_response(&pk, out, msgid);
     pack_error_pair(&pk, code, message);
     msgpack_pack_nil(&pk);
-    evbuffer_add(out, sb.data, sb.len);
 }
 
-void encode_error_notification(struct evbuffer *out, int code, const char *message)
+void encode_error_notification(msgpack_sbuffer *out, int code, const char *message)
 {
-    struct stackbuf sb = {.len = 0};
     msgpack_packer pk;
-    msgpack_packer_init(&pk, &sb, stackbuf_write);
+    msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
     msgpack_pack_array(&pk, 3);
     msgpack_pack_uint8(&pk, PROTO_NOTIFICATION);
     pack_str(&pk, "error", 5);
     pack_error_pair(&pk, code, message);
-    evbuffer_add(out, sb.data, sb.len);
 }
 
 size_t encode_msg_opts(msgpack_sbuffer *buf, const char *reply_to, size_t reply_to_len,

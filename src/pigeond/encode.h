@@ -3,8 +3,10 @@
  *
  * Responses ([1, msgid, error, result]), error notifications ([2, "error",
  * [code, message]]), the hello result, the opts map of a `msg`, and the
- * constant prefix of every `msg` a subscription receives.  Small frames are
- * packed into a stack buffer and appended to the evbuffer in one call.
+ * header of every `msg` a subscription receives: no other file writes
+ * MessagePack bytes by hand.  Frames are appended to a msgpack_sbuffer the
+ * caller owns (the loop's frame buffer, see loop_frame_buf) and queued from
+ * there in one copy.
  *
  * The payload of a message is never encoded here: it travels as the bytes
  * the publisher sent (see router.c).
@@ -16,7 +18,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <event2/buffer.h>
+#include <string.h>
+
 #include <msgpack.h>
 
 /* 93 02 a3 "msg" 93|94 <sid>: at most 7 + 5 bytes. */
@@ -27,12 +30,24 @@
 /* The `msg` prefix for subscription SID, with a 3-element params array. */
 size_t encode_msg_prefix(uint8_t out[ENCODE_MSG_PREFIX_MAX], uint32_t sid);
 
+/*
+ * Writes a `msg` header to DST: PREFIX (PLEN bytes, from encode_msg_prefix),
+ * its params array made 4 long when the message carries an opts map.
+ */
+static inline void encode_msg_header(uint8_t *dst, const uint8_t *prefix, size_t plen,
+                                     bool with_opts)
+{
+    memcpy(dst, prefix, plen);
+    if (with_opts)
+        dst[ENCODE_MSG_PARAMS_AT] = 0x94; /* fixarray of 4 */
+}
+
 /* [1, msgid, nil, v] */
-void encode_result_uint(struct evbuffer *out, uint32_t msgid, uint64_t v);
+void encode_result_uint(msgpack_sbuffer *out, uint32_t msgid, uint64_t v);
 /* [1, msgid, nil, true] */
-void encode_result_true(struct evbuffer *out, uint32_t msgid);
+void encode_result_true(msgpack_sbuffer *out, uint32_t msgid);
 /* [1, msgid, nil, s] (S is a NUL-terminated string) */
-void encode_result_str(struct evbuffer *out, uint32_t msgid, const char *s);
+void encode_result_str(msgpack_sbuffer *out, uint32_t msgid, const char *s);
 
 /* The hello result map. */
 struct encode_hello {
@@ -41,13 +56,13 @@ struct encode_hello {
     uint64_t client_id;
     uint64_t max_payload;
 };
-void encode_result_hello(struct evbuffer *out, uint32_t msgid, const struct encode_hello *h);
+void encode_result_hello(msgpack_sbuffer *out, uint32_t msgid, const struct encode_hello *h);
 
 /* [1, msgid, [code, message], nil] */
-void encode_response_error(struct evbuffer *out, uint32_t msgid, int code, const char *message);
+void encode_response_error(msgpack_sbuffer *out, uint32_t msgid, int code, const char *message);
 
 /* [2, "error", [code, message]] */
-void encode_error_notification(struct evbuffer *out, int code, const char *message);
+void encode_error_notification(msgpack_sbuffer *out, int code, const char *message);
 
 /*
  * The opts map of a delivered `msg`: reply_to (when REPLY_TO is not NULL),

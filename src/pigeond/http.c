@@ -130,8 +130,8 @@ void http_check_fds(struct http *h)
 {
     if (h == NULL)
         return;
-    if (h->srv->loop.fd_limit != INT_MAX) {
-        bool no_fds = !loop_fd_room(&h->srv->loop);
+    if (fdlimit_ceiling(&h->srv->loop.fds) != 0) {
+        bool no_fds = !fdlimit_room(&h->srv->loop.fds);
         if (no_fds != h->no_fds)
             log_notice(&h->srv->log,
                        no_fds ? "http: accepting paused: no descriptor below FD_SETSIZE "
@@ -336,23 +336,23 @@ static json_t *json_u64(uint64_t v)
 static json_t *connection_json(const struct conn *c, int64_t now)
 {
     json_t *o = json_object();
-    size_t queued = evbuffer_get_length(c->staging) + c->stage_used +
-                    evbuffer_get_length(bufferevent_get_output(c->bev));
+    const struct session *s = &c->sess;
 
-    json_object_set_new(o, "id", json_u64(c->id));
-    json_object_set_new(o, "client", c->client_name ? json_string(c->client_name) : json_null());
-    json_object_set_new(o, "peer", json_string(c->peer));
+    json_object_set_new(o, "id", json_u64(s->id));
+    json_object_set_new(o, "client", s->client_name ? json_string(s->client_name) : json_null());
+    json_object_set_new(o, "peer", json_string(conn_peer(c)));
     json_object_set_new(o, "listener", json_string(listener_name(c->listener)));
     json_object_set_new(o, "state", json_string(c->state == CONN_OPEN ? "open" : "closing"));
     json_object_set_new(o, "connected_ms", json_integer((json_int_t)(now - c->opened_ms)));
-    json_object_set_new(o, "subscriptions", json_u64(c->n_subs));
+    json_object_set_new(o, "subscriptions", json_u64(s->n_subs));
     json_object_set_new(o, "msgs_in", json_u64(c->stats.msgs_in));
     json_object_set_new(o, "bytes_in", json_u64(c->stats.bytes_in));
     json_object_set_new(o, "msgs_out", json_u64(c->stats.msgs_out));
     json_object_set_new(o, "bytes_out", json_u64(c->stats.bytes_out));
     json_object_set_new(o, "dropped", json_u64(c->stats.dropped));
-    json_object_set_new(o, "queued_bytes", json_u64(queued));
-    json_object_set_new(o, "slow", json_boolean(c->dropping || c->read_paused));
+    json_object_set_new(o, "undelivered", json_u64(c->stats.undelivered));
+    json_object_set_new(o, "queued_bytes", json_u64(conn_queued(c)));
+    json_object_set_new(o, "slow", json_boolean(s->dropping || (c->holds & CONN_HOLD_OUTPUT)));
     return o;
 }
 
@@ -375,11 +375,11 @@ static void handle_connections(struct http *h, struct evhttp_request *req)
     http_reply_json(req, page_wrap(&p, i, "connections", items));
 }
 
-static json_t *subscription_json(const struct conn *c, const struct sub *s)
+static json_t *subscription_json(const struct session *ss, const struct sub *s)
 {
     json_t *o = json_object();
 
-    json_object_set_new(o, "client_id", json_u64(c->id));
+    json_object_set_new(o, "client_id", json_u64(ss->id));
     json_object_set_new(o, "sid", json_u64(s->sid));
     json_object_set_new(o, "pattern", json_string(s->pattern));
     json_object_set_new(o, "queue", s->queue ? json_string(s->queue) : json_null());
@@ -399,9 +399,9 @@ static void handle_subscriptions(struct http *h, struct evhttp_request *req)
     TAILQ_FOREACH (c, &h->srv->loop.conns, link) {
         /* Whole connections before the page are skipped in one step. */
         uint64_t skip = seen < p.offset ? p.offset - seen : 0;
-        for (uint64_t k = skip; k < c->n_subs && json_array_size(items) < p.limit; k++)
-            json_array_append_new(items, subscription_json(c, c->subs[k]));
-        seen += c->n_subs;
+        for (uint64_t k = skip; k < c->sess.n_subs && json_array_size(items) < p.limit; k++)
+            json_array_append_new(items, subscription_json(&c->sess, c->sess.subs[k]));
+        seen += c->sess.n_subs;
     }
     http_reply_json(req, page_wrap(&p, seen, "subscriptions", items));
 }
@@ -479,6 +479,12 @@ static void http_format_address(struct http *h)
 }
 
 /* Opens the endpoint CONF describes; NULL after logging why. */
+/* fdlimit watcher: descriptors were taken or freed. */
+static void http_fds_changed_cb(void *arg)
+{
+    http_check_fds(arg);
+}
+
 static struct http *http_open(struct server *srv, const struct config_http *conf)
 {
     struct http *h = xcalloc(1, sizeof(*h));
@@ -505,6 +511,7 @@ static struct http *http_open(struct server *srv, const struct config_http *conf
     }
     http_apply_limits(h, conf);
     http_format_address(h);
+    fdlimit_watch(&srv->loop.fds, http_fds_changed_cb, h);
     log_notice(&srv->log, "http monitoring on %s (max_clients %u, timeout %u ms)", h->address,
                conf->max_clients, conf->timeout_ms);
     return h;
@@ -526,7 +533,7 @@ int http_apply_config(struct server *srv, struct http **h)
     if (!conf->enabled)
         return 0;
     /* Its socket must be one select can watch: libevent watches it at once. */
-    if (!loop_fd_room(&srv->loop)) {
+    if (!fdlimit_room(&srv->loop.fds)) {
         log_error(&srv->log,
                   "[http] cannot open %s: no descriptor below FD_SETSIZE "
                   "(io_backend select)",
@@ -541,6 +548,7 @@ void http_free(struct http *h)
 {
     if (h == NULL)
         return;
+    fdlimit_unwatch(&h->srv->loop.fds, http_fds_changed_cb, h);
     if (h->evh != NULL)
         evhttp_free(h->evh); /* frees its connections: each drops evhttp's reference */
     for (size_t i = 0; i < h->n_conns; i++)

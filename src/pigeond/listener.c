@@ -251,7 +251,7 @@ int listener_open(struct server *srv, const struct config_listener *cl, struct l
         if (fd >= 0)
             format_tcp_address(l, fd);
     }
-    if (fd >= srv->loop.fd_limit) {
+    if (fd >= 0 && !fdlimit_ok(&srv->loop.fds, fd)) {
         snprintf(err, errlen, "descriptor %d is beyond FD_SETSIZE (io_backend select)", (int)fd);
         close(fd);
         fd = -1;
@@ -340,11 +340,8 @@ static void listener_accept_cb(struct evconnlistener *evl, evutil_socket_t fd, s
                                int salen, void *arg)
 {
     struct listener *l = arg;
-    int one = 1;
 
     l->accepted++;
-    if (sa->sa_family == AF_INET || sa->sa_family == AF_INET6)
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     server_accept(l->srv, l, fd, sa, (socklen_t)salen);
 }
 
@@ -354,13 +351,9 @@ static void listener_error_cb(struct evconnlistener *evl, void *arg)
     struct listener *l = arg;
     int err = EVUTIL_SOCKET_ERROR();
     struct timeval tv = {.tv_sec = 0, .tv_usec = LISTENER_RETRY_MS * 1000};
-    uint64_t suppressed;
 
-    if (server_warn_ok(l->srv, &l->srv->rl_accept, &suppressed))
-        log_warning(&l->srv->log,
-                    "listener %s: accept: %s; pausing %d ms (%llu similar warnings suppressed)",
-                    l->conf.name, evutil_socket_error_to_string(err), LISTENER_RETRY_MS,
-                    (unsigned long long)suppressed);
+    loop_warn(&l->srv->loop, LOOP_WARN_ACCEPT, "listener %s: accept: %s; pausing %d ms",
+              l->conf.name, evutil_socket_error_to_string(err), LISTENER_RETRY_MS);
     if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
         evconnlistener_disable(evl);
         evtimer_add(l->retry_ev, &tv);

@@ -10,7 +10,15 @@
  * exactly as the publisher encoded them (adjacent in a `pub` frame and in a
  * `msg` frame alike), so each delivery is the subscription's pre-encoded
  * prefix, then body, then the opts map when there is one.  No payload is
- * ever decoded or re-encoded.
+ * ever decoded or re-encoded.  Deliveries go through the session's delivery
+ * API (session.h), never to a connection directly.
+ *
+ * Threads.  The router is shared by every loop of the node and is not
+ * thread-safe: even a match writes (the match cache, sublist.h).  With one
+ * loop it is that loop's; with several, deliveries would be handed to the
+ * loop that owns the subscriber, and the index either guarded or given a
+ * per-loop cache in front (NATS's L1 cache per client).  Its config is the
+ * loop's snapshot, passed in where a limit is checked.
  */
 #ifndef PIGEON_ROUTER_H
 #define PIGEON_ROUTER_H
@@ -22,22 +30,10 @@
 #include "encode.h"
 
 struct block;
-struct conn;
-struct replay;
+struct config;
+struct retain_cursor;
 struct server;
-struct sublist_entry;
-
-/* One subscription.  Owned by its connection's subs array. */
-struct sub {
-    struct conn *conn;           /* the subscriber; borrowed (it owns this sub) */
-    struct sublist_entry *entry; /* its place in the index */
-    uint32_t sid;
-    uint8_t prefix_len;
-    uint8_t prefix[ENCODE_MSG_PREFIX_MAX]; /* the msg prefix with this sid */
-    char *pattern;                         /* owned, NUL-terminated */
-    char *queue;                           /* owned, or NULL */
-    struct replay *replay;                 /* its retained replay still waiting for room, or NULL */
-};
+struct sub;
 
 /* A message to route. Every pointer is borrowed for the call. */
 struct router_msg {
@@ -57,45 +53,47 @@ struct router_msg {
 
 struct router;
 
-/* Returns a new router for SRV (borrowed; its config gives the limits). */
+/* Returns a new router for SRV (borrowed). */
 struct router *router_new(struct server *srv);
 
-/* Frees the router; every subscription must be gone. NULL is fine. */
+/* Frees the router; every subscription and replay must be gone. NULL is fine. */
 void router_free(struct router *r);
 
+/* Adds SUB (its pattern checked, its queue group or NULL) to the index; sets SUB->entry. */
+void router_subscribe(struct router *r, struct sub *sub);
+
+/* Removes SUB from the index (the session frees SUB). */
+void router_unsubscribe(struct router *r, struct sub *sub);
+
+/* True when any value is retained (a new subscription may have a replay). */
+bool router_has_retained(const struct router *r);
+
+/* Starts CUR over the values retained now; router_replay_end lets go of it. */
+void router_replay_begin(struct router *r, struct retain_cursor *cur);
+void router_replay_end(struct router *r, struct retain_cursor *cur);
+
 /*
- * Adds a subscription for C with SID on PATTERN (checked), in queue group
- * QUEUE when not NULL.  Returns the sub, owned by the caller (the conn).
+ * Offers SUB the next retained values its pattern matches
+ * (session_offer_retained), visiting at most *BUDGET store nodes (it is
+ * decremented).  Returns an enum retain_walk: DONE when the replay is
+ * complete, REFUSED when the session had no room, BUDGET when *BUDGET
+ * reached 0.
  */
-struct sub *router_subscribe(struct router *r, struct conn *c, uint32_t sid, const char *pattern,
-                             size_t plen, const char *queue, size_t qlen);
-
-/* Removes S from the index and frees it. */
-void router_unsubscribe(struct router *r, struct sub *s);
-
-/*
- * Sends the retained values S's pattern matches, with retained: true, to
- * its connection: at once as far as its outbound queue has room, the rest
- * as it drains (router_replay_continue).  Call after the sub response is
- * queued.  Queue-group subscriptions get no replay (the group shares work;
- * a replay would hand the same value to each member that joins).
- */
-void router_replay_retained(struct router *r, struct sub *s);
-
-/* Goes on with C's unfinished replays; C's output has drained. */
-void router_replay_continue(struct router *r, struct conn *c);
+int router_replay_step(struct router *r, struct retain_cursor *cur, struct sub *sub,
+                       size_t *budget);
 
 /*
  * Routes M to every matching subscription: one delivery per plain
  * subscription, one per queue group (round robin).  With M->retain, first
  * stores or clears the topic's retained value.  Returns the number of
  * deliveries queued, or -PROTO_ERR_LIMIT when the value cannot be retained
- * within max_retained (then nothing is delivered).
+ * within max_retained (then nothing is delivered).  CONF gives the limit.
  */
-long router_publish(struct router *r, const struct router_msg *m);
+long router_publish(struct router *r, const struct config *conf, const struct router_msg *m);
 
-/* Counts, for monitoring. */
+/* Counts, for monitoring and the memory budget. */
 size_t router_sub_count(const struct router *r);
+uint64_t router_sub_bytes(const struct router *r); /* what the subscriptions and their index take */
 size_t router_retained_count(const struct router *r);
 uint64_t router_retained_bytes(const struct router *r);
 

@@ -107,53 +107,6 @@ static void server_close_listener(struct server *srv, struct listener *l)
     listener_close(l);
 }
 
-/* ------------------------------------------------ rate-limited warnings */
-
-/* Arms the report of suppressed warnings one refill interval from now. */
-static void server_arm_rl_flush(struct server *srv, const struct log_ratelimit *rl)
-{
-    struct timeval tv = {.tv_sec = rl->interval_ms / 1000,
-                         .tv_usec = (suseconds_t)(rl->interval_ms % 1000) * 1000};
-
-    if (srv->rl_flush_ev != NULL && !evtimer_pending(srv->rl_flush_ev, NULL))
-        evtimer_add(srv->rl_flush_ev, &tv);
-}
-
-bool server_warn_ok(struct server *srv, struct log_ratelimit *rl, uint64_t *suppressed)
-{
-    if (log_ratelimit_ok(rl, (uint64_t)clock_now_ms(), suppressed))
-        return true;
-    server_arm_rl_flush(srv, rl);
-    return false;
-}
-
-/*
- * Reports each bucket's suppressed warnings once it has refilled, so that
- * "N similar warnings suppressed" reaches the log even when no warning of
- * that kind follows the burst; while a bucket is still empty, tries again.
- */
-static void server_rl_flush_cb(evutil_socket_t fd, short what, void *arg)
-{
-    struct server *srv = arg;
-    const struct {
-        struct log_ratelimit *rl;
-        const char *what;
-    } kinds[] = {
-        {&srv->rl_protocol, "bad frames"},
-        {&srv->rl_slow, "slow consumers"},
-        {&srv->rl_accept, "accepting connections"},
-    };
-    uint64_t now = (uint64_t)clock_now_ms(), n;
-
-    for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
-        if (log_ratelimit_flush(kinds[i].rl, now, &n))
-            log_warning(&srv->log, "%llu similar warnings suppressed (%s)", (unsigned long long)n,
-                        kinds[i].what);
-        if (log_ratelimit_pending(kinds[i].rl))
-            server_arm_rl_flush(srv, kinds[i].rl);
-    }
-}
-
 /* "default=127.0.0.1:7400 local=unix:/run/pigeon/pigeond.sock" into BUF (cut to fit). */
 static void server_format_listeners(struct server *srv, char *buf, size_t len)
 {
@@ -178,11 +131,14 @@ static void server_log_summary(struct server *srv)
     server_format_listeners(srv, listeners, sizeof(listeners));
     log_notice(&srv->log,
                "pigeond %s started: io_backend %s, max_payload %u, max_connections %u, "
-               "max_subscriptions %u, max_outbound %llu, slow_consumer %s, max_retained %llu, "
+               "max_subscriptions %u (%u per connection), max_memory %llu%s, max_outbound %llu, "
+               "slow_consumer %s, max_retained %llu, "
                "idle_timeout %u ms, config %s, drain_timeout %u ms, stats_interval %u ms, "
                "listeners %s, http %s, systemd notify %s, socket activation %zu fds",
                PIGEON_VERSION, loop_method(&srv->loop), c->max_payload, c->max_connections,
-               c->max_subscriptions, (unsigned long long)c->max_outbound,
+               c->max_subscriptions, c->max_subscriptions_per_connection,
+               (unsigned long long)srv->budget.limit, srv->budget.is_auto ? " (auto)" : "",
+               (unsigned long long)c->max_outbound,
                config_slow_policy_name(c->slow_consumer), (unsigned long long)c->max_retained,
                c->idle_timeout_ms, c->path != NULL ? c->path : "(built-in defaults)",
                c->drain_timeout_ms, c->stats_interval_ms, listeners,
@@ -285,7 +241,6 @@ int server_reload(struct server *srv)
 {
     struct config *next;
     struct config_error err;
-    struct conn *c;
 
     if (srv->conf_path == NULL) {
         /* Started without -c and without the default file: read it if it
@@ -307,17 +262,17 @@ int server_reload(struct server *srv)
         log_warning(&srv->log, "SIGHUP: io_backend %s takes effect at the next start",
                     config_io_backend_name(next->io_backend));
     struct config *old = srv->conf;
-    srv->conf = next;
+    srv->conf = next; /* the file's reference, now the server's */
     srv->log.level = next->log_level;
     if (!srv->draining) {
         server_reload_listeners(srv, next);
         activation_report_unmatched(srv->activation, next, &srv->log, LOG_LEVEL_WARNING);
     }
-    TAILQ_FOREACH (c, &srv->loop.conns, link)
-        conn_apply_config(c);
+    loop_set_config(&srv->loop, next);
+    budget_apply_config(srv);
     http_apply_config(srv, &srv->http); /* logged; the rest of the reload stands */
     sysstats_apply_config(srv->sysstats);
-    config_free(old);
+    config_unref(old);
     server_write_ports_file(srv);
     log_notice(&srv->log, "SIGHUP: configuration reloaded from %s", srv->conf_path);
     return 0;
@@ -343,8 +298,9 @@ void server_shutdown(struct server *srv)
         event_base_loopexit(srv->loop.base, NULL);
         return;
     }
-    /* Each connection has drain_timeout to flush; this is the backstop. */
-    uint32_t ms = srv->conf->drain_timeout_ms + 1000;
+    /* Each connection has drain_timeout to flush, then CONN_GRACE_MS to read
+     * what it was told of the rest; this is the backstop. */
+    uint32_t ms = srv->conf->drain_timeout_ms + CONN_GRACE_MS + 1000;
     struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
     srv->drain_timer = evtimer_new(srv->loop.base, server_drain_timeout_cb, srv);
     if (srv->drain_timer == NULL || evtimer_add(srv->drain_timer, &tv) < 0)
@@ -360,10 +316,18 @@ static void server_drain_timeout_cb(evutil_socket_t fd, short what, void *arg)
     event_base_loopexit(srv->loop.base, NULL);
 }
 
+void server_conn_undelivered(struct server *srv, uint64_t n)
+{
+    if (!srv->draining || n == 0)
+        return;
+    srv->undelivered_total += n;
+    srv->undelivered_conns++;
+}
+
 void server_conn_freed(struct server *srv)
 {
     srv->n_conns--;
-    http_check_fds(srv->http); /* a descriptor may be free for it again */
+    fdlimit_changed(&srv->loop.fds); /* a descriptor may be free for a listener again */
     if (srv->draining && srv->n_conns == 0)
         event_base_loopexit(srv->loop.base, NULL);
 }
@@ -377,19 +341,15 @@ void server_conn_freed(struct server *srv)
 static void server_refuse(struct server *srv, evutil_socket_t fd, const char *limit,
                           const char *why)
 {
-    struct evbuffer *buf = evbuffer_new();
-    uint64_t suppressed;
+    msgpack_sbuffer *buf = loop_frame_buf(&srv->loop);
 
-    if (buf != NULL) {
-        encode_error_notification(buf, PROTO_ERR_LIMIT, limit);
-        evbuffer_write(buf, fd); /* best effort: the socket is new and empty */
-        evbuffer_free(buf);
+    encode_error_notification(buf, PROTO_ERR_LIMIT, limit);
+    if (write(fd, buf->data, buf->size) < 0) {
+        /* best effort: the socket is new and empty, and closed next */
     }
     evutil_closesocket(fd);
     srv->loop.stats.conns_rejected++;
-    if (server_warn_ok(srv, &srv->rl_accept, &suppressed))
-        log_warning(&srv->log, "refused a connection: %s (%llu similar warnings suppressed)", why,
-                    (unsigned long long)suppressed);
+    loop_warn(&srv->loop, LOOP_WARN_ACCEPT, "refused a connection: %s", why);
 }
 
 void server_accept(struct server *srv, struct listener *l, evutil_socket_t fd,
@@ -407,15 +367,15 @@ void server_accept(struct server *srv, struct listener *l, evutil_socket_t fd,
         return;
     }
     /* libevent's select backend cannot watch it: glibc aborts in FD_SET. */
-    if (fd >= srv->loop.fd_limit) {
+    if (!fdlimit_ok(&srv->loop.fds, fd)) {
         snprintf(why, sizeof(why), "io_backend select: descriptor %d is beyond FD_SETSIZE %d",
-                 (int)fd, (int)srv->loop.fd_limit);
+                 (int)fd, fdlimit_ceiling(&srv->loop.fds));
         server_refuse(srv, fd, "too many connections (io_backend select)", why);
         return;
     }
-    if (conn_new(&srv->loop, l, fd, peer, peerlen) == NULL)
+    if (conn_new(&srv->loop, l, fd, peer, peerlen, NULL) == NULL)
         log_error(&srv->log, "cannot set up a connection from listener %s", listener_name(l));
-    http_check_fds(srv->http); /* that may have taken the last descriptor it can use */
+    fdlimit_changed(&srv->loop.fds); /* that may have taken the last descriptor a listener can use */
 }
 
 /* ---------------------------------------------------------- public API */
@@ -432,23 +392,14 @@ int server_init(struct server *srv, struct config *conf, const char *conf_path,
     srv->started_ms = clock_now_ms();
     TAILQ_INIT(&srv->listeners);
     log_init(&srv->log, stderr, conf->log_level);
-    log_ratelimit_init(&srv->rl_protocol, 10, 1000);
-    log_ratelimit_init(&srv->rl_slow, 10, 1000);
-    log_ratelimit_init(&srv->rl_accept, 10, 1000);
-    if (!msgpack_zone_init(&srv->zone, 2048))
-        abort(); /* out of memory at start: the xalloc policy */
-    msgpack_sbuffer_init(&srv->scratch);
     server_raise_fd_limit(srv);
-    if (loop_init(&srv->loop, srv, conf->io_backend, &why) < 0) {
+    if (loop_init(&srv->loop, srv, &srv->log, conf, &why) < 0) {
         log_error(&srv->log, "io_backend %s: %s", config_io_backend_name(conf->io_backend), why);
         return -1;
     }
     srv->router = router_new(srv);
-    srv->rl_flush_ev = evtimer_new(srv->loop.base, server_rl_flush_cb, srv);
-    if (srv->rl_flush_ev == NULL) {
-        log_error(&srv->log, "cannot make the log rate limiter's timer");
+    if (budget_init(srv) < 0)
         return -1;
-    }
     if (activation_new(&srv->log, &srv->activation) < 0)
         return -1;
     for (size_t i = 0; i < conf->n_listeners; i++)
@@ -467,11 +418,20 @@ int server_init(struct server *srv, struct config *conf, const char *conf_path,
 
 int server_run(struct server *srv)
 {
+    struct conn *c;
+
     if (event_base_dispatch(srv->loop.base) < 0) {
         log_error(&srv->log, "event loop failed");
         return 1;
     }
-    log_notice(&srv->log, "stopped");
+    /* Those the backstop cut off: counted before the summary. */
+    while ((c = TAILQ_FIRST(&srv->loop.conns)) != NULL)
+        conn_destroy(c);
+    if (srv->undelivered_total > 0)
+        log_warning(&srv->log, "stopped: %llu queued messages were not delivered, to %u clients",
+                    (unsigned long long)srv->undelivered_total, srv->undelivered_conns);
+    else
+        log_notice(&srv->log, "stopped: every queued message was delivered");
     return srv->exit_code;
 }
 
@@ -484,6 +444,7 @@ void server_fini(struct server *srv)
         server_close_listener(srv, l);
     while ((c = TAILQ_FIRST(&srv->loop.conns)) != NULL)
         conn_destroy(c);
+    budget_fini(srv);
     notify_free(srv->notify);
     sysstats_free(srv->sysstats);
     http_free(srv->http);
@@ -491,8 +452,6 @@ void server_fini(struct server *srv)
     router_free(srv->router);
     if (srv->drain_timer != NULL)
         event_free(srv->drain_timer);
-    if (srv->rl_flush_ev != NULL)
-        event_free(srv->rl_flush_ev);
     if (srv->sig_term != NULL)
         event_free(srv->sig_term);
     if (srv->sig_int != NULL)
@@ -500,9 +459,7 @@ void server_fini(struct server *srv)
     if (srv->sig_hup != NULL)
         event_free(srv->sig_hup);
     loop_fini(&srv->loop);
-    msgpack_sbuffer_destroy(&srv->scratch);
-    msgpack_zone_destroy(&srv->zone);
-    config_free(srv->conf);
+    config_unref(srv->conf);
     free(srv->conf_path);
     if (srv->ports_file != NULL)
         unlink(srv->ports_file);

@@ -5,9 +5,11 @@
  * router, the listeners and the signal handlers, and it runs the life of
  * the daemon: start, SIGHUP reload, SIGTERM/SIGINT drain, stop.
  *
- * Places kept for what comes next: authentication and ACLs hang off the
- * server (checked by the dispatcher at hello, pub and sub); a durable store
- * and a backplane attach to the router; more loops become an array here.
+ * What the per-message path needs lives in the loop (loop.h) and the
+ * router (router.h), not here.  Places kept for what comes next:
+ * authentication and permissions hang off the server (checked by the
+ * session at hello, pub and sub); a durable store and a backplane attach to
+ * the router; more loops become an array here.
  */
 #ifndef PIGEON_SERVER_H
 #define PIGEON_SERVER_H
@@ -16,8 +18,7 @@
 #include <stdint.h>
 #include <sys/queue.h>
 
-#include <msgpack.h>
-
+#include "budget.h"
 #include "config.h"
 #include "log.h"
 #include "loop.h"
@@ -33,7 +34,7 @@ TAILQ_HEAD(listener_list, listener);
 
 struct server {
     struct logger log;
-    struct config *conf;            /* the current snapshot; owned; replaced whole on reload */
+    struct config *conf;            /* holds a reference to the current snapshot; replaced on reload */
     char *conf_path;                /* file reread on SIGHUP, or NULL (built-in defaults); owned */
     char *ports_file;               /* where bound addresses are written, or NULL; owned */
     struct loop loop;               /* the event loop (one per node today) */
@@ -45,12 +46,9 @@ struct server {
     uint64_t next_client_id;
     uint32_t n_conns; /* open and closing connections, all loops */
     int64_t started_ms;
-    msgpack_zone zone;                /* decodes hello and opts; cleared after each frame */
-    msgpack_sbuffer scratch;          /* encodes msg opts; cleared after each frame */
-    struct log_ratelimit rl_protocol; /* warnings about bad frames */
-    struct log_ratelimit rl_slow;     /* warnings about slow consumers */
-    struct log_ratelimit rl_accept;   /* warnings about failing accept() */
-    struct event *rl_flush_ev;        /* reports what the three suppressed */
+    struct budget budget;       /* max_memory (budget.h) */
+    uint64_t undelivered_total; /* messages closed connections never got, while draining */
+    uint32_t undelivered_conns; /* connections that lost any, while draining */
     /* Operations (docs/operations.md); each owned, NULL when off: */
     struct activation *activation; /* sockets systemd passed */
     struct notify *notify;         /* sd_notify and the watchdog */
@@ -67,14 +65,6 @@ struct server {
  */
 int server_init(struct server *srv, struct config *conf, const char *conf_path,
                 const char *ports_file);
-
-/*
- * Whether to log a warning a client can provoke, through RL (one of SRV's
- * rl_* buckets), as log_ratelimit_ok says.  When it refuses, a timer
- * reports the suppressed count once the bucket refills, so a burst that
- * is followed by silence is still accounted for in the log.
- */
-bool server_warn_ok(struct server *srv, struct log_ratelimit *rl, uint64_t *suppressed);
 
 /* Runs the loop until a signal stops it. Returns the process exit code. */
 int server_run(struct server *srv);
@@ -95,6 +85,9 @@ void server_shutdown(struct server *srv);
 /* A new connection from listener L (accept callback). Takes FD. */
 void server_accept(struct server *srv, struct listener *l, evutil_socket_t fd,
                    const struct sockaddr *peer, socklen_t peerlen);
+
+/* A connection is being freed, having lost N queued messages (for the shutdown summary). */
+void server_conn_undelivered(struct server *srv, uint64_t n);
 
 /* A connection was freed (its loop's reap job). */
 void server_conn_freed(struct server *srv);

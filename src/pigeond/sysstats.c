@@ -48,7 +48,7 @@ long sysstats_publish(struct sysstats *s)
         .body = (const uint8_t *)s->buf.data,
         .body_len = s->buf.size,
     };
-    return router_publish(s->srv->router, &m);
+    return router_publish(s->srv->router, s->srv->conf, &m);
 }
 
 static void sysstats_timer_cb(evutil_socket_t fd, short what, void *arg)

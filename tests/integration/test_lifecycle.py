@@ -399,6 +399,42 @@ class Shutdown(BrokerTest):
         stuck.wait_closed()  # what was queued is dropped
         self.assertLess(len(stuck.messages), self.N + 1)
 
+    def test_loss_at_drain_timeout_is_told_and_logged(self):
+        # 50,000 messages of 1 KB (far more than the kernel's buffers hold)
+        # for a client that reads none of them until drain_timeout has
+        # passed: it is told how many it will not get, right behind the one
+        # message in flight, and the log says the same.
+        b = self.start_broker({"drain_timeout": "1s", "log_level": "info"})
+        slow = self.client(b, rcvbuf=16 * 1024)
+        slow.sub("drain")
+        cid = slow.hello_result["client_id"]
+        p = self.client(b)
+        total = 50000
+        pad = b"x" * 1000
+        frames = [pub_frame_raw("drain", harness.pack([i, pad])) for i in range(total)]
+        for i in range(0, total, 5000):
+            p.send_raw(b"".join(frames[i:i + 5000]))
+        p.sync()
+        b.send_signal(signal.SIGTERM)
+        b.wait_log(r"SIGTERM: shutting down")
+        time.sleep(1.3)  # drain_timeout passes; the grace to read the error begins
+        slow.wait_closed()
+        self.assertEqual(b.wait_exit(), 0)
+        self.assertEqual(len(slow.errors), 1, "one error notification")
+        code, message = slow.errors[0]
+        self.assertEqual(code, harness.SLOW_CONSUMER)
+        m = re.fullmatch(r"server shutting down, and drain_timeout passed: (\d+) queued messages "
+                         r"not delivered", message)
+        self.assertIsNotNone(m, message)
+        lost = int(m.group(1))
+        self.assertGreater(lost, total // 2)
+        self.assertEqual(len(slow.messages) + lost, total, "received + told lost == published")
+        self.assertEqual([x[2][0] for x in slow.messages], list(range(len(slow.messages))))
+        log = b.log_text()
+        self.assertRegex(log, r"client %d \(.*\) disconnected: server shutting down; .* "
+                              r"undelivered %d," % (cid, lost))
+        self.assertIn("stopped: %d queued messages were not delivered, to 1 clients" % lost, log)
+
     def test_exits_within_drain_timeout(self):
         # A client that never reads cannot hold the broker past drain_timeout.
         b = self.start_broker({"drain_timeout": "1s", "log_level": "info"})

@@ -2,7 +2,8 @@
 
 Slow consumers (100 MB published to a subscriber that never reads, under
 both policies), a client that pipelines requests without reading the
-responses, max_payload, max_connections, max_subscriptions, idle_timeout,
+responses, max_payload, max_connections, max_subscriptions (per connection
+and broker-wide), idle_timeout,
 and 10,000 clients connecting at once.  Memory is checked through the
 broker's VmRSS.
 
@@ -396,7 +397,7 @@ class MaxConnections(LimitsTest):
 
 
 class MaxSubscriptions(LimitsTest):
-    BROKER = {"max_subscriptions": 3}
+    BROKER = {"max_subscriptions_per_connection": 3}
 
     def test_limit_per_connection(self):
         c = self.client()
@@ -413,6 +414,29 @@ class MaxSubscriptions(LimitsTest):
         self.assertIsInstance(p.sub("s.x"), int)
         c.unsub(sids[0])
         self.assertIsInstance(c.sub("s.x"), int)
+
+
+class MaxSubscriptionsBroker(LimitsTest):
+    BROKER = {"max_subscriptions": 5}
+
+    def test_limit_over_all_connections(self):
+        a, b = self.client(), self.client()
+        sids = [a.sub("a.%d" % i) for i in range(3)] + [b.sub("b.%d" % i) for i in range(2)]
+        self.assertEqual(len(sids), 5)
+        code, why = b.request_error("sub", "b.x")
+        self.assertEqual(code, LIMIT)
+        self.assertIn("max_subscriptions", why)
+        self.assertEqual(a.request_error("sub", "a.x", {"queue": "q"})[0], LIMIT)
+        # A place freed on one connection is another's to take.
+        a.unsub(sids[0])
+        self.assertIsInstance(b.sub("b.x"), int)
+        self.assertEqual(a.request_error("sub", "a.x")[0], LIMIT)
+        # A closed connection gives back all of its places.
+        a.close()
+        b.pump_until(lambda: self.broker.log_count(r"disconnected: closed by client") >= 1,
+                     what="a's close")
+        self.assertIsInstance(b.sub("b.y"), int)
+        self.assertIsInstance(b.sub("b.z"), int)
 
 
 class IdleTimeout(LimitsTest):

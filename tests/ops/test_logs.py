@@ -80,7 +80,7 @@ class ConnectionLines(BrokerTest):
         reasons = {"bye": "closed by client", "idle": "idle timeout", "big": "frame too large"}
         for n, why in reasons.items():
             m = b.wait_log(r"info client %d \(127\.0\.0\.1:%d\) disconnected: %s; in (\d+) msgs (\d+) bytes, "
-                           r"out (\d+) msgs (\d+) bytes, dropped (\d+), (\d+) ms$" % (ids[n], port[n], re.escape(why)))
+                           r"out (\d+) msgs (\d+) bytes, dropped (\d+), undelivered (\d+), (\d+) ms$" % (ids[n], port[n], re.escape(why)))
             self.assertIsNotNone(m)
         for n in ids:  # one line each way
             self.assertEqual(b.log_count(r"client %d connected from" % ids[n]), 1)

@@ -158,7 +158,7 @@ START_TEST(test_by_name)
                      ACTIVATION_NONE);
     ck_assert_uint_eq(activation_report_unmatched(a, conf, &test_log, LOG_LEVEL_ERROR), 0);
     activation_free(a);
-    config_free(conf);
+    config_unref(conf);
 }
 END_TEST
 
@@ -183,7 +183,7 @@ START_TEST(test_by_address)
     close(fd);
     ck_assert_uint_eq(activation_report_unmatched(a, conf, &test_log, LOG_LEVEL_ERROR), 0);
     activation_free(a);
-    config_free(conf);
+    config_unref(conf);
 }
 END_TEST
 
@@ -206,7 +206,7 @@ START_TEST(test_name_beats_address)
     ck_assert_uint_eq(fd_port(fd), p3);
     close(fd);
     activation_free(a);
-    config_free(conf);
+    config_unref(conf);
 }
 END_TEST
 
@@ -234,7 +234,7 @@ START_TEST(test_shared_name)
     close(fd);
     ck_assert_uint_eq(activation_report_unmatched(a, conf, &test_log, LOG_LEVEL_ERROR), 0);
     activation_free(a);
-    config_free(conf);
+    config_unref(conf);
 
     /* With one listener of that name and nothing else, the second is left over. */
     conf = conf_of("[listener main]\nbind = 127.0.0.1:0\n");
@@ -244,7 +244,7 @@ START_TEST(test_shared_name)
     ck_assert_int_eq(activation_new(&test_log, &a), 0);
     ck_assert_uint_eq(activation_report_unmatched(a, conf, &test_log, LOG_LEVEL_ERROR), 1);
     activation_free(a);
-    config_free(conf);
+    config_unref(conf);
 }
 END_TEST
 
@@ -267,7 +267,7 @@ START_TEST(test_unix_by_path)
     activation_free(a);
     ck_assert_int_eq(stat(path, &st), 0); /* systemd's file: never removed here */
     unlink(path);
-    config_free(conf);
+    config_unref(conf);
 }
 END_TEST
 
@@ -282,7 +282,7 @@ START_TEST(test_unmatched)
     ck_assert_int_eq(activation_new(&test_log, &a), 0);
     ck_assert_uint_eq(activation_report_unmatched(a, conf, &test_log, LOG_LEVEL_ERROR), 1);
     activation_free(a);
-    config_free(conf);
+    config_unref(conf);
 }
 END_TEST
 
@@ -303,7 +303,7 @@ START_TEST(test_kind_mismatch)
     ck_assert_ptr_nonnull(strstr(err, "not a TCP socket"));
     activation_free(a);
     unlink(path);
-    config_free(conf);
+    config_unref(conf);
 }
 END_TEST
 

@@ -1,0 +1,305 @@
+/*
+ * session.c - one client's protocol state, and the delivery API (see
+ * session.h).
+ *
+ * Layers, top-down: life; subscriptions (the sid-sorted array and the
+ * limits on it); retained replays (a queue of cursors, paced by the
+ * output); delivery and the slow-consumer policy.
+ */
+#include "session.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "block.h"
+#include "budget.h"
+#include "conn.h"
+#include "proto.h"
+#include "router.h"
+#include "server.h"
+#include "xalloc.h"
+
+/* A retained replay under way: a cursor over the store, for one subscription. */
+struct replay {
+    struct replay *next;    /* in the session's replays */
+    struct sub *sub;        /* borrowed; unsubscribing cancels the replay */
+    struct retain_cursor cur;
+};
+
+static void replay_cancel(struct session *s, struct replay *rp);
+
+/* ------------------------------------------------------------------ life */
+
+void session_init(struct session *s, struct conn *c, struct router *r, uint64_t id)
+{
+    memset(s, 0, sizeof(*s));
+    s->conn = c;
+    s->router = r;
+    s->id = id;
+    s->replays_tail = &s->replays;
+}
+
+/* Removes SUB from the index and frees it (its replay first). */
+static void sub_free(struct session *s, struct sub *sub)
+{
+    if (sub->replay != NULL)
+        replay_cancel(s, sub->replay);
+    router_unsubscribe(s->router, sub);
+    free(sub->pattern);
+    free(sub->queue);
+    free(sub);
+}
+
+void session_fini(struct session *s)
+{
+    for (uint32_t i = 0; i < s->n_subs; i++)
+        sub_free(s, s->subs[i]);
+    s->n_subs = 0;
+    free(s->subs);
+    s->subs = NULL;
+    s->cap_subs = 0;
+    free(s->client_name);
+    s->client_name = NULL;
+}
+
+/* --------------------------------------------------------- subscriptions */
+
+/* Adds SUB to S's subs, which stay sorted by sid (sids only grow). */
+static void subs_append(struct session *s, struct sub *sub)
+{
+    if (s->n_subs == s->cap_subs) {
+        s->cap_subs = s->cap_subs ? s->cap_subs * 2 : 1;
+        s->subs = xrealloc(s->subs, s->cap_subs * sizeof(*s->subs));
+    }
+    s->subs[s->n_subs++] = sub;
+}
+
+/* Index of SID in S's subs, or -1. */
+static long subs_find(const struct session *s, uint64_t sid)
+{
+    long lo = 0, hi = (long)s->n_subs - 1;
+
+    while (lo <= hi) {
+        long mid = lo + (hi - lo) / 2;
+        if (s->subs[mid]->sid == sid)
+            return mid;
+        if (s->subs[mid]->sid < sid)
+            lo = mid + 1;
+        else
+            hi = mid - 1;
+    }
+    return -1;
+}
+
+/* Which limit, if any, a new subscription of S would pass: its message, or NULL. */
+static const char *subscribe_limit(const struct session *s)
+{
+    const struct config *conf = s->conn->loop->conf;
+    struct server *srv = s->conn->loop->srv;
+
+    if (s->n_subs >= conf->max_subscriptions_per_connection || s->next_sid == UINT32_MAX)
+        return "too many subscriptions on this connection (max_subscriptions_per_connection)";
+    if (router_sub_count(s->router) >= conf->max_subscriptions)
+        return "too many subscriptions in the broker (max_subscriptions)";
+    if (budget_refusing(srv)) {
+        budget_refused_sub(srv);
+        return "broker memory full (max_memory)";
+    }
+    return NULL;
+}
+
+int session_subscribe(struct session *s, const char *pattern, size_t plen, const char *queue,
+                      size_t qlen, struct sub **out, const char **why)
+{
+    if ((*why = subscribe_limit(s)) != NULL)
+        return -PROTO_ERR_LIMIT;
+    struct sub *sub = xcalloc(1, sizeof(*sub));
+    sub->sess = s;
+    sub->sid = ++s->next_sid;
+    sub->prefix_len = (uint8_t)encode_msg_prefix(sub->prefix, sub->sid);
+    sub->pattern = xstrndup(pattern, plen);
+    sub->queue = queue != NULL ? xstrndup(queue, qlen) : NULL;
+    router_subscribe(s->router, sub);
+    subs_append(s, sub);
+    *out = sub;
+    return 0;
+}
+
+int session_unsubscribe(struct session *s, uint64_t sid)
+{
+    long i = subs_find(s, sid);
+
+    if (i < 0)
+        return -1;
+    sub_free(s, s->subs[i]);
+    memmove(&s->subs[i], &s->subs[i + 1], (s->n_subs - (size_t)i - 1) * sizeof(*s->subs));
+    s->n_subs--;
+    return 0;
+}
+
+/* ------------------------------------------------------ retained replays */
+
+/* Unlinks RP from S's replays and frees it. */
+static void replay_cancel(struct session *s, struct replay *rp)
+{
+    struct replay **pp = &s->replays;
+
+    while (*pp != rp)
+        pp = &(*pp)->next;
+    *pp = rp->next;
+    if (s->replays_tail == &rp->next)
+        s->replays_tail = pp;
+    rp->sub->replay = NULL;
+    router_replay_end(s->router, &rp->cur);
+    free(rp);
+}
+
+void session_replay_start(struct sub *sub)
+{
+    struct session *s = sub->sess;
+
+    if (sub->queue != NULL || !router_has_retained(s->router))
+        return;
+    struct replay *rp = xcalloc(1, sizeof(*rp));
+    rp->sub = sub;
+    router_replay_begin(s->router, &rp->cur);
+    *s->replays_tail = rp;
+    s->replays_tail = &rp->next;
+    sub->replay = rp;
+    /* First in line: send what fits now, so a small replay follows its response at once. */
+    if (s->replays == rp && !s->replay_waiting)
+        session_continue(s);
+}
+
+void session_continue(struct session *s)
+{
+    size_t budget = SESSION_REPLAY_VISITS;
+    struct replay *rp;
+
+    s->replay_waiting = false;
+    while ((rp = s->replays) != NULL && s->conn->state == CONN_OPEN) {
+        switch (router_replay_step(s->router, &rp->cur, rp->sub, &budget)) {
+        case RETAIN_WALK_DONE:
+            replay_cancel(s, rp);
+            break;
+        case RETAIN_WALK_REFUSED:
+            s->replay_waiting = true; /* session_drained goes on */
+            return;
+        case RETAIN_WALK_BUDGET:
+            loop_defer(s->conn->loop, s->conn); /* a later wake-up goes on */
+            return;
+        }
+    }
+}
+
+/* -------------------------------------------------------------- delivery */
+
+bool session_deliver(struct sub *sub, const struct router_msg *m)
+{
+    struct conn *c = sub->sess->conn;
+    size_t n = sub->prefix_len + m->body_len + m->opts_len;
+
+    if (!conn_room(c, n))
+        return session_slow(sub->sess, 1);
+    return conn_send_msg(c, sub->prefix, sub->prefix_len, m->body, m->body_len, m->opts,
+                         m->opts_len, m->block);
+}
+
+bool session_has_room(const struct sub *sub, size_t len)
+{
+    return conn_room(sub->sess->conn, sub->prefix_len + len);
+}
+
+bool session_offer_retained(struct sub *sub, struct block *blk, size_t body_len, size_t opts_len)
+{
+    struct conn *c = sub->sess->conn;
+    size_t n = sub->prefix_len + body_len + opts_len;
+    size_t window = SESSION_REPLAY_WINDOW < c->loop->out_limit ? SESSION_REPLAY_WINDOW
+                                                                : (size_t)c->loop->out_limit;
+
+    /* One value larger than the whole window goes when the queue is empty. */
+    if (conn_queued(c) > 0 && conn_queued(c) + n > window)
+        return false;
+    return conn_send_msg(c, sub->prefix, sub->prefix_len, blk->data, body_len,
+                         blk->data + body_len, opts_len, blk);
+}
+
+/* Queues the error notification CODE, MESSAGE for S. */
+static void session_send_error(struct session *s, int code, const char *message)
+{
+    msgpack_sbuffer *buf = loop_frame_buf(s->conn->loop);
+
+    encode_error_notification(buf, code, message);
+    conn_send_frame(s->conn, buf->data, buf->size);
+}
+
+/* Why S's queue is full: its own limit, or the broker's memory budget lowered it. */
+static bool session_memory_tight(const struct session *s)
+{
+    const struct loop *lp = s->conn->loop;
+    return lp->out_limit < lp->conf->max_outbound;
+}
+
+/* Drop policy: counts N dropped messages, and says so once per episode. */
+static void session_drop(struct session *s, uint64_t n, bool memory)
+{
+    struct conn *c = s->conn;
+    struct loop *lp = c->loop;
+
+    c->stats.dropped += n;
+    lp->stats.slow_dropped += n;
+    if (s->dropping)
+        return;
+    s->dropping = true;
+    session_send_error(s, PROTO_ERR_SLOW_CONSUMER,
+                       memory ? "slow consumer: broker memory over max_memory, dropping messages"
+                              : "slow consumer: outbound queue over max_outbound, dropping "
+                                "messages");
+    loop_warn(lp, LOOP_WARN_SLOW, "client %llu (%s): slow consumer%s, dropping messages",
+              (unsigned long long)s->id, conn_peer(c), memory ? " (max_memory)" : "");
+}
+
+/* Disconnect policy: closes S, dropping its queue at once. */
+static void session_cut(struct session *s, bool memory)
+{
+    struct conn *c = s->conn;
+    struct loop *lp = c->loop;
+
+    lp->stats.slow_disconnects++;
+    loop_warn(lp, LOOP_WARN_SLOW, "client %llu (%s): slow consumer%s, disconnecting",
+              (unsigned long long)s->id, conn_peer(c), memory ? " (max_memory)" : "");
+    conn_close_discarding(c, "slow consumer", PROTO_ERR_SLOW_CONSUMER,
+                          memory ? "slow consumer: broker memory over max_memory"
+                                 : "slow consumer: outbound queue over max_outbound");
+}
+
+bool session_slow(struct session *s, uint64_t n)
+{
+    if (s->conn->state != CONN_OPEN)
+        return false;
+    if (s->conn->loop->conf->slow_consumer == CONFIG_SLOW_DROP)
+        session_drop(s, n, session_memory_tight(s));
+    else
+        session_cut(s, session_memory_tight(s));
+    return false;
+}
+
+void session_slow_memory(struct session *s)
+{
+    if (s->conn->state != CONN_OPEN)
+        return;
+    /* A dropping client that still holds its queue at the next look is cut. */
+    if (s->conn->loop->conf->slow_consumer == CONFIG_SLOW_DROP && !s->dropping)
+        session_drop(s, 0, true);
+    else
+        session_cut(s, true);
+}
+
+void session_drained(struct session *s)
+{
+    s->dropping = false;
+    if (s->replays != NULL && s->replay_waiting) {
+        s->replay_waiting = false;
+        loop_defer(s->conn->loop, s->conn);
+    }
+}

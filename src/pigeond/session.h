@@ -1,0 +1,149 @@
+/*
+ * session.h - one client's protocol state, and the delivery API.
+ *
+ * A session is everything the broker knows about a client beyond bytes:
+ * who it is (its client_id, the name it gave, later its user and
+ * permissions), what it subscribed to, the retained replays still owed to
+ * its new subscriptions, and (with streams) its consumers.  It is embedded
+ * in its connection (conn.h), which carries its frames; nothing outside
+ * session.c edits its lists.
+ *
+ * The router reaches subscribers through these calls only:
+ *
+ *   session_deliver         queue one message for one subscription (the
+ *                           slow-consumer policy applied when it does not
+ *                           fit);
+ *   session_has_room        whether a message would fit (queue groups pick
+ *                           a member that has room);
+ *   session_slow            apply the slow-consumer policy to N messages;
+ *   session_offer_retained  one value of a retained replay, when it fits.
+ *
+ * Retained replays.  A new subscription's retained values are found a few
+ * at a time through a cursor over the retained store (retain.h), as the
+ * connection's output drains: each step visits at most
+ * SESSION_REPLAY_VISITS nodes of the store and queues at most
+ * SESSION_REPLAY_WINDOW bytes, and the next step runs in a later loop
+ * iteration.  So a `sub` over a store of millions costs the subscriber's
+ * own time, never a stall of the loop, and a waiting replay holds a cursor
+ * (a few dozen bytes), not a list.  Replays of one session go out in the
+ * order the subscriptions were made.
+ */
+#ifndef PIGEON_SESSION_H
+#define PIGEON_SESSION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "encode.h"
+#include "retain.h"
+
+struct block;
+struct conn;
+struct replay;
+struct router;
+struct router_msg;
+struct sublist_entry;
+
+/* Store nodes one replay step may visit, and bytes it may leave queued. */
+#define SESSION_REPLAY_VISITS 1024
+#define SESSION_REPLAY_WINDOW (256 * 1024)
+
+/* One subscription.  Owned by its session's subs array. */
+struct sub {
+    struct session *sess;        /* the subscriber; borrowed (it owns this sub) */
+    struct sublist_entry *entry; /* its place in the router's index */
+    uint32_t sid;
+    uint8_t prefix_len;
+    uint8_t prefix[ENCODE_MSG_PREFIX_MAX]; /* the msg prefix with this sid */
+    char *pattern;                         /* owned, NUL-terminated */
+    char *queue;                           /* owned, or NULL */
+    struct replay *replay;                 /* its retained replay still under way, or NULL */
+};
+
+struct session {
+    struct conn *conn;     /* borrowed: the connection that embeds this session */
+    struct router *router; /* borrowed */
+    uint64_t id;           /* the client_id, unique in this server's life */
+    char *client_name;     /* from hello, or NULL; owned */
+    bool hello_done;
+    bool dropping;  /* dropping messages (slow_consumer = drop) until the output drains */
+    bool published; /* published since the memory budget last looked (budget.c) */
+    bool replay_waiting; /* the head replay waits for the output to drain */
+    struct sub **subs;   /* owned array of owned subs, sorted by sid */
+    uint32_t n_subs, cap_subs;
+    uint32_t next_sid;
+    struct replay *replays;       /* under way, oldest first; owned */
+    struct replay **replays_tail; /* where the next one goes */
+};
+
+/* Sets S up for connection C, routed by R (both borrowed), as client ID. */
+void session_init(struct session *s, struct conn *c, struct router *r, uint64_t id);
+
+/* Drops S's replays and subscriptions and frees what it owns.  Idempotent. */
+void session_fini(struct session *s);
+
+/* ------------------------------------------------------- subscriptions */
+
+/*
+ * Subscribes S to PATTERN (checked), in queue group QUEUE when not NULL.
+ * Returns 0 and *OUT (borrowed; S owns it), or -PROTO_ERR_LIMIT with WHY
+ * (static) saying which limit: subscriptions per connection or in all, or
+ * the broker's memory budget.
+ */
+int session_subscribe(struct session *s, const char *pattern, size_t plen, const char *queue,
+                      size_t qlen, struct sub **out, const char **why);
+
+/* Removes subscription SID.  0, or -1 when S has no such sid. */
+int session_unsubscribe(struct session *s, uint64_t sid);
+
+/*
+ * Starts SUB's retained replay, sent after its `sub` response (call after
+ * queueing it).  Queue-group subscriptions get none: the group shares work,
+ * and a replay would hand the same value to each member that joins.
+ */
+void session_replay_start(struct sub *sub);
+
+/* Goes on with S's replays (its output drained, or a later wake-up). */
+void session_continue(struct session *s);
+
+/* True while S has a replay under way. */
+static inline bool session_replaying(const struct session *s)
+{
+    return s->replays != NULL;
+}
+
+/* ------------------------------------------------------------ delivery */
+
+/* Queues message M for SUB, or applies the slow-consumer policy.  True when queued. */
+bool session_deliver(struct sub *sub, const struct router_msg *m);
+
+/* True when a message of LEN bytes (body and opts) would fit SUB's queue now. */
+bool session_has_room(const struct sub *sub, size_t len);
+
+/*
+ * Offers SUB a retained value for its replay: BODY_LEN bytes of topic and
+ * payload then OPTS_LEN bytes of opts, in BLK.  False when its output has
+ * no room in the replay window now (the value is offered again later).
+ */
+bool session_offer_retained(struct sub *sub, struct block *blk, size_t body_len, size_t opts_len);
+
+/*
+ * Applies the slow-consumer policy to N messages that do not fit S's
+ * queue: drops and counts them (error 9 once per episode), or sends error 9
+ * and closes.  Returns false (nothing was queued).
+ */
+bool session_slow(struct session *s, uint64_t n);
+
+/*
+ * The memory budget chose S as a slow consumer (its queue is among the
+ * biggest while the broker is over max_memory).  Under slow_consumer =
+ * drop it starts dropping; if it was dropping already and still holds its
+ * queue, or under disconnect, it is closed and its queue freed at once.
+ */
+void session_slow_memory(struct session *s);
+
+/* S's output has drained completely: a dropping episode ends, replays go on. */
+void session_drained(struct session *s);
+
+#endif
