@@ -148,6 +148,23 @@ static int check_config(const struct options *o)
     return 1;
 }
 
+/*
+ * Keys the hash maps (hmap.h) with 16 bytes from the kernel, so that no
+ * peer can predict which topics collide.  getrandom blocks only until the
+ * kernel's pool is first initialised, early in boot.
+ */
+static void hash_seed(void)
+{
+    unsigned char key[HMAP_SEED_BYTES];
+
+    if (getrandom(key, sizeof(key), 0) != (ssize_t)sizeof(key)) {
+        /* No getrandom (a very old kernel): the clock and pid, better than none. */
+        uint64_t mix[2] = {(uint64_t)time(NULL) ^ (uint64_t)clock(), (uint64_t)getpid()};
+        memcpy(key, mix, sizeof(key));
+    }
+    hmap_seed(key);
+}
+
 int main(int argc, char **argv)
 {
     struct options o = {0};
@@ -162,11 +179,7 @@ int main(int argc, char **argv)
         return check_config(&o);
     if (load_config(&o, &conf, &path) != 0)
         return 1;
-    uint64_t seed = 0;
-    if (getrandom(&seed, sizeof(seed), 0) != sizeof(seed))
-        seed = (uint64_t)getpid() ^ (uint64_t)time(NULL)
-                                        << 20; /* no entropy yet: better than none */
-    hmap_seed(seed);
+    hash_seed();
     /* Keep glibc from giving the heap's top back and taking it again on
      * every burst (a brk and page faults per read block). */
     mallopt(M_TRIM_THRESHOLD, 16 * 1024 * 1024);
