@@ -59,7 +59,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <sys/un.h>
+#include <unistd.h>
 
 #include <ini.h>
 
@@ -1214,23 +1217,64 @@ int config_load_string(const char *text, const char *name, struct config **out,
     return config_parse_text(text, strlen(text), name, out, err, NULL, 0, NULL);
 }
 
-/* Reads F whole into *BUF (owned by the caller), at most CONFIG_FILE_MAX + 1 bytes. */
-static int file_slurp(FILE *f, char **buf, size_t *len)
+/*
+ * Opens PATH for reading and checks that it is a regular file: 0 and *FD, or
+ * -1 with ERR set.  The open is non-blocking because opening a FIFO for
+ * reading blocks until a writer comes, and pigeond reads this file on its
+ * event loop at SIGHUP; only then does fstat tell what PATH is.  Anything
+ * but a regular file is refused: a FIFO or a terminal could block each read
+ * or never end, and a device (/dev/zero) could be endless.  A regular file
+ * never blocks a read, and is at most CONFIG_FILE_MAX bytes.
+ */
+static int file_open_regular(const char *path, int *fd, struct config_error *err)
 {
-    size_t cap = 4096, n;
+    struct stat st;
+
+    *fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    if (*fd < 0) {
+        error_set(err, 0, "cannot open: %s", strerror(errno));
+        return -1;
+    }
+    if (fstat(*fd, &st) < 0)
+        error_set(err, 0, "cannot read: %s", strerror(errno));
+    else if (S_ISDIR(st.st_mode)) /* what read() would say: names what it is */
+        error_set(err, 0, "cannot read: %s", strerror(EISDIR));
+    else if (!S_ISREG(st.st_mode))
+        error_set(err, 0, "not a regular file");
+    else if (st.st_size > (off_t)CONFIG_FILE_MAX)
+        error_set(err, 0, "file too large: a config file is at most 1 MiB");
+    else
+        return 0;
+    close(*fd);
+    return -1;
+}
+
+/*
+ * Reads the regular file FD whole into *BUF (owned by the caller), at most
+ * CONFIG_FILE_MAX + 1 bytes, so a file that grew since fstat is still
+ * caught as too large.
+ */
+static int file_slurp(int fd, char **buf, size_t *len)
+{
+    size_t cap = 4096;
+    ssize_t n;
 
     *buf = xmalloc(cap);
     *len = 0;
-    while ((n = fread(*buf + *len, 1, cap - *len, f)) > 0) {
-        *len += n;
-        if (*len > CONFIG_FILE_MAX)
-            break;
+    while (*len <= CONFIG_FILE_MAX) {
         if (*len == cap) {
             cap *= 2;
             *buf = xrealloc(*buf, cap);
         }
+        n = read(fd, *buf + *len, cap - *len);
+        if (n == 0)
+            return 0;
+        if (n < 0 && errno != EINTR)
+            return -1;
+        if (n > 0)
+            *len += (size_t)n;
     }
-    return ferror(f) ? -1 : 0;
+    return 0;
 }
 
 /* The line a byte offset is on. */
@@ -1250,16 +1294,12 @@ static int config_load_file_errs(const char *path, struct config **out, struct c
     const char *nul;
     char *text = NULL;
     size_t len = 0;
-    FILE *f;
-    int rc = -1;
+    int fd, rc = -1;
 
     error_begin(err, path);
-    f = fopen(path, "re");
-    if (f == NULL) {
-        error_set(err, 0, "cannot open: %s", strerror(errno));
+    if (file_open_regular(path, &fd, err) < 0)
         return -1;
-    }
-    if (file_slurp(f, &text, &len) < 0)
+    if (file_slurp(fd, &text, &len) < 0)
         error_set(err, 0, "cannot read: %s", strerror(errno));
     else if (len > CONFIG_FILE_MAX)
         error_set(err, 0, "file too large: a config file is at most 1 MiB");
@@ -1268,7 +1308,7 @@ static int config_load_file_errs(const char *path, struct config **out, struct c
     else
         rc = config_parse_text(text, len, path, out, err, errs, max_errs, n_errs);
     free(text);
-    fclose(f);
+    close(fd);
     return rc;
 }
 

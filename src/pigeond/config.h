@@ -113,7 +113,10 @@ struct config *config_new_defaults(void);
  * the caller); on failure returns -1, fills *ERR with the first error and
  * leaves *OUT untouched (ERR may be NULL).  A missing file is an error
  * ("cannot open: ..."): pigeond decides itself whether to fall back to
- * config_new_defaults().
+ * config_new_defaults().  Anything but a regular file (a FIFO, a device) is
+ * refused as "not a regular file" (a directory: "cannot read: Is a
+ * directory") without waiting on it: the file is opened non-blocking and
+ * checked with fstat before any read, so SIGHUP never stalls the loop.
  */
 int config_load_file(const char *path, struct config **out, struct config_error *err);
 
