@@ -369,9 +369,6 @@ static struct bufferevent *http_bev_cb(struct event_base *base, void *arg)
     return bev;
 }
 
-/* A request arrived on REQ's connection: no longer waiting; again once answered. */
-static void http_request_started(struct http *h, struct evhttp_request *req);
-
 /* ---------------------------------------------------------------- replies ---- */
 
 static void http_reply(struct evhttp_request *req, int code, const char *reason,
@@ -624,7 +621,6 @@ static void handle_index(struct http *h, struct evhttp_request *req)
         evhttp_send_error(req, HTTP_INTERNAL, NULL);
         return;
     }
-    (void)h;
     http_reply(req, HTTP_OK, "OK", "text/plain; charset=utf-8", body);
     evbuffer_free(body);
 }
@@ -641,6 +637,7 @@ static void http_request_done_cb(struct evhttp_request *req, void *arg)
         c->waiting_ms = clock_now_ms();
 }
 
+/* A request arrived on REQ's connection: no longer waiting; again once answered. */
 static void http_request_started(struct http *h, struct evhttp_request *req)
 {
     struct evhttp_connection *evcon = evhttp_request_get_connection(req);

@@ -319,16 +319,20 @@ class HttpSlowClientTest(BrokerTest):
     """Clients that send their request a byte at a time (slowloris)."""
     AUTO_START = False
 
+    def start_drip(self, http_keys, n):
+        """A broker with [http] HTTP_KEYS, and N connections dripping to it from 127.0.0.1."""
+        b = self.start_broker(extra="[http]\nbind = 127.0.0.1:0\n" + http_keys)
+        addr = b.address("[http]")
+        d = Drip(addr, n)
+        self.addCleanup(d.close)
+        return b, addr, d
+
     def test_dripping_address_capped_and_healthz_answered(self):
         # The issue's case: 32 connections from 127.0.0.1 sending a header byte
         # at a time.  timeout and header_timeout are 1h, so only the cap acts
         # here: 4 (max_clients_per_address) are let in and keep dripping, 28 are
         # refused with a 503, and /healthz from another address is answered.
-        b = self.start_broker(extra="[http]\nbind = 127.0.0.1:0\ntimeout = 1h\n"
-                                    "header_timeout = 1h\n")
-        addr = b.address("[http]")
-        d = Drip(addr, 32)
-        self.addCleanup(d.close)
+        b, addr, d = self.start_drip("timeout = 1h\nheader_timeout = 1h\n", 32)
 
         def refused_all():
             d.drip()
@@ -348,11 +352,8 @@ class HttpSlowClientTest(BrokerTest):
         self.client(broker=b).ping()
 
     def test_per_address_cap_and_reload(self):
-        b = self.start_broker(extra="[http]\nbind = 127.0.0.1:0\ntimeout = 1h\n"
-                                    "header_timeout = 1h\nmax_clients_per_address = 2\n")
-        addr = b.address("[http]")
-        d = Drip(addr, 3)
-        self.addCleanup(d.close)
+        b, addr, d = self.start_drip("timeout = 1h\nheader_timeout = 1h\n"
+                                     "max_clients_per_address = 2\n", 3)
         wait_for(lambda: d.poll(0.1) or len(d.refused()) == 1, what="the third refused")
         reply = d.replies[d.refused()[0]]
         self.assertIn(b"\r\n\r\ntoo many connections from your address\n", reply)
@@ -378,11 +379,7 @@ class HttpSlowClientTest(BrokerTest):
     def test_header_timeout_bounds_a_drip(self):
         # evhttp's read timeout (1h here) restarts with every byte; header_timeout
         # bounds the whole request, so connections that keep dripping are closed.
-        b = self.start_broker(extra="[http]\nbind = 127.0.0.1:0\ntimeout = 1h\n"
-                                    "header_timeout = 2s\n")
-        addr = b.address("[http]")
-        d = Drip(addr, 3)
-        self.addCleanup(d.close)
+        b, addr, d = self.start_drip("timeout = 1h\nheader_timeout = 2s\n", 3)
 
         def all_cut():
             d.drip()
