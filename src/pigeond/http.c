@@ -37,11 +37,18 @@
  * the check runs from an event activated in that callback, which libevent
  * runs before the socket is first read; a connection over the cap gets a
  * 503 written straight to its socket.  Either way the socket is shut down
- * (shutdown, not close: evhttp still owns the descriptor), evhttp reads the
- * end of file as if the client had closed and frees the connection, and the
- * sweep counts it out.  Connections being closed so do not count toward
- * max_clients (they would let one address block the others while they
- * wait for the sweep), but at most max_clients of them may wait.
+ * (shutdown, not close: evhttp still owns the descriptor) in two steps, as
+ * a lingering close does: writing at once, so the client gets its 503 and
+ * an end of file, and reading HTTP_LINGER_MS later unless the client
+ * closed first.  Shutting both at once would let the kernel answer the
+ * request bytes still unread with a reset, which can destroy the 503
+ * before the client reads it.  evhttp sees the end of file as if the client
+ * had closed, frees the connection, and the sweep counts it out.
+ * Connections being closed do not count toward max_clients (they would let
+ * one address block the others while they linger).  Lingering is a
+ * courtesy while there is room: once max_clients of them are closing,
+ * their reading is shut at once, and accepting pauses only until the next
+ * sweep has counted them out.
  *
  * The select backend.  libevent's select backend cannot watch a descriptor
  * at or above FD_SETSIZE (glibc aborts in FD_SET), and evhttp hands each
@@ -91,6 +98,9 @@
 /* How often tracked connections are checked for having ended. */
 #define HTTP_SWEEP_MS 100
 
+/* How long a connection we close may still send before its reading is shut too. */
+#define HTTP_LINGER_MS 1000
+
 /* A peer's address as max_clients_per_address counts it: IPv4, or an IPv6 /64. */
 struct http_peer {
     unsigned char key[9]; /* family tag, then 4 or 8 address bytes */
@@ -103,8 +113,9 @@ struct http_conn {
     struct bufferevent *bev; /* with our reference */
     int64_t waiting_ms;      /* since when it waits for a request's headers; 0: one is in hand */
     struct http_peer peer;
-    bool checked; /* its address has been counted */
-    bool closing; /* shut down by us: over the address cap, or past header_timeout */
+    int64_t closing_ms; /* when we shut its writing down (address cap, header_timeout), or 0 */
+    bool checked;       /* its address has been counted */
+    bool read_shut;     /* its reading too, after HTTP_LINGER_MS */
 };
 
 struct http {
@@ -209,10 +220,17 @@ static struct http_conn *http_conn_find(struct http *h, const struct bufferevent
     return NULL;
 }
 
+/* Shuts C's reading too: evhttp then reads an end of file and frees it. */
+static void http_conn_shut_read(struct http_conn *c)
+{
+    shutdown(bufferevent_getfd(c->bev), SHUT_RD);
+    c->read_shut = true;
+}
+
 /*
- * Shuts C's socket down, having first written HTTP_RESPONSE to it if not
- * NULL: evhttp then reads an end of file, frees the connection, and the
- * sweep counts it out.  WHY ends the (rate-limited) warning.
+ * Starts closing C (see the top): writes RESPONSE to it if not NULL, then
+ * shuts its writing down; http_sweep_timers shuts its reading later.  WHY
+ * ends the (rate-limited) warning.
  */
 static void http_conn_shut(struct http *h, struct http_conn *c, const char *response,
                            const char *why)
@@ -223,10 +241,13 @@ static void http_conn_shut(struct http *h, struct http_conn *c, const char *resp
     if (fd >= 0) {
         if (response != NULL) /* best effort: nothing else was written to it yet */
             (void)!send(fd, response, strlen(response), MSG_NOSIGNAL | MSG_DONTWAIT);
-        shutdown(fd, SHUT_RDWR);
+        shutdown(fd, SHUT_WR);
     }
-    c->closing = true;
-    h->n_closing++;
+    c->closing_ms = clock_now_ms();
+    if (++h->n_closing >= h->max_clients) /* no room to linger: see the top */
+        for (size_t i = 0; i < h->n_conns; i++)
+            if (h->conns[i].closing_ms != 0 && !h->conns[i].read_shut)
+                http_conn_shut_read(&h->conns[i]);
     if (server_warn_ok(h->srv, &h->srv->rl_accept, &suppressed))
         log_warning(&h->srv->log,
                     "http: closed a connection from %s: %s (%llu similar warnings "
@@ -234,8 +255,11 @@ static void http_conn_shut(struct http *h, struct http_conn *c, const char *resp
                     c->peer.text[0] ? c->peer.text : "?", why, (unsigned long long)suppressed);
 }
 
-/* Closes the connections that have waited longer than header_timeout for a request. */
-static void http_close_slow(struct http *h, int64_t now)
+/*
+ * Closes the connections that have waited longer than header_timeout for a
+ * request, and ends the lingering of those closing.
+ */
+static void http_sweep_timers(struct http *h, int64_t now)
 {
     char why[96];
 
@@ -243,9 +267,14 @@ static void http_close_slow(struct http *h, int64_t now)
              h->header_timeout_ms);
     for (size_t i = 0; i < h->n_conns; i++) {
         struct http_conn *c = &h->conns[i];
-        if (!c->closing && c->waiting_ms != 0 && now - c->waiting_ms >= h->header_timeout_ms &&
-            http_conn_live(c))
+        if (!http_conn_live(c))
+            continue;
+        if (c->closing_ms == 0 && c->waiting_ms != 0 &&
+            now - c->waiting_ms >= h->header_timeout_ms) {
             http_conn_shut(h, c, NULL, why);
+        } else if (c->closing_ms != 0 && !c->read_shut && now - c->closing_ms >= HTTP_LINGER_MS) {
+            http_conn_shut_read(c);
+        }
     }
 }
 
@@ -254,14 +283,14 @@ static void http_sweep(struct http *h)
 {
     size_t kept = 0;
 
-    http_close_slow(h, clock_now_ms());
+    http_sweep_timers(h, clock_now_ms());
     for (size_t i = 0; i < h->n_conns; i++) {
         struct http_conn *c = &h->conns[i];
         if (http_conn_live(c)) {
             h->conns[kept++] = *c;
             continue;
         }
-        if (c->closing)
+        if (c->closing_ms != 0)
             h->n_closing--;
         bufferevent_disable(c->bev, EV_READ | EV_WRITE);
         bufferevent_decref(c->bev); /* the last reference: closes the socket */
@@ -316,7 +345,7 @@ static size_t http_peer_count(const struct http *h, const struct http_peer *p)
 
     for (size_t i = 0; i < h->n_conns; i++) {
         const struct http_conn *c = &h->conns[i];
-        if (c->checked && !c->closing && c->peer.key_len == p->key_len &&
+        if (c->checked && c->closing_ms == 0 && c->peer.key_len == p->key_len &&
             memcmp(c->peer.key, p->key, p->key_len) == 0 && http_conn_live(c))
             n++;
     }
@@ -637,17 +666,23 @@ static void http_request_done_cb(struct evhttp_request *req, void *arg)
         c->waiting_ms = clock_now_ms();
 }
 
-/* A request arrived on REQ's connection: no longer waiting; again once answered. */
-static void http_request_started(struct http *h, struct evhttp_request *req)
+/*
+ * A request arrived on REQ's connection: no longer waiting; again once
+ * answered.  False when the connection is being closed (see the top).
+ */
+static bool http_request_started(struct http *h, struct evhttp_request *req)
 {
     struct evhttp_connection *evcon = evhttp_request_get_connection(req);
     struct http_conn *c = http_conn_find(h, evhttp_connection_get_bufferevent(evcon));
 
+    if (c != NULL && c->closing_ms != 0)
+        return false;
     if (c != NULL)
         c->waiting_ms = 0; /* header_timeout is met; timeout covers the response */
     evhttp_request_set_on_complete_cb(req, http_request_done_cb, h);
     /* A reload may have changed it since evhttp accepted the connection. */
     evhttp_connection_set_timeout_tv(evcon, &h->timeout);
+    return true;
 }
 
 static void http_request_cb(struct evhttp_request *req, void *arg)
@@ -655,7 +690,10 @@ static void http_request_cb(struct evhttp_request *req, void *arg)
     struct http *h = arg;
     const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
 
-    http_request_started(h, req);
+    if (!http_request_started(h, req)) {
+        evhttp_send_error(req, HTTP_SERVUNAVAIL, NULL); /* its writing is shut: this frees it */
+        return;
+    }
     for (size_t i = 0; path != NULL && i < N_ROUTES; i++) {
         if (strcmp(path, routes[i].path) == 0) {
             routes[i].fn(h, req);

@@ -55,7 +55,7 @@ class Drip:
         try:
             s.send(data)
         except OSError:
-            self._closed(s)
+            pass  # the server closed it: poll() reads what it sent first, then the end
 
     def _closed(self, s):
         if s not in self.closed:
@@ -84,7 +84,7 @@ class Drip:
                     data = b""
                 if data:
                     self.replies[s] += data
-                else:
+                else:  # the end of file, or a reset
                     self._closed(s)
                     p.unregister(fd)
             if time.monotonic() >= end:
