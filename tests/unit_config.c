@@ -1,7 +1,8 @@
 /*
  * unit_config.c - the config module: defaults, units, good files, every kind
- * of bad file (with its exact line and reason), files on disk, and the sample
- * conf/pigeond.conf.
+ * of bad file (with its exact line and reason), files on disk (FIFOs and
+ * devices refused), the sample conf/pigeond.conf, the command line's
+ * listeners, and the differences a reload logs (config_diff).
  *
  * Environment (set by meson; each test that needs one passes, with a note,
  * when it is unset):
@@ -14,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -1080,6 +1082,252 @@ START_TEST(test_config_doc)
 }
 END_TEST
 
+/* ----------------------------------------------- non-regular files ---- */
+
+/* A FIFO would block open() (no writer) and read(): refused at once, unread. */
+START_TEST(test_file_fifo)
+{
+    char dir[] = "/tmp/pigeon-unit-fifo-XXXXXX", path[64];
+    struct config *conf = NULL;
+    struct config_error err, errs[4];
+    size_t n = 99;
+
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/pigeond.conf", dir);
+    ck_assert_int_eq(mkfifo(path, 0600), 0);
+    ck_assert_int_eq(config_load_file(path, &conf, &err), -1);
+    ck_assert_ptr_null(conf);
+    ck_assert_str_eq(err.file, path);
+    ck_assert_int_eq(err.line, 0);
+    ck_assert_str_eq(err.reason, "not a regular file");
+    ck_assert_int_eq(config_check_file(path, errs, 4, &n), -1);
+    ck_assert_uint_eq(n, 1);
+    ck_assert_str_eq(errs[0].reason, "not a regular file");
+    unlink(path);
+    rmdir(dir);
+}
+END_TEST
+
+START_TEST(test_file_device)
+{
+    struct config *conf = NULL;
+    struct config_error err;
+
+    ck_assert_int_eq(config_load_file("/dev/null", &conf, &err), -1);
+    ck_assert_str_eq(err.reason, "not a regular file");
+    ck_assert_int_eq(config_load_file("/dev/zero", &conf, &err), -1);
+    ck_assert_str_eq(err.reason, "not a regular file");
+    ck_assert_ptr_null(conf);
+}
+END_TEST
+
+/* --------------------------------------------- command-line listeners ---- */
+
+START_TEST(test_set_listeners)
+{
+    static const char *const binds[] = {"127.0.0.1:21401", "[::1]:0", "unix:/tmp/p.sock",
+                                        "127.0.0.1:0"};
+    struct config *conf = LOAD_OK("[listener a]\nbind = 127.0.0.1:7400\n[listener b]\n"
+                                  "bind = 127.0.0.1:7401\n");
+    char why[200];
+
+    ck_assert(!conf->listeners_from_args);
+    ck_assert_int_eq(config_set_listeners(conf, binds, 4, why, sizeof(why)), 0);
+    ck_assert(conf->listeners_from_args);
+    ck_assert_uint_eq(conf->n_listeners, 4);
+    ck_assert_str_eq(conf->listeners[0].name, "cmdline1");
+    ck_assert_str_eq(conf->listeners[0].host, "127.0.0.1");
+    ck_assert_uint_eq(conf->listeners[0].port, 21401);
+    ck_assert_str_eq(conf->listeners[1].name, "cmdline2");
+    ck_assert_str_eq(conf->listeners[1].host, "::1");
+    ck_assert_int_eq(conf->listeners[2].kind, CONFIG_LISTEN_UNIX);
+    ck_assert_str_eq(conf->listeners[2].path, "/tmp/p.sock");
+    ck_assert_uint_eq(conf->listeners[2].mode, 0660);
+    ck_assert_str_eq(conf->listeners[3].bind, "127.0.0.1:0");
+    config_unref(conf);
+}
+END_TEST
+
+START_TEST(test_set_listeners_bad)
+{
+    static const char *const bad[] = {"127.0.0.1:7400", "::1:7400"};
+    static const char *const twice[] = {"127.0.0.1:7400", "127.0.0.1:7401", "127.0.0.1:7400"};
+    struct config *conf = config_new_defaults();
+    char why[200];
+
+    ck_assert_int_eq(config_set_listeners(conf, bad, 2, why, sizeof(why)), -1);
+    ck_assert_str_eq(why, "'::1:7400': an IPv6 address needs brackets: [addr]:port");
+    ck_assert_int_eq(config_set_listeners(conf, twice, 3, why, sizeof(why)), -1);
+    ck_assert_str_eq(why, "'127.0.0.1:7400' is given twice");
+    /* CONF is untouched on failure. */
+    ck_assert(!conf->listeners_from_args);
+    ck_assert_uint_eq(conf->n_listeners, 1);
+    ck_assert_str_eq(conf->listeners[0].bind, "127.0.0.1:7400");
+    config_unref(conf);
+}
+END_TEST
+
+/* A reload keeps the command line's listeners, and only those. */
+START_TEST(test_keep_arg_listeners)
+{
+    static const char *const binds[] = {"127.0.0.1:0", "unix:/tmp/q.sock"};
+    struct config *running = config_new_defaults();
+    struct config *next = LOAD_OK("[listener z]\nbind = 127.0.0.1:9\n");
+    struct config *plain = LOAD_OK("[listener y]\nbind = 127.0.0.1:8\n");
+    char why[200];
+
+    config_keep_arg_listeners(next, running); /* from the file: nothing to keep */
+    ck_assert_str_eq(next->listeners[0].name, "z");
+    ck_assert_int_eq(config_set_listeners(running, binds, 2, why, sizeof(why)), 0);
+    config_keep_arg_listeners(next, running);
+    ck_assert(next->listeners_from_args);
+    ck_assert_uint_eq(next->n_listeners, 2);
+    ck_assert_str_eq(next->listeners[0].name, "cmdline1");
+    ck_assert_str_eq(next->listeners[1].path, "/tmp/q.sock");
+    ck_assert(config_listener_same(&next->listeners[1], &running->listeners[1]));
+    ck_assert_ptr_ne(next->listeners[1].path, running->listeners[1].path); /* a copy */
+    config_keep_arg_listeners(plain, next);
+    ck_assert_str_eq(plain->listeners[0].name, "cmdline1");
+    config_unref(running);
+    config_unref(next);
+    config_unref(plain);
+}
+END_TEST
+
+/* ----------------------------------------------------------------- diff ---- */
+
+struct diffs {
+    char lines[16][160];
+    size_t n;
+};
+
+static void diff_cb(void *arg, const char *section, const char *key, const char *old_value,
+                    const char *new_value)
+{
+    struct diffs *d = arg;
+
+    ck_assert_uint_lt(d->n, 16);
+    snprintf(d->lines[d->n++], sizeof(d->lines[0]), "[%s] %s %s -> %s", section, key,
+             old_value ? old_value : "(none)", new_value ? new_value : "(none)");
+}
+
+/* Diffs two files' texts into D; returns the count config_diff returned. */
+static size_t diff_texts(const char *a, const char *b, struct diffs *d)
+{
+    struct config *ca = LOAD_OK(a), *cb = LOAD_OK(b);
+    size_t n;
+
+    memset(d, 0, sizeof(*d));
+    n = config_diff(ca, cb, diff_cb, d);
+    ck_assert_uint_eq(n, d->n);
+    config_unref(ca);
+    config_unref(cb);
+    return n;
+}
+
+START_TEST(test_diff_none)
+{
+    struct config *a = config_new_defaults(), *b = config_new_defaults();
+    struct diffs d = {0};
+
+    ck_assert_uint_eq(config_diff(a, b, diff_cb, &d), 0);
+    config_unref(a);
+    config_unref(b);
+    /* Spelled differently, the same values: no change. */
+    ck_assert_uint_eq(diff_texts("[broker]\nmax_outbound = 64mb\nidle_timeout = 300\n",
+                                 "[broker]\nmax_outbound = 67108864\nidle_timeout = 5m\n", &d),
+                      0);
+}
+END_TEST
+
+/* Values come out in the file's own units, in the key table's order. */
+START_TEST(test_diff_broker)
+{
+    struct diffs d;
+
+    ck_assert_uint_eq(diff_texts("[broker]\n",
+                                 "[broker]\nmax_outbound = 8mb\nlog_level = debug\n"
+                                 "slow_consumer = drop\nidle_timeout = 90s\n"
+                                 "max_payload = 1500\nmax_connections = 500\n"
+                                 "stats_interval = 0\ndrain_timeout = 250ms\n",
+                                 &d),
+                      8);
+    ck_assert_str_eq(d.lines[0], "[broker] log_level info -> debug");
+    ck_assert_str_eq(d.lines[1], "[broker] max_payload 1mb -> 1500");
+    ck_assert_str_eq(d.lines[2], "[broker] max_connections 10000 -> 500");
+    ck_assert_str_eq(d.lines[3], "[broker] max_outbound 64mb -> 8mb");
+    ck_assert_str_eq(d.lines[4], "[broker] slow_consumer disconnect -> drop");
+    ck_assert_str_eq(d.lines[5], "[broker] idle_timeout 5m -> 90s");
+    ck_assert_str_eq(d.lines[6], "[broker] drain_timeout 5s -> 250ms");
+    ck_assert_str_eq(d.lines[7], "[broker] stats_interval 10s -> 0");
+}
+END_TEST
+
+START_TEST(test_diff_http)
+{
+    static const char on[] = "[http]\nbind = 127.0.0.1:7480\n";
+    struct diffs d;
+
+    ck_assert_uint_eq(diff_texts("", on, &d), 1);
+    ck_assert_str_eq(d.lines[0], "[http] bind (none) -> 127.0.0.1:7480");
+    ck_assert_uint_eq(diff_texts(on, "", &d), 1);
+    ck_assert_str_eq(d.lines[0], "[http] bind 127.0.0.1:7480 -> (none)");
+    ck_assert_uint_eq(diff_texts(on,
+                                 "[http]\nbind = 127.0.0.1:7481\ntimeout = 2s\n"
+                                 "max_clients_per_address = 9\n",
+                                 &d),
+                      3);
+    ck_assert_str_eq(d.lines[0], "[http] bind 127.0.0.1:7480 -> 127.0.0.1:7481");
+    ck_assert_str_eq(d.lines[1], "[http] timeout 10s -> 2s");
+    ck_assert_str_eq(d.lines[2], "[http] max_clients_per_address 4 -> 9");
+}
+END_TEST
+
+START_TEST(test_diff_listeners)
+{
+    struct diffs d;
+
+    ck_assert_uint_eq(diff_texts("[listener a]\nbind = 127.0.0.1:1\n"
+                                 "[listener b]\nbind = unix:/tmp/b.sock\n"
+                                 "[listener c]\nbind = 127.0.0.1:3\n",
+                                 "[listener b]\nbind = unix:/tmp/b.sock\nmode = 0666\n"
+                                 "[listener c]\nbind = [::1]:3\n"
+                                 "[listener d]\nbind = 127.0.0.1:4\n",
+                                 &d),
+                      4);
+    ck_assert_str_eq(d.lines[0], "[listener a] bind 127.0.0.1:1 -> (none)");
+    ck_assert_str_eq(d.lines[1], "[listener b] mode 0660 -> 0666");
+    ck_assert_str_eq(d.lines[2], "[listener c] bind 127.0.0.1:3 -> [::1]:3");
+    ck_assert_str_eq(d.lines[3], "[listener d] bind (none) -> 127.0.0.1:4");
+    /* The default listener a file without any gets is compared like the others. */
+    ck_assert_uint_eq(diff_texts("", "[listener default]\nbind = 127.0.0.1:7400\n", &d), 0);
+}
+END_TEST
+
+/* Every [broker] and [http] key of the table can be written out. */
+START_TEST(test_value_format_every_key)
+{
+    struct config *conf = LOAD_OK("[http]\nbind = [::1]:7480\n");
+    const char *section, *key;
+    char buf[128];
+
+    for (size_t i = 0; config_key_at(i, &section, &key); i++) {
+        if (strcmp(section, "listener") == 0)
+            continue;
+        ck_assert_msg(config_value_format(conf, section, key, buf, sizeof(buf)) == 0 &&
+                          buf[0] != '\0',
+                      "[%s] %s has no format", section, key);
+    }
+    config_value_format(conf, "broker", "max_retained", buf, sizeof(buf));
+    ck_assert_str_eq(buf, "64mb");
+    config_value_format(conf, "http", "bind", buf, sizeof(buf));
+    ck_assert_str_eq(buf, "[::1]:7480");
+    ck_assert_int_eq(config_value_format(conf, "broker", "nope", buf, sizeof(buf)), -1);
+    ck_assert_int_eq(config_value_format(conf, "listener", "bind", buf, sizeof(buf)), -1);
+    config_unref(conf);
+}
+END_TEST
+
 /* ------------------------------------------------------------ suite ---- */
 
 static Suite *config_suite(void)
@@ -1140,6 +1388,25 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_sample_conf_defaults);
     tcase_add_test(tc, test_check_every_error);
     tcase_add_test(tc, test_config_doc);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("non-regular files");
+    tcase_add_test(tc, test_file_fifo);
+    tcase_add_test(tc, test_file_device);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("command-line listeners");
+    tcase_add_test(tc, test_set_listeners);
+    tcase_add_test(tc, test_set_listeners_bad);
+    tcase_add_test(tc, test_keep_arg_listeners);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("diff");
+    tcase_add_test(tc, test_diff_none);
+    tcase_add_test(tc, test_diff_broker);
+    tcase_add_test(tc, test_diff_http);
+    tcase_add_test(tc, test_diff_listeners);
+    tcase_add_test(tc, test_value_format_every_key);
     suite_add_tcase(s, tc);
     return s;
 }

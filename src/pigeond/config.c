@@ -47,6 +47,16 @@
  * The keys live in one table, keys[]: section, name, setter, and for numbers
  * the field and its range.  Everything the file can say is in that table, and
  * conf/pigeond.conf documents every row (a unit test checks it).
+ *
+ * The file is opened non-blocking and checked with fstat before it is read:
+ * only a regular file is read (file_open_regular), so a FIFO given as the
+ * config cannot hang start-up or stall the loop at SIGHUP.
+ *
+ * Also here, since they need the parsers and the table: the command line's
+ * listeners (pigeond -p/-b), which replace the file's and survive reloads,
+ * and config_diff, which walks the table to say what a reload changed, each
+ * value written back in the units the file uses (size_format and
+ * duration_format, as in error messages).
  */
 #include "config.h"
 
@@ -59,7 +69,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <sys/un.h>
+#include <unistd.h>
 
 #include <ini.h>
 
@@ -474,6 +487,12 @@ static bool listener_addr_same(const struct config_listener *a, const struct con
     return a->port == b->port && host_same(a->host, b->host);
 }
 
+/* Two listeners that cannot both bind: the same address, unless it is a TCP port 0. */
+static bool listener_addr_clash(const struct config_listener *a, const struct config_listener *b)
+{
+    return listener_addr_same(a, b) && !(a->kind == CONFIG_LISTEN_TCP && a->port == 0);
+}
+
 bool config_listener_same(const struct config_listener *a, const struct config_listener *b)
 {
     return listener_addr_same(a, b) && a->mode == b->mode;
@@ -801,6 +820,9 @@ static const struct key_def keys[] = {
     {SEC_HTTP, "bind", set_http_bind, 0, 0, 0},
     {SEC_HTTP, "max_clients", set_count32, FIELD(http.max_clients), 1, 10000},
     {SEC_HTTP, "timeout", set_duration32, FIELD(http.timeout_ms), SEC_MS, HOUR_MS},
+    {SEC_HTTP, "header_timeout", set_duration32, FIELD(http.header_timeout_ms), SEC_MS, HOUR_MS},
+    {SEC_HTTP, "max_clients_per_address", set_count32, FIELD(http.max_clients_per_address), 1,
+     10000},
 };
 
 _Static_assert(ARRAY_SIZE(keys) <= KEYS_MAX, "KEYS_MAX is too small for keys[]");
@@ -1111,7 +1133,7 @@ static void config_validate(struct parse *p)
             if (strcmp(a->name, b->name) == 0)
                 parse_fail(p, b->line, "duplicate listener '%s' (first at line %d)", b->name,
                            a->line);
-            else if (listener_addr_same(a, b) && !(a->kind == CONFIG_LISTEN_TCP && a->port == 0))
+            else if (listener_addr_clash(a, b))
                 parse_fail(p, b->line, "listener '%s' binds %s, as listener '%s' does (line %d)",
                            b->name, b->bind, a->name, a->line);
         }
@@ -1139,6 +1161,8 @@ static void config_defaults_fill(struct config *conf)
     conf->stats_interval_ms = (uint32_t)(10 * SEC_MS);
     conf->http.max_clients = 16;
     conf->http.timeout_ms = (uint32_t)(10 * SEC_MS);
+    conf->http.header_timeout_ms = (uint32_t)(10 * SEC_MS);
+    conf->http.max_clients_per_address = 4;
 }
 
 struct config *config_new_defaults(void)
@@ -1240,23 +1264,64 @@ int config_load_string(const char *text, const char *name, struct config **out,
     return config_parse_text(text, strlen(text), name, out, err, NULL, 0, NULL);
 }
 
-/* Reads F whole into *BUF (owned by the caller), at most CONFIG_FILE_MAX + 1 bytes. */
-static int file_slurp(FILE *f, char **buf, size_t *len)
+/*
+ * Opens PATH for reading and checks that it is a regular file: 0 and *FD, or
+ * -1 with ERR set.  The open is non-blocking because opening a FIFO for
+ * reading blocks until a writer comes, and pigeond reads this file on its
+ * event loop at SIGHUP; only then does fstat tell what PATH is.  Anything
+ * but a regular file is refused: a FIFO or a terminal could block each read
+ * or never end, and a device (/dev/zero) could be endless.  A regular file
+ * never blocks a read, and is at most CONFIG_FILE_MAX bytes.
+ */
+static int file_open_regular(const char *path, int *fd, struct config_error *err)
 {
-    size_t cap = 4096, n;
+    struct stat st;
+
+    *fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    if (*fd < 0) {
+        error_set(err, 0, "cannot open: %s", strerror(errno));
+        return -1;
+    }
+    if (fstat(*fd, &st) < 0)
+        error_set(err, 0, "cannot read: %s", strerror(errno));
+    else if (S_ISDIR(st.st_mode)) /* what read() would say: names what it is */
+        error_set(err, 0, "cannot read: %s", strerror(EISDIR));
+    else if (!S_ISREG(st.st_mode))
+        error_set(err, 0, "not a regular file");
+    else if (st.st_size > (off_t)CONFIG_FILE_MAX)
+        error_set(err, 0, "file too large: a config file is at most 1 MiB");
+    else
+        return 0;
+    close(*fd);
+    return -1;
+}
+
+/*
+ * Reads the regular file FD whole into *BUF (owned by the caller), at most
+ * CONFIG_FILE_MAX + 1 bytes, so a file that grew since fstat is still
+ * caught as too large.
+ */
+static int file_slurp(int fd, char **buf, size_t *len)
+{
+    size_t cap = 4096;
+    ssize_t n;
 
     *buf = xmalloc(cap);
     *len = 0;
-    while ((n = fread(*buf + *len, 1, cap - *len, f)) > 0) {
-        *len += n;
-        if (*len > CONFIG_FILE_MAX)
-            break;
+    while (*len <= CONFIG_FILE_MAX) {
         if (*len == cap) {
             cap *= 2;
             *buf = xrealloc(*buf, cap);
         }
+        n = read(fd, *buf + *len, cap - *len);
+        if (n == 0)
+            return 0;
+        if (n < 0 && errno != EINTR)
+            return -1;
+        if (n > 0)
+            *len += (size_t)n;
     }
-    return ferror(f) ? -1 : 0;
+    return 0;
 }
 
 /* The line a byte offset is on. */
@@ -1276,16 +1341,12 @@ static int config_load_file_errs(const char *path, struct config **out, struct c
     const char *nul;
     char *text = NULL;
     size_t len = 0;
-    FILE *f;
-    int rc = -1;
+    int fd, rc = -1;
 
     error_begin(err, path);
-    f = fopen(path, "re");
-    if (f == NULL) {
-        error_set(err, 0, "cannot open: %s", strerror(errno));
+    if (file_open_regular(path, &fd, err) < 0)
         return -1;
-    }
-    if (file_slurp(f, &text, &len) < 0)
+    if (file_slurp(fd, &text, &len) < 0)
         error_set(err, 0, "cannot read: %s", strerror(errno));
     else if (len > CONFIG_FILE_MAX)
         error_set(err, 0, "file too large: a config file is at most 1 MiB");
@@ -1294,7 +1355,7 @@ static int config_load_file_errs(const char *path, struct config **out, struct c
     else
         rc = config_parse_text(text, len, path, out, err, errs, max_errs, n_errs);
     free(text);
-    fclose(f);
+    close(fd);
     return rc;
 }
 
@@ -1320,4 +1381,205 @@ int config_check_file(const char *path, struct config_error *errs, size_t max, s
         *n = 1;
     }
     return -1;
+}
+
+/* ---------------------------------------- the command line's listeners ---- */
+
+#define ARG_LISTENER_PREFIX "cmdline"
+
+/* A deep copy of L into DST. */
+static void listener_copy(struct config_listener *dst, const struct config_listener *l)
+{
+    *dst = *l;
+    dst->name = xstrdup(l->name);
+    dst->bind = l->bind != NULL ? xstrdup(l->bind) : NULL;
+    dst->host = l->host != NULL ? xstrdup(l->host) : NULL;
+    dst->path = l->path != NULL ? xstrdup(l->path) : NULL;
+}
+
+static void listeners_free(struct config_listener *ls, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        listener_release(&ls[i]);
+    free(ls);
+}
+
+int config_set_listeners(struct config *conf, const char *const *binds, size_t n, char *why,
+                         size_t why_len)
+{
+    struct config tmp = {0};
+    char name[32], reason[160];
+
+    for (size_t i = 0; i < n; i++) {
+        int len = snprintf(name, sizeof(name), ARG_LISTENER_PREFIX "%zu", i + 1);
+        struct config_listener *l = listener_add(&tmp, name, (size_t)len, 0);
+        if (bind_parse(binds[i], l, reason, sizeof(reason)) < 0) {
+            snprintf(why, why_len, "'%.64s': %s", binds[i], reason);
+            listeners_free(tmp.listeners, tmp.n_listeners);
+            return -1;
+        }
+        for (size_t j = 0; j < i; j++) {
+            if (listener_addr_clash(&tmp.listeners[j], l)) {
+                snprintf(why, why_len, "'%.64s' is given twice", binds[i]);
+                listeners_free(tmp.listeners, tmp.n_listeners);
+                return -1;
+            }
+        }
+    }
+    listeners_free(conf->listeners, conf->n_listeners);
+    conf->listeners = tmp.listeners;
+    conf->n_listeners = tmp.n_listeners;
+    conf->listeners_from_args = true;
+    return 0;
+}
+
+void config_keep_arg_listeners(struct config *next, const struct config *from)
+{
+    if (!from->listeners_from_args)
+        return;
+    listeners_free(next->listeners, next->n_listeners);
+    next->listeners = xcalloc(from->n_listeners, sizeof(*next->listeners));
+    for (size_t i = 0; i < from->n_listeners; i++)
+        listener_copy(&next->listeners[i], &from->listeners[i]);
+    next->n_listeners = from->n_listeners;
+    next->listeners_from_args = true;
+}
+
+/* ------------------------------------------------ comparing two configs ---- */
+
+/* K's value in CONF as the file writes it: 0, or -1 for a setter not known here. */
+static int key_format(const struct config *conf, const struct key_def *k, char *buf, size_t len)
+{
+    const char *field = (const char *)conf + k->offset;
+    uint32_t u32;
+    uint64_t u64;
+
+    buf[0] = '\0';
+    if (k->sec == SEC_HTTP && !conf->http.enabled)
+        return 0;
+    memcpy(&u32, field, sizeof(u32));
+    if (k->set == set_size32) {
+        size_format(buf, len, u32);
+    } else if (k->set == set_size64) {
+        memcpy(&u64, field, sizeof(u64));
+        size_format(buf, len, u64);
+    } else if (k->set == set_count32) {
+        snprintf(buf, len, "%" PRIu32, u32);
+    } else if (k->set == set_duration32 || k->set == set_stats_interval) {
+        duration_format(buf, len, u32);
+    } else if (k->set == set_io_backend) {
+        snprintf(buf, len, "%s", config_io_backend_name(conf->io_backend));
+    } else if (k->set == set_log_level) {
+        snprintf(buf, len, "%s", log_level_name(conf->log_level));
+    } else if (k->set == set_slow_consumer) {
+        snprintf(buf, len, "%s", config_slow_policy_name(conf->slow_consumer));
+    } else if (k->set == set_http_bind) {
+        snprintf(buf, len, "%s", conf->http.bind != NULL ? conf->http.bind : "");
+    } else {
+        return -1;
+    }
+    return 0;
+}
+
+int config_value_format(const struct config *conf, const char *section, const char *key, char *buf,
+                        size_t len)
+{
+    enum section sec = strcmp(section, "broker") == 0 ? SEC_BROKER
+                       : strcmp(section, "http") == 0 ? SEC_HTTP
+                                                      : SEC_INVALID;
+    const struct key_def *k = sec != SEC_INVALID ? key_find(sec, key) : NULL;
+
+    if (k == NULL) {
+        buf[0] = '\0';
+        return -1;
+    }
+    return key_format(conf, k, buf, len);
+}
+
+struct diff {
+    config_diff_fn fn;
+    void *arg;
+    size_t n;
+};
+
+static void diff_report(struct diff *d, const char *section, const char *key, const char *a,
+                        const char *b)
+{
+    d->fn(d->arg, section, key, a, b);
+    d->n++;
+}
+
+/* The keys of SEC that differ between A and B. */
+static void diff_keys(struct diff *d, enum section sec, const struct config *a,
+                      const struct config *b)
+{
+    char va[128], vb[128];
+
+    for (size_t i = 0; i < ARRAY_SIZE(keys); i++) {
+        if (keys[i].sec != sec)
+            continue;
+        key_format(a, &keys[i], va, sizeof(va));
+        key_format(b, &keys[i], vb, sizeof(vb));
+        if (strcmp(va, vb) != 0)
+            diff_report(d, section_name(sec), keys[i].name, va, vb);
+    }
+}
+
+static const struct config_listener *listener_by_name(const struct config *conf, const char *name)
+{
+    for (size_t i = 0; i < conf->n_listeners; i++)
+        if (strcmp(conf->listeners[i].name, name) == 0)
+            return &conf->listeners[i];
+    return NULL;
+}
+
+/* A listener's mode as the file writes it; "" for TCP, which has none. */
+static void mode_format(const struct config_listener *l, char *buf, size_t len)
+{
+    if (l->kind == CONFIG_LISTEN_UNIX)
+        snprintf(buf, len, "%04o", l->mode);
+    else
+        buf[0] = '\0';
+}
+
+/* Listeners by name: removed ones, changed ones (in OLD's order), then added ones. */
+static void diff_listeners(struct diff *d, const struct config *a, const struct config *b)
+{
+    char section[16 + LISTENER_NAME_MAX], ma[8], mb[8];
+
+    for (size_t i = 0; i < a->n_listeners; i++) {
+        const struct config_listener *la = &a->listeners[i];
+        const struct config_listener *lb = listener_by_name(b, la->name);
+        snprintf(section, sizeof(section), "listener %s", la->name);
+        if (lb == NULL) {
+            diff_report(d, section, "bind", la->bind, NULL);
+            continue;
+        }
+        if (strcmp(la->bind, lb->bind) != 0)
+            diff_report(d, section, "bind", la->bind, lb->bind);
+        mode_format(la, ma, sizeof(ma));
+        mode_format(lb, mb, sizeof(mb));
+        if (strcmp(ma, mb) != 0)
+            diff_report(d, section, "mode", ma, mb);
+    }
+    for (size_t i = 0; i < b->n_listeners; i++) {
+        if (listener_by_name(a, b->listeners[i].name) != NULL)
+            continue;
+        snprintf(section, sizeof(section), "listener %s", b->listeners[i].name);
+        diff_report(d, section, "bind", NULL, b->listeners[i].bind);
+    }
+}
+
+size_t config_diff(const struct config *old, const struct config *new, config_diff_fn fn, void *arg)
+{
+    struct diff d = {.fn = fn, .arg = arg};
+
+    diff_keys(&d, SEC_BROKER, old, new);
+    if (old->http.enabled && new->http.enabled)
+        diff_keys(&d, SEC_HTTP, old, new);
+    else if (old->http.enabled != new->http.enabled)
+        diff_report(&d, "http", "bind", old->http.enabled ? old->http.bind : NULL,
+                    new->http.enabled ? new->http.bind : NULL);
+    diff_listeners(&d, old, new);
+    return d.n;
 }

@@ -16,7 +16,8 @@
  *   [listener NAME]       bind = host:port | [v6addr]:port | unix:/path,
  *                         mode = 0660 (unix sockets only)
  *   [http]                the monitoring endpoint, off without the section:
- *                         bind = host:port, max_clients, timeout
+ *                         bind = host:port, max_clients, timeout,
+ *                         header_timeout, max_clients_per_address
  *
  * Sizes take an optional k/kb/m/mb/g/gb suffix (powers of 1024), durations
  * ms/s/m/h (a bare number is seconds).  Unknown sections and keys, bad values
@@ -70,13 +71,15 @@ struct config_listener {
 
 /* [http]: the monitoring endpoint (http.h).  Off unless the section is there. */
 struct config_http {
-    bool enabled;         /* the file has an [http] section */
-    char *bind;           /* the value as written; owned; NULL when off */
-    char *host;           /* address without brackets; owned */
-    uint16_t port;        /* 0 picks a free port */
-    uint32_t max_clients; /* 16 HTTP connections at once */
-    uint32_t timeout_ms;  /* 10s to read a request or write a response */
-    int line;             /* line of the section header */
+    bool enabled;                     /* the file has an [http] section */
+    char *bind;                       /* the value as written; owned; NULL when off */
+    char *host;                       /* address without brackets; owned */
+    uint16_t port;                    /* 0 picks a free port */
+    uint32_t max_clients;             /* 16 HTTP connections at once */
+    uint32_t timeout_ms;              /* 10s to read a request or write a response */
+    uint32_t header_timeout_ms;       /* 10s for a whole request's headers, however they trickle */
+    uint32_t max_clients_per_address; /* 4 connections from one address (IPv6: one /64) */
+    int line;                         /* line of the section header */
 };
 
 struct config {
@@ -98,9 +101,10 @@ struct config {
     uint32_t drain_timeout_ms;             /* 5s to flush at shutdown or close */
     uint32_t stats_interval_ms;            /* 10s between $SYS.broker.stats; 0: never */
 
-    /* [listener NAME], in file order */
+    /* [listener NAME], in file order; or those of pigeond -p/-b (config_set_listeners) */
     struct config_listener *listeners;
     size_t n_listeners;
+    bool listeners_from_args; /* the command line's, which replace the file's */
 
     struct config_http http;
 };
@@ -120,7 +124,10 @@ struct config *config_new_defaults(void);
  * the caller); on failure returns -1, fills *ERR with the first error and
  * leaves *OUT untouched (ERR may be NULL).  A missing file is an error
  * ("cannot open: ..."): pigeond decides itself whether to fall back to
- * config_new_defaults().
+ * config_new_defaults().  Anything but a regular file (a FIFO, a device) is
+ * refused as "not a regular file" (a directory: "cannot read: Is a
+ * directory") without waiting on it: the file is opened non-blocking and
+ * checked with fstat before any read, so SIGHUP never stalls the loop.
  */
 int config_load_file(const char *path, struct config **out, struct config_error *err);
 
@@ -149,6 +156,50 @@ const char *config_slow_policy_name(enum config_slow_policy p);
 
 /* True when A and B would bind the same socket (same kind, address, port/path, mode). */
 bool config_listener_same(const struct config_listener *a, const struct config_listener *b);
+
+/*
+ * The command line's listeners (pigeond -p PORT, -b ADDR): replaces CONF's
+ * listeners with one per value in BINDS[0..N), N >= 1, each parsed as a
+ * listener's bind (host:port, [v6addr]:port or unix:/path) and named
+ * "cmdline1", "cmdline2", ... in order; sets listeners_from_args.  Returns
+ * 0, or -1 with the reason in WHY ("-b 'x': ...") and CONF untouched.
+ */
+int config_set_listeners(struct config *conf, const char *const *binds, size_t n, char *why,
+                         size_t why_len);
+
+/*
+ * For a reload: when FROM's listeners came from the command line, gives
+ * NEXT copies of them in place of its own, so that -p/-b keep overriding
+ * the file.  Otherwise leaves NEXT alone.
+ */
+void config_keep_arg_listeners(struct config *next, const struct config *from);
+
+/*
+ * The value of [SECTION] KEY (a "broker" or "http" key of the table) in
+ * CONF, written as the file would write it, with the same units: "64mb",
+ * "10s", "drop", "127.0.0.1:7480".  [http] keys read as "" while the
+ * section is off.  0, or -1 (BUF "") for a key this cannot format.
+ */
+int config_value_format(const struct config *conf, const char *section, const char *key, char *buf,
+                        size_t len);
+
+/*
+ * One difference between two configs.  SECTION is "broker", "http" or
+ * "listener NAME"; OLD_VALUE and NEW_VALUE are formatted as the file
+ * writes them.  A whole [http] or [listener NAME] section added or removed
+ * is reported once, with KEY "bind" and OLD_VALUE (added) or NEW_VALUE
+ * (removed) NULL.  The strings are borrowed for the call.
+ */
+typedef void (*config_diff_fn)(void *arg, const char *section, const char *key,
+                               const char *old_value, const char *new_value);
+
+/*
+ * Calls FN for each setting that differs between OLD and NEW: [broker] and
+ * [http] keys in table order, then listeners (matched by name: removed,
+ * changed, then added).  Returns the number of calls.
+ */
+size_t config_diff(const struct config *old, const struct config *new, config_diff_fn fn,
+                   void *arg);
 
 /*
  * Units, shared with the command line: 0 and *OUT on success, -1 if malformed

@@ -11,15 +11,13 @@
  *   - there is always an empty slot or an entry at its home, so probing and
  *     shifting end even when the array is full (allowed up to HMAP_SMALL).
  *
- * The hash reads the key eight bytes at a time and folds each word into the
- * state with a 64x64->128-bit multiply whose halves are xored together: one
- * multiply spreads every input bit over the whole word, so a single round
- * per word is enough for table indexing.  Keys of 8 bytes or fewer take one
- * multiply and no loop.  The constants are random odd numbers chosen to
- * contain a control byte, so that no 8 bytes of a valid topic can equal one
- * and cancel the state.  pigeond keys the hash with a random seed at start
- * (hmap_seed), so a peer cannot craft topics or tokens that collide in
- * advance and turn a trie node or the match cache into a linear list.
+ * The hash is SipHash-1-3 (siphash.h) under a 128-bit key, truncated to 32
+ * bits.  pigeond draws the key from the kernel at start (hmap_seed), so a
+ * peer who knows the algorithm still cannot tell which topics or tokens
+ * share a home slot, and cannot turn a trie node or the match cache into a
+ * linear list.  It replaced a home-made multiply-fold hash whose claim to
+ * the same had never been reviewed; docs/performance.md gives the cost
+ * (callgrind) of the change.
  */
 #include "hmap.h"
 
@@ -27,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "siphash.h"
 #include "xalloc.h"
 
 struct hmap_slot {
@@ -40,83 +39,21 @@ struct hmap_slot {
 
 /* ------------------------------------------------------------- hash ---- */
 
-#define HASH_K1 UINT64_C(0x2a8b60f7aa07b82b)
-#define HASH_K2 UINT64_C(0xbf8c16de498a43b3)
-#define HASH_K3 UINT64_C(0x78e8a41e624d63ad)
-
 /*
  * The process's hash key, set once by hmap_seed() before any map is filled.
- * It goes into the state (K2, K3), never into a key word, so K1's control
- * byte keeps its job whatever the seed.  Without a seed the hash is the
- * same in every run, which the unit tests rely on.
+ * Until then it is the key of SipHash's reference test vectors, 00 01 .. 0f,
+ * so the hash is the same in every run, which the unit tests rely on.
  */
-static uint64_t hash_k2 = HASH_K2;
-static uint64_t hash_k3 = HASH_K3;
+static uint64_t hash_key[2] = {UINT64_C(0x0706050403020100), UINT64_C(0x0f0e0d0c0b0a0908)};
 
-void hmap_seed(uint64_t seed)
+void hmap_seed(const unsigned char key[HMAP_SEED_BYTES])
 {
-    hash_k2 = HASH_K2 ^ seed;
-    hash_k3 = HASH_K3 ^ (seed * UINT64_C(0x9e3779b97f4a7c15));
-}
-
-#ifdef __SIZEOF_INT128__
-__extension__ typedef unsigned __int128 hmap_u128;
-
-static inline uint64_t hash_mix(uint64_t a, uint64_t b)
-{
-    hmap_u128 r = (hmap_u128)a * b;
-    return (uint64_t)r ^ (uint64_t)(r >> 64);
-}
-#else
-/* The same product, from 32-bit halves, where the compiler has no 128-bit type. */
-static inline uint64_t hash_mix(uint64_t a, uint64_t b)
-{
-    uint64_t al = (uint32_t)a, ah = a >> 32, bl = (uint32_t)b, bh = b >> 32;
-    uint64_t ll = al * bl, lh = al * bh, hl = ah * bl, hh = ah * bh;
-    uint64_t mid = (ll >> 32) + (uint32_t)lh + (uint32_t)hl;
-    uint64_t lo = (mid << 32) | (uint32_t)ll;
-    uint64_t hi = hh + (lh >> 32) + (hl >> 32) + (mid >> 32);
-    return lo ^ hi;
-}
-#endif
-
-static inline uint64_t read64(const unsigned char *p)
-{
-    uint64_t v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-
-static inline uint64_t read32(const unsigned char *p)
-{
-    uint32_t v;
-    memcpy(&v, p, sizeof v);
-    return v;
+    siphash_key(hash_key, key);
 }
 
 uint32_t hmap_hash(const void *key, size_t len)
 {
-    const unsigned char *p = key, *end = p + len;
-    uint64_t a = 0, b = 0, h;
-
-    if (len <= 8) {
-        /* Two overlapping words, or three bytes, cover every byte. */
-        if (len >= 4) {
-            a = read32(p);
-            b = read32(end - 4);
-        } else if (len > 0) {
-            a = (uint64_t)p[0] << 16 | (uint64_t)p[len >> 1] << 8 | p[len - 1];
-        }
-        /* a and b have 32 bits: the length goes above them, so (a, b, len)
-         * reaches the multiply intact ("1000" and "10000" differ). */
-        h = hash_mix(a ^ HASH_K1, (b | (uint64_t)len << 32) ^ hash_k2);
-    } else {
-        h = hash_k3 ^ len;
-        for (; end - p > 8; p += 8)
-            h = hash_mix(read64(p) ^ HASH_K1, h ^ hash_k2);
-        h = hash_mix(read64(end - 8) ^ HASH_K1, h ^ hash_k2); /* may overlap */
-    }
-    return (uint32_t)(h ^ (h >> 32));
+    return (uint32_t)siphash(hash_key, key, len, 1, 3);
 }
 
 /* ------------------------------------------------------------ slots ---- */

@@ -23,8 +23,8 @@
  * pointer chase per lookup.  Treat the fields as private; use the functions.
  *
  * Not thread-safe.  Do not put or remove while iterating with hmap_next.
- * The hash is keyed by a process-wide seed (hmap_seed), the one piece of
- * state here that is not per map: it is written once at start-up.
+ * The hash is keyed by a process-wide 128-bit key (hmap_seed), the one
+ * piece of state here that is not per map: it is written once at start-up.
  */
 #ifndef PIGEON_HMAP_H
 #define PIGEON_HMAP_H
@@ -54,16 +54,23 @@ void hmap_release(struct hmap *m);
 /*
  * The hash hmap uses for KEY[0..LEN): compute it once with this and pass it
  * to the *_h variants to look the same key up in one or several maps
- * without hashing it again.  Deterministic across maps and runs.
+ * without hashing it again.  SipHash-1-3 of the key under the process's
+ * hash key (see hmap_seed), cut to 32 bits: the same across maps, and
+ * across runs until a seed is set.
  */
 uint32_t hmap_hash(const void *key, size_t len);
 
+#define HMAP_SEED_BYTES 16
+
 /*
- * Keys the hash with SEED (random, from the OS), so that peers cannot
- * precompute colliding keys.  Call once at process start, before any map
- * holds an entry: entries hashed under another seed could not be found.
+ * Sets the hash key to KEY (random, from the OS: pigeond reads it with
+ * getrandom at start), so that peers cannot find colliding keys: SipHash
+ * is a keyed pseudorandom function, and without the key its output tells
+ * nothing about which keys share a slot.  Call once at process start,
+ * before any map holds an entry: entries hashed under another key could
+ * not be found.  Without it the key is 00 01 .. 0f.
  */
-void hmap_seed(uint64_t seed);
+void hmap_seed(const unsigned char key[HMAP_SEED_BYTES]);
 
 /* The value stored under KEY, borrowed, or NULL. */
 void *hmap_get(const struct hmap *m, const void *key, size_t len);

@@ -1,8 +1,9 @@
 /*
  * http.c - the monitoring endpoint (see http.h for what it serves).
  *
- * Layers, top-down: connection accounting, replies, the four handlers, the
- * request router, and the public lifecycle.
+ * Layers, top-down: connection accounting (max_clients, per address,
+ * header_timeout), replies, the handlers, the request router with its
+ * index (GET /), and the public lifecycle.
  *
  * Capping connections on libevent 2.1.  evhttp accepts by itself and has no
  * connection limit before 2.2 (evhttp_set_max_connections), nor a callback
@@ -21,6 +22,33 @@
  * but 2.1's filters cannot take the socket evhttp hands them), and counting
  * closes through evhttp_connection_set_closecb (only reachable once a
  * request arrived, so a silent connection would never be counted out).
+ *
+ * Slow clients (slowloris).  evhttp's read timeout restarts with every
+ * byte, so a client that sends a header byte every few seconds holds its
+ * connection for as long as it likes, and max_clients of them take the
+ * endpoint down.  Two bounds stop that.  header_timeout bounds the whole
+ * wait for a request: each tracked connection records since when it has
+ * been waiting for one (its accept, or the end of its previous response,
+ * through evhttp_request_set_on_complete_cb), and the sweep closes it once
+ * that passes header_timeout, however its bytes trickle.
+ * max_clients_per_address bounds what one client address holds (an IPv6
+ * address's /64, which one host usually owns whole): evhttp accepts on its
+ * own and gives the socket to the bufferevent only after our callback, so
+ * the check runs from an event activated in that callback, which libevent
+ * runs before the socket is first read; a connection over the cap gets a
+ * 503 written straight to its socket.  Either way the socket is shut down
+ * (shutdown, not close: evhttp still owns the descriptor) in two steps, as
+ * a lingering close does: writing at once, so the client gets its 503 and
+ * an end of file, and reading HTTP_LINGER_MS later unless the client
+ * closed first.  Shutting both at once would let the kernel answer the
+ * request bytes still unread with a reset, which can destroy the 503
+ * before the client reads it.  evhttp sees the end of file as if the client
+ * had closed, frees the connection, and the sweep counts it out.
+ * Connections being closed do not count toward max_clients (they would let
+ * one address block the others while they linger).  Lingering is a
+ * courtesy while there is room: once max_clients of them are closing,
+ * their reading is shut at once, and accepting pauses only until the next
+ * sweep has counted them out.
  *
  * The select backend.  libevent's select backend cannot watch a descriptor
  * at or above FD_SETSIZE (glibc aborts in FD_SET), and evhttp hands each
@@ -49,6 +77,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -69,6 +98,26 @@
 /* How often tracked connections are checked for having ended. */
 #define HTTP_SWEEP_MS 100
 
+/* How long a connection we close may still send before its reading is shut too. */
+#define HTTP_LINGER_MS 1000
+
+/* A peer's address as max_clients_per_address counts it: IPv4, or an IPv6 /64. */
+struct http_peer {
+    unsigned char key[9]; /* family tag, then 4 or 8 address bytes */
+    uint8_t key_len;      /* 0 until known */
+    char text[INET6_ADDRSTRLEN];
+};
+
+/* One connection evhttp has accepted, tracked until it lets go of it (see the top). */
+struct http_conn {
+    struct bufferevent *bev; /* with our reference */
+    int64_t waiting_ms;      /* since when it waits for a request's headers; 0: one is in hand */
+    struct http_peer peer;
+    int64_t closing_ms; /* when we shut its writing down (address cap, header_timeout), or 0 */
+    bool checked;       /* its address has been counted */
+    bool read_shut;     /* its reading too, after HTTP_LINGER_MS */
+};
+
 struct http {
     struct server *srv;                /* borrowed */
     struct evhttp *evh;                /* owned */
@@ -76,16 +125,21 @@ struct http {
     char *bind;                        /* the config's bind this was opened for; owned */
     char address[128];                 /* what was bound */
     uint32_t max_clients;
-    struct timeval timeout;     /* the config's, for requests and reads */
-    struct bufferevent **conns; /* each with our reference; owned array */
+    uint32_t max_per_address;
+    uint32_t header_timeout_ms;
+    struct timeval timeout;  /* the config's, for requests and reads */
+    struct http_conn *conns; /* owned array */
     size_t n_conns, cap_conns;
+    size_t n_closing;       /* of conns, those closing */
     struct event *sweep_ev; /* owned */
+    struct event *check_ev; /* owned; counts new connections' addresses */
     bool paused;            /* the listener is disabled (max_clients, or no room) */
     bool no_fds;            /* select: no free descriptor below FD_SETSIZE */
 };
 
 static struct bufferevent *http_bev_cb(struct event_base *base, void *arg);
 static void http_sweep_cb(evutil_socket_t fd, short what, void *arg);
+static void http_check_cb(evutil_socket_t fd, short what, void *arg);
 static void http_request_cb(struct evhttp_request *req, void *arg);
 
 /* ------------------------------------------------- connection accounting ---- */
@@ -103,10 +157,15 @@ static void http_set_paused(struct http *h, bool pause)
         evconnlistener_enable(evl);
 }
 
-/* Pauses the listener at max_clients or, under select, out of room (see the top). */
+/*
+ * Pauses the listener at max_clients open connections, with max_clients
+ * more being closed, or, under select, out of room (see the top).
+ */
 static void http_update_paused(struct http *h)
 {
-    http_set_paused(h, h->n_conns >= h->max_clients || h->no_fds);
+    size_t open = h->n_conns - h->n_closing;
+
+    http_set_paused(h, open >= h->max_clients || h->n_closing >= h->max_clients || h->no_fds);
 }
 
 /*
@@ -143,23 +202,94 @@ void http_check_fds(struct http *h)
     http_schedule_sweep(h);
 }
 
-/* Counts out the connections evhttp has let go of (see the top). */
+/* True while evhttp still holds C's bufferevent: freeing it clears its callbacks. */
+static bool http_conn_live(const struct http_conn *c)
+{
+    bufferevent_event_cb eventcb;
+    void *cbarg;
+
+    bufferevent_getcb(c->bev, NULL, NULL, &eventcb, &cbarg);
+    return eventcb != NULL || cbarg != NULL;
+}
+
+static struct http_conn *http_conn_find(struct http *h, const struct bufferevent *bev)
+{
+    for (size_t i = 0; i < h->n_conns; i++)
+        if (h->conns[i].bev == bev)
+            return &h->conns[i];
+    return NULL;
+}
+
+/* Shuts C's reading too: evhttp then reads an end of file and frees it. */
+static void http_conn_shut_read(struct http_conn *c)
+{
+    shutdown(bufferevent_getfd(c->bev), SHUT_RD);
+    c->read_shut = true;
+}
+
+/*
+ * Starts closing C (see the top): writes RESPONSE to it if not NULL, then
+ * shuts its writing down; http_sweep_timers shuts its reading later.  WHY
+ * ends the (rate-limited) warning.
+ */
+static void http_conn_shut(struct http *h, struct http_conn *c, const char *response,
+                           const char *why)
+{
+    evutil_socket_t fd = bufferevent_getfd(c->bev);
+
+    if (fd >= 0) {
+        if (response != NULL) /* best effort: nothing else was written to it yet */
+            (void)!send(fd, response, strlen(response), MSG_NOSIGNAL | MSG_DONTWAIT);
+        shutdown(fd, SHUT_WR);
+    }
+    c->closing_ms = clock_now_ms();
+    if (++h->n_closing >= h->max_clients) /* no room to linger: see the top */
+        for (size_t i = 0; i < h->n_conns; i++)
+            if (h->conns[i].closing_ms != 0 && !h->conns[i].read_shut)
+                http_conn_shut_read(&h->conns[i]);
+    loop_warn(&h->srv->loop, LOOP_WARN_ACCEPT, "http: closed a connection from %s: %s",
+              c->peer.text[0] ? c->peer.text : "?", why);
+}
+
+/*
+ * Closes the connections that have waited longer than header_timeout for a
+ * request, and ends the lingering of those closing.
+ */
+static void http_sweep_timers(struct http *h, int64_t now)
+{
+    char why[96];
+
+    snprintf(why, sizeof(why), "no complete request within header_timeout %u ms",
+             h->header_timeout_ms);
+    for (size_t i = 0; i < h->n_conns; i++) {
+        struct http_conn *c = &h->conns[i];
+        if (!http_conn_live(c))
+            continue;
+        if (c->closing_ms == 0 && c->waiting_ms != 0 &&
+            now - c->waiting_ms >= h->header_timeout_ms) {
+            http_conn_shut(h, c, NULL, why);
+        } else if (c->closing_ms != 0 && !c->read_shut && now - c->closing_ms >= HTTP_LINGER_MS) {
+            http_conn_shut_read(c);
+        }
+    }
+}
+
+/* Counts out the connections evhttp has let go of, and closes slow ones (see the top). */
 static void http_sweep(struct http *h)
 {
     size_t kept = 0;
 
+    http_sweep_timers(h, clock_now_ms());
     for (size_t i = 0; i < h->n_conns; i++) {
-        struct bufferevent *bev = h->conns[i];
-        bufferevent_event_cb eventcb;
-        void *cbarg;
-
-        bufferevent_getcb(bev, NULL, NULL, &eventcb, &cbarg);
-        if (eventcb != NULL || cbarg != NULL) {
-            h->conns[kept++] = bev;
+        struct http_conn *c = &h->conns[i];
+        if (http_conn_live(c)) {
+            h->conns[kept++] = *c;
             continue;
         }
-        bufferevent_disable(bev, EV_READ | EV_WRITE);
-        bufferevent_decref(bev); /* the last reference: closes the socket */
+        if (c->closing_ms != 0)
+            h->n_closing--;
+        bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+        bufferevent_decref(c->bev); /* the last reference: closes the socket */
     }
     h->n_conns = kept;
     http_check_fds(h); /* also unpauses below max_clients */
@@ -168,6 +298,78 @@ static void http_sweep(struct http *h)
 static void http_sweep_cb(evutil_socket_t fd, short what, void *arg)
 {
     http_sweep(arg);
+}
+
+/* P from the address of the socket FD's peer; false if it has none (gone already). */
+static bool http_peer_read(evutil_socket_t fd, struct http_peer *p)
+{
+    static const unsigned char v4mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    const unsigned char *a;
+
+    if (getpeername(fd, (struct sockaddr *)&ss, &len) < 0)
+        return false;
+    if (ss.ss_family == AF_INET6) {
+        a = ((struct sockaddr_in6 *)&ss)->sin6_addr.s6_addr;
+        inet_ntop(AF_INET6, a, p->text, sizeof(p->text));
+        if (memcmp(a, v4mapped, sizeof(v4mapped)) == 0) {
+            p->key[0] = 4;
+            memcpy(p->key + 1, a + 12, 4);
+            p->key_len = 5;
+        } else {
+            p->key[0] = 6;
+            memcpy(p->key + 1, a, 8); /* the /64 */
+            p->key_len = 9;
+        }
+    } else if (ss.ss_family == AF_INET) {
+        a = (const unsigned char *)&((struct sockaddr_in *)&ss)->sin_addr;
+        inet_ntop(AF_INET, a, p->text, sizeof(p->text));
+        p->key[0] = 4;
+        memcpy(p->key + 1, a, 4);
+        p->key_len = 5;
+    } else {
+        return false;
+    }
+    return true;
+}
+
+/* Open connections already counted from the address of P. */
+static size_t http_peer_count(const struct http *h, const struct http_peer *p)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < h->n_conns; i++) {
+        const struct http_conn *c = &h->conns[i];
+        if (c->checked && c->closing_ms == 0 && c->peer.key_len == p->key_len &&
+            memcmp(c->peer.key, p->key, p->key_len) == 0 && http_conn_live(c))
+            n++;
+    }
+    return n;
+}
+
+/* New connections: count each one's address, and refuse it past max_clients_per_address. */
+static void http_check_cb(evutil_socket_t fd, short what, void *arg)
+{
+    static const char refusal[] = "HTTP/1.1 503 Service Unavailable\r\n"
+                                  "Content-Type: text/plain; charset=utf-8\r\n"
+                                  "Content-Length: 39\r\n"
+                                  "Connection: close\r\n\r\n"
+                                  "too many connections from your address\n";
+    struct http *h = arg;
+    char why[96];
+
+    snprintf(why, sizeof(why), "max_clients_per_address %u reached", h->max_per_address);
+    for (size_t i = 0; i < h->n_conns; i++) {
+        struct http_conn *c = &h->conns[i];
+        evutil_socket_t sock = bufferevent_getfd(c->bev);
+        if (c->checked || sock < 0)
+            continue;
+        c->checked = true;
+        if (http_peer_read(sock, &c->peer) && http_peer_count(h, &c->peer) > h->max_per_address)
+            http_conn_shut(h, c, refusal, why);
+    }
+    http_check_fds(h);
 }
 
 /* evhttp accepted a connection: make its bufferevent and count it in. */
@@ -185,7 +387,9 @@ static struct bufferevent *http_bev_cb(struct event_base *base, void *arg)
         h->conns = xrealloc(h->conns, h->cap_conns * sizeof(*h->conns));
     }
     bufferevent_incref(bev);
-    h->conns[h->n_conns++] = bev;
+    h->conns[h->n_conns++] = (struct http_conn){.bev = bev, .waiting_ms = clock_now_ms()};
+    /* evhttp gives BEV its socket once this returns: count its address then. */
+    event_active(h->check_ev, EV_TIMEOUT, 1);
     http_check_fds(h); /* also pauses at max_clients; starts the sweep */
     return bev;
 }
@@ -408,31 +612,91 @@ static void handle_subscriptions(struct http *h, struct evhttp_request *req)
 
 /* ------------------------------------------------------------- routing ---- */
 
+static void handle_index(struct http *h, struct evhttp_request *req);
+
+static const struct route {
+    const char *path;
+    void (*fn)(struct http *h, struct evhttp_request *req);
+    const char *what; /* for the index */
+} routes[] = {
+    {"/", handle_index, "this list"},
+    {"/healthz", handle_healthz, "200 \"ok\", or 503 \"draining\" once shutdown began"},
+    {"/metrics", handle_metrics, "counters and gauges, Prometheus text format"},
+    {"/connections", handle_connections,
+     "JSON: one object per client connection (?offset=N&limit=M)"},
+    {"/subscriptions", handle_subscriptions,
+     "JSON: one object per subscription (?offset=N&limit=M)"},
+};
+
+#define N_ROUTES (sizeof(routes) / sizeof(routes[0]))
+
+/* GET /: what the endpoint serves, one path a line. */
+static void handle_index(struct http *h, struct evhttp_request *req)
+{
+    struct evbuffer *body = evbuffer_new();
+    int rc = body != NULL ? 0 : -1;
+
+    if (rc == 0)
+        rc = evbuffer_add_printf(body, "pigeond %s monitoring endpoint\n\n", PIGEON_VERSION);
+    for (size_t i = 0; rc >= 0 && i < N_ROUTES; i++)
+        rc = evbuffer_add_printf(body, "GET %-15s %s\n", routes[i].path, routes[i].what);
+    if (rc < 0) {
+        if (body != NULL)
+            evbuffer_free(body);
+        evhttp_send_error(req, HTTP_INTERNAL, NULL);
+        return;
+    }
+    http_reply(req, HTTP_OK, "OK", "text/plain; charset=utf-8", body);
+    evbuffer_free(body);
+}
+
+/* Called by evhttp once REQ's response is sent: its connection waits for the next. */
+static void http_request_done_cb(struct evhttp_request *req, void *arg)
+{
+    struct http *h = arg;
+    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+    struct http_conn *c =
+        evcon != NULL ? http_conn_find(h, evhttp_connection_get_bufferevent(evcon)) : NULL;
+
+    if (c != NULL)
+        c->waiting_ms = clock_now_ms();
+}
+
+/*
+ * A request arrived on REQ's connection: no longer waiting; again once
+ * answered.  False when the connection is being closed (see the top).
+ */
+static bool http_request_started(struct http *h, struct evhttp_request *req)
+{
+    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+    struct http_conn *c = http_conn_find(h, evhttp_connection_get_bufferevent(evcon));
+
+    if (c != NULL && c->closing_ms != 0)
+        return false;
+    if (c != NULL)
+        c->waiting_ms = 0; /* header_timeout is met; timeout covers the response */
+    evhttp_request_set_on_complete_cb(req, http_request_done_cb, h);
+    /* A reload may have changed it since evhttp accepted the connection. */
+    evhttp_connection_set_timeout_tv(evcon, &h->timeout);
+    return true;
+}
+
 static void http_request_cb(struct evhttp_request *req, void *arg)
 {
-    static const struct {
-        const char *path;
-        void (*fn)(struct http *h, struct evhttp_request *req);
-    } routes[] = {
-        {"/healthz", handle_healthz},
-        {"/metrics", handle_metrics},
-        {"/connections", handle_connections},
-        {"/subscriptions", handle_subscriptions},
-    };
     struct http *h = arg;
     const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
 
-    /* A reload may have changed it since evhttp accepted the connection. */
-    evhttp_connection_set_timeout_tv(evhttp_request_get_connection(req), &h->timeout);
-
-    for (size_t i = 0; path != NULL && i < sizeof(routes) / sizeof(routes[0]); i++) {
+    if (!http_request_started(h, req)) {
+        evhttp_send_error(req, HTTP_SERVUNAVAIL, NULL); /* its writing is shut: this frees it */
+        return;
+    }
+    for (size_t i = 0; path != NULL && i < N_ROUTES; i++) {
         if (strcmp(path, routes[i].path) == 0) {
             routes[i].fn(h, req);
             return;
         }
     }
-    http_reply_text(req, HTTP_NOTFOUND, "Not Found",
-                    "not found: try /healthz, /metrics, /connections or /subscriptions");
+    http_reply_text(req, HTTP_NOTFOUND, "Not Found", "not found: GET / lists the endpoints");
 }
 
 /* ------------------------------------------------------------ lifecycle ---- */
@@ -448,13 +712,12 @@ static void http_apply_limits(struct http *h, const struct config_http *conf)
     h->timeout.tv_sec = conf->timeout_ms / 1000;
     h->timeout.tv_usec = (conf->timeout_ms % 1000) * 1000;
     evhttp_set_timeout_tv(h->evh, &h->timeout);
-    for (size_t i = 0; i < h->n_conns; i++) {
-        bufferevent_event_cb eventcb;
-        bufferevent_getcb(h->conns[i], NULL, NULL, &eventcb, NULL);
-        if (eventcb != NULL) /* evhttp still has it (see the top) */
-            bufferevent_set_timeouts(h->conns[i], &h->timeout, &h->timeout);
-    }
+    for (size_t i = 0; i < h->n_conns; i++)
+        if (http_conn_live(&h->conns[i])) /* evhttp still has it (see the top) */
+            bufferevent_set_timeouts(h->conns[i].bev, &h->timeout, &h->timeout);
     h->max_clients = conf->max_clients;
+    h->max_per_address = conf->max_clients_per_address;
+    h->header_timeout_ms = conf->header_timeout_ms; /* open connections too: see http_sweep */
     http_check_fds(h);
 }
 
@@ -493,7 +756,8 @@ static struct http *http_open(struct server *srv, const struct config_http *conf
     h->bind = xstrdup(conf->bind);
     h->evh = evhttp_new(srv->loop.base);
     h->sweep_ev = event_new(srv->loop.base, -1, EV_PERSIST, http_sweep_cb, h);
-    if (h->evh == NULL || h->sweep_ev == NULL) {
+    h->check_ev = event_new(srv->loop.base, -1, 0, http_check_cb, h);
+    if (h->evh == NULL || h->sweep_ev == NULL || h->check_ev == NULL) {
         log_error(&srv->log, "[http] %s: cannot create the HTTP server", conf->bind);
         http_free(h);
         return NULL;
@@ -512,8 +776,11 @@ static struct http *http_open(struct server *srv, const struct config_http *conf
     http_apply_limits(h, conf);
     http_format_address(h);
     fdlimit_watch(&srv->loop.fds, http_fds_changed_cb, h);
-    log_notice(&srv->log, "http monitoring on %s (max_clients %u, timeout %u ms)", h->address,
-               conf->max_clients, conf->timeout_ms);
+    log_notice(&srv->log,
+               "http monitoring on %s (max_clients %u, max_clients_per_address %u, timeout %u ms, "
+               "header_timeout %u ms)",
+               h->address, conf->max_clients, conf->max_clients_per_address, conf->timeout_ms,
+               conf->header_timeout_ms);
     return h;
 }
 
@@ -552,10 +819,12 @@ void http_free(struct http *h)
     if (h->evh != NULL)
         evhttp_free(h->evh); /* frees its connections: each drops evhttp's reference */
     for (size_t i = 0; i < h->n_conns; i++)
-        bufferevent_decref(h->conns[i]);
+        bufferevent_decref(h->conns[i].bev);
     free(h->conns);
     if (h->sweep_ev != NULL)
         event_free(h->sweep_ev);
+    if (h->check_ev != NULL)
+        event_free(h->check_ev);
     free(h->bind);
     free(h);
 }

@@ -6,6 +6,7 @@
  * callbacks, with no locking; every handler is O(connections) at worst and
  * paged, and none is reachable from the message path.
  *
+ *   GET /               the list of endpoints (text)
  *   GET /healthz        200 "ok", or 503 "draining" once shutdown began
  *   GET /metrics        the Prometheus text format (stats_format_metrics)
  *   GET /connections    JSON: one object per client connection
@@ -17,10 +18,14 @@
  * methods get 405, other paths 404, a malformed query 400.
  *
  * Bounds: request headers at most HTTP_MAX_HEADERS bytes, no body, the
- * config's timeout to read a request or write a response, and at most
- * max_clients connections at once (past it, accepting pauses until one
- * closes: see http.c for how, on libevent 2.1).  Under io_backend select,
- * accepting also pauses while no descriptor below FD_SETSIZE is free.
+ * config's timeout to read a request or write a response, header_timeout
+ * for a whole request to arrive however slowly its bytes trickle (from the
+ * accept, or from the previous response), at most max_clients connections
+ * at once (past it, accepting pauses until one closes: see http.c for how,
+ * on libevent 2.1), and at most max_clients_per_address from one client
+ * address (an IPv6 /64), past which a connection gets a 503 and is closed.
+ * Under io_backend select, accepting also pauses while no descriptor below
+ * FD_SETSIZE is free.
  */
 #ifndef PIGEON_HTTP_H
 #define PIGEON_HTTP_H
@@ -35,7 +40,8 @@ struct http;
 /*
  * Makes *H match SRV->conf->http: opens the endpoint when the section is
  * new, closes it when it is gone, reopens it when its bind changed, and
- * applies max_clients and timeout in place otherwise.  *H is NULL while the
+ * applies max_clients, max_clients_per_address, timeout and header_timeout
+ * in place otherwise.  *H is NULL while the
  * endpoint is off; it is owned by the caller (free with http_free).
  * Returns 0, or -1 after logging why the endpoint could not be opened
  * (then *H is NULL).

@@ -1,13 +1,17 @@
 /*
  * main.c - pigeond's command line: find the config, check it, run.
  *
- *   pigeond [-c FILE] [-t] [-p FILE] [-V] [-h]
+ *   pigeond [-c FILE] [-t] [-p PORT]... [-b ADDR]... [--ports-file FILE]
+ *           [--pid-file FILE] [-V] [-h]
  *
  * Without -c, CONFIG_DEFAULT_PATH (SYSCONFDIR/pigeon/pigeond.conf, where
  * meson installs the sample) is read when it exists and the
  * built-in defaults (one listener on 127.0.0.1:7400) are used when it does
- * not.  pigeond stays in the foreground and logs to stderr: a supervisor
- * (systemd) does the rest.
+ * not.  -p PORT listens on 127.0.0.1:PORT, as nats-server -p and
+ * mosquitto -p do; -b ADDR anywhere a [listener] bind may say.  Given
+ * either, they replace the file's listeners, at start and at every reload
+ * (config_set_listeners, config_keep_arg_listeners).  pigeond stays in the
+ * foreground and logs to stderr: a supervisor (systemd) does the rest.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -24,19 +28,30 @@
 
 #include "config.h"
 #include "hmap.h"
+#include "runfile.h"
 #include "server.h"
+
+/* Listeners the command line may give (-p and -b together). */
+#define MAX_ARG_LISTENERS 64
 
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: pigeond [-c FILE] [-t] [-p FILE] [-V] [-h]\n"
+            "usage: pigeond [-c FILE] [-t] [-p PORT] [-b ADDR] [--ports-file FILE]\n"
+            "               [--pid-file FILE] [-V] [-h]\n"
             "\n"
             "  -c, --config FILE      read FILE (default %s when it exists,\n"
             "                         else built-in defaults: listen on 127.0.0.1:7400)\n"
             "  -t, --test-config      check the configuration, report every error with its\n"
             "                         line, and exit (0 valid, 1 not)\n"
-            "  -p, --ports-file FILE  write \"NAME ADDRESS\" for each bound listener to FILE\n"
+            "  -p, --port PORT        listen on 127.0.0.1:PORT (0: any free port)\n"
+            "  -b, --bind ADDR        listen on ADDR: host:port, [v6addr]:port or unix:/path\n"
+            "                         -p and -b may be repeated; given, they replace the\n"
+            "                         config's [listener] sections, at reloads too\n"
+            "      --ports-file FILE  write \"NAME ADDRESS\" for each bound listener to FILE\n"
             "                         (useful with port 0)\n"
+            "      --pid-file FILE    write pigeond's pid to FILE once it listens; removed\n"
+            "                         at exit\n"
             "  -V, --version          print the version and exit\n"
             "  -h, --help             print this help and exit\n"
             "\n"
@@ -47,8 +62,49 @@ static void usage(FILE *out)
 struct options {
     const char *config;
     const char *ports_file;
+    const char *pid_file;
     bool test;
+    /* -p and -b in order, as bind values; the -p ones point into port_binds */
+    const char *binds[MAX_ARG_LISTENERS];
+    size_t n_binds;
+    char port_binds[MAX_ARG_LISTENERS][32];
 };
+
+/* Long options with no short form. */
+enum { OPT_PORTS_FILE = 256, OPT_PID_FILE };
+
+/* -p PORT as the bind value "127.0.0.1:PORT"; 0, or -1 after printing why. */
+static int add_port(struct options *o, const char *arg)
+{
+    size_t len = strlen(arg);
+    unsigned long port;
+
+    if (len == 0 || len > 5 || strspn(arg, "0123456789") != len ||
+        (port = strtoul(arg, NULL, 10)) > 65535) {
+        fprintf(stderr,
+                "pigeond: -p '%s': expected a port number from 0 to 65535 "
+                "(the ports file is --ports-file FILE)\n",
+                arg);
+        return -1;
+    }
+    snprintf(o->port_binds[o->n_binds], sizeof(o->port_binds[0]), "127.0.0.1:%lu", port);
+    o->binds[o->n_binds] = o->port_binds[o->n_binds];
+    o->n_binds++;
+    return 0;
+}
+
+/* Adds one -p or -b; 0, or -1 after printing why. */
+static int add_listener(struct options *o, int ch, const char *arg)
+{
+    if (o->n_binds == MAX_ARG_LISTENERS) {
+        fprintf(stderr, "pigeond: at most %d listeners with -p and -b\n", MAX_ARG_LISTENERS);
+        return -1;
+    }
+    if (ch == 'p')
+        return add_port(o, arg);
+    o->binds[o->n_binds++] = arg;
+    return 0;
+}
 
 /* Returns -1 to go on, else the exit code. */
 static int parse_options(int argc, char **argv, struct options *o)
@@ -56,14 +112,17 @@ static int parse_options(int argc, char **argv, struct options *o)
     static const struct option longopts[] = {
         {"config", required_argument, NULL, 'c'},
         {"test-config", no_argument, NULL, 't'},
-        {"ports-file", required_argument, NULL, 'p'},
+        {"port", required_argument, NULL, 'p'},
+        {"bind", required_argument, NULL, 'b'},
+        {"ports-file", required_argument, NULL, OPT_PORTS_FILE},
+        {"pid-file", required_argument, NULL, OPT_PID_FILE},
         {"version", no_argument, NULL, 'V'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     int ch;
 
-    while ((ch = getopt_long(argc, argv, "c:tp:Vh", longopts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "c:tp:b:Vh", longopts, NULL)) != -1) {
         switch (ch) {
         case 'c':
             o->config = optarg;
@@ -72,7 +131,15 @@ static int parse_options(int argc, char **argv, struct options *o)
             o->test = true;
             break;
         case 'p':
+        case 'b':
+            if (add_listener(o, ch, optarg) < 0)
+                return 2;
+            break;
+        case OPT_PORTS_FILE:
             o->ports_file = optarg;
+            break;
+        case OPT_PID_FILE:
+            o->pid_file = optarg;
             break;
         case 'V':
             printf("pigeond %s (libevent %s, msgpack-c %s)\n", PIGEON_VERSION, event_get_version(),
@@ -92,6 +159,26 @@ static int parse_options(int argc, char **argv, struct options *o)
         return 2;
     }
     return -1;
+}
+
+/*
+ * Gives CONF the command line's listeners, if any: 0, or -1 after printing
+ * why.  With CONF NULL, only checks them (for -t).
+ */
+static int apply_arg_listeners(const struct options *o, struct config *conf)
+{
+    struct config *scratch = conf != NULL ? conf : config_new_defaults();
+    char why[256];
+    int rc = 0;
+
+    if (o->n_binds > 0 &&
+        config_set_listeners(scratch, o->binds, o->n_binds, why, sizeof(why)) < 0) {
+        fprintf(stderr, "pigeond: -p/-b %s\n", why);
+        rc = -1;
+    }
+    if (conf == NULL)
+        config_unref(scratch);
+    return rc;
 }
 
 /* Prints one config error as "pigeond: FILE:LINE: REASON" (no LINE when 0). */
@@ -139,6 +226,8 @@ static int check_config(const struct options *o)
     }
     if (config_check_file(path, errs, MAX_ERRORS, &n) == 0) {
         printf("pigeond: %s is valid\n", path);
+        if (o->n_binds > 0)
+            printf("pigeond: -p/-b replace its [listener] sections\n");
         return 0;
     }
     for (size_t i = 0; i < n; i++)
@@ -146,6 +235,36 @@ static int check_config(const struct options *o)
     if (n == MAX_ERRORS)
         fprintf(stderr, "pigeond: %s: stopped after %d errors\n", path, MAX_ERRORS);
     return 1;
+}
+
+/*
+ * Keys the hash maps (hmap.h) with 16 bytes from the kernel, so that no
+ * peer can predict which topics collide.  getrandom blocks only until the
+ * kernel's pool is first initialised, early in boot.
+ */
+static void hash_seed(void)
+{
+    unsigned char key[HMAP_SEED_BYTES];
+
+    if (getrandom(key, sizeof(key), 0) != (ssize_t)sizeof(key)) {
+        /* No getrandom (a very old kernel): the clock and pid, better than none. */
+        uint64_t mix[2] = {(uint64_t)time(NULL) ^ (uint64_t)clock(), (uint64_t)getpid()};
+        memcpy(key, mix, sizeof(key));
+    }
+    hmap_seed(key);
+}
+
+/* --pid-file: "PID\n", written as safely as the ports file.  0, or -1 after logging why. */
+static int write_pid_file(struct server *srv, const char *path)
+{
+    char text[32], why[4200];
+    int len = snprintf(text, sizeof(text), "%ld\n", (long)getpid());
+
+    if (runfile_write(path, text, (size_t)len, why, sizeof(why)) < 0) {
+        log_error(&srv->log, "pid file: %s", why);
+        return -1;
+    }
+    return 0;
 }
 
 int main(int argc, char **argv)
@@ -158,24 +277,33 @@ int main(int argc, char **argv)
     int rc = parse_options(argc, argv, &o);
     if (rc >= 0)
         return rc;
+    if (apply_arg_listeners(&o, NULL) < 0)
+        return 2;
     if (o.test)
         return check_config(&o);
     if (load_config(&o, &conf, &path) != 0)
         return 1;
-    uint64_t seed = 0;
-    if (getrandom(&seed, sizeof(seed), 0) != sizeof(seed))
-        seed = (uint64_t)getpid() ^ (uint64_t)time(NULL)
-                                        << 20; /* no entropy yet: better than none */
-    hmap_seed(seed);
+    if (apply_arg_listeners(&o, conf) < 0) { /* checked above: cannot fail */
+        config_unref(conf);
+        return 2;
+    }
+    hash_seed();
     /* Keep glibc from giving the heap's top back and taking it again on
-     * every burst (a brk and page faults per read block). */
+     * every burst (a brk and page faults per burst of small allocations),
+     * but give allocations of 256 KiB and more their own mappings: the
+     * read blocks (pooled by the loop) and the input of large frames still
+     * arriving, which the memory budget counts and frees; kept in the heap,
+     * their freed memory stayed resident, 50 MB over a 128 MB budget. */
     mallopt(M_TRIM_THRESHOLD, 16 * 1024 * 1024);
-    mallopt(M_MMAP_THRESHOLD, 4 * 1024 * 1024);
-    if (server_init(&srv, conf, path, o.ports_file) < 0) {
+    mallopt(M_MMAP_THRESHOLD, 256 * 1024);
+    if (server_init(&srv, conf, path, o.ports_file) < 0 ||
+        (o.pid_file != NULL && write_pid_file(&srv, o.pid_file) < 0)) {
         server_fini(&srv);
         return 1;
     }
     rc = server_run(&srv);
     server_fini(&srv);
+    if (o.pid_file != NULL)
+        unlink(o.pid_file);
     return rc;
 }

@@ -32,6 +32,7 @@
 #include "notify.h"
 #include "proto.h"
 #include "router.h"
+#include "runfile.h"
 #include "sysstats.h"
 #include "xalloc.h"
 
@@ -62,28 +63,32 @@ static void server_raise_fd_limit(struct server *srv)
                     (unsigned long long)rl.rlim_cur, srv->conf->max_connections, SERVER_FD_RESERVE);
 }
 
-/* Writes "NAME ADDRESS" lines for the bound listeners, atomically. */
+/*
+ * Writes "NAME ADDRESS" lines for the bound listeners, and "[http] ADDRESS",
+ * to the ports file: replaced whole, through a new file that no planted
+ * symlink can redirect (runfile.h).
+ */
 static void server_write_ports_file(struct server *srv)
 {
-    char tmp[4096];
     struct listener *l;
+    char *text = NULL, why[4200];
+    size_t len = 0;
+    FILE *f;
 
     if (srv->ports_file == NULL)
         return;
-    snprintf(tmp, sizeof(tmp), "%s.tmp", srv->ports_file);
-    FILE *f = fopen(tmp, "w");
-    if (f == NULL) {
-        log_error(&srv->log, "cannot write %s: %s", tmp, strerror(errno));
-        return;
-    }
+    f = open_memstream(&text, &len);
+    if (f == NULL)
+        abort(); /* out of memory: the xalloc policy */
     TAILQ_FOREACH (l, &srv->listeners, link)
         fprintf(f, "%s %s\n", listener_name(l), listener_address(l));
     if (srv->http != NULL) /* brackets: no listener can have that name */
         fprintf(f, "[http] %s\n", http_address(srv->http));
-    if (fclose(f) != 0 || rename(tmp, srv->ports_file) < 0) {
-        log_error(&srv->log, "cannot write %s: %s", srv->ports_file, strerror(errno));
-        unlink(tmp);
-    }
+    if (fclose(f) != 0)
+        abort();
+    if (runfile_write(srv->ports_file, text, len, why, sizeof(why)) < 0)
+        log_error(&srv->log, "ports file: %s", why);
+    free(text);
 }
 
 static int server_open_listener(struct server *srv, const struct config_listener *cl)
@@ -237,10 +242,42 @@ static void server_reload_listeners(struct server *srv, const struct config *nex
             server_open_listener(srv, &next->listeners[i]); /* logged; the rest goes on */
 }
 
+/* Logs one difference config_diff found: "SIGHUP: max_outbound 64mb -> 8mb". */
+static void server_log_change_cb(void *arg, const char *section, const char *key,
+                                 const char *old_value, const char *new_value)
+{
+    struct server *srv = arg;
+    bool broker = strcmp(section, "broker") == 0;
+
+    if (old_value == NULL)
+        log_notice(&srv->log, "SIGHUP: [%s] added: %s %s", section, key, new_value);
+    else if (new_value == NULL)
+        log_notice(&srv->log, "SIGHUP: [%s] removed (%s %s)", section, key, old_value);
+    else
+        log_notice(&srv->log, "SIGHUP: %s%s%s%s %s -> %s", broker ? "" : "[", broker ? "" : section,
+                   broker ? "" : "] ", key, *old_value ? old_value : "(none)",
+                   *new_value ? new_value : "(none)");
+}
+
+/* Reads the file to reload into *NEXT: 0, or -1 after logging why (the running config stays). */
+static int server_reload_read(struct server *srv, struct config **next)
+{
+    struct config_error err;
+
+    if (config_load_file(srv->conf_path, next, &err) == 0)
+        return 0;
+    if (err.line > 0)
+        log_error(&srv->log, "SIGHUP: %s:%d: %s; keeping the running configuration", err.file,
+                  err.line, err.reason);
+    else
+        log_error(&srv->log, "SIGHUP: %s: %s; keeping the running configuration", err.file,
+                  err.reason);
+    return -1;
+}
+
 int server_reload(struct server *srv)
 {
     struct config *next;
-    struct config_error err;
 
     if (srv->conf_path == NULL) {
         /* Started without -c and without the default file: read it if it
@@ -253,11 +290,10 @@ int server_reload(struct server *srv)
         log_notice(&srv->log, "SIGHUP: %s has appeared; reading it", CONFIG_DEFAULT_PATH);
         srv->conf_path = xstrdup(CONFIG_DEFAULT_PATH);
     }
-    if (config_load_file(srv->conf_path, &next, &err) < 0) {
-        log_error(&srv->log, "SIGHUP: %s:%d: %s; keeping the running configuration", err.file,
-                  err.line, err.reason);
+    if (server_reload_read(srv, &next) < 0)
         return -1;
-    }
+    /* pigeond -p/-b: the command line's listeners stay, whatever the file says. */
+    config_keep_arg_listeners(next, srv->conf);
     if (next->io_backend != srv->conf->io_backend)
         log_warning(&srv->log, "SIGHUP: io_backend %s takes effect at the next start",
                     config_io_backend_name(next->io_backend));
@@ -272,9 +308,13 @@ int server_reload(struct server *srv)
     budget_apply_config(srv);
     http_apply_config(srv, &srv->http); /* logged; the rest of the reload stands */
     sysstats_apply_config(srv->sysstats);
-    config_unref(old);
     server_write_ports_file(srv);
-    log_notice(&srv->log, "SIGHUP: configuration reloaded from %s", srv->conf_path);
+    /* Logged once applied, so that whoever reads the log sees it in force. */
+    size_t changes = config_diff(old, next, server_log_change_cb, srv);
+    config_unref(old);
+    log_notice(&srv->log, "SIGHUP: configuration reloaded from %s (%zu setting%s changed%s)",
+               srv->conf_path, changes, changes == 1 ? "" : "s",
+               next->listeners_from_args ? "; listeners from the command line kept" : "");
     return 0;
 }
 

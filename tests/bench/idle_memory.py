@@ -43,7 +43,7 @@ def main():
     with open(conf, "w") as f:
         f.write("[broker]\nlog_level = warning\nmax_connections = %d\n"
                 "[listener main]\nbind = 127.0.0.1:0\n" % (n + 10))
-    p = subprocess.Popen([PIGEOND, "-c", conf, "-p", ports])
+    p = subprocess.Popen([PIGEOND, "-c", conf, "--ports-file", ports])
     while not os.path.exists(ports):
         time.sleep(0.05)
     port = int(open(ports).read().split()[1].rsplit(":", 1)[1])

@@ -2,7 +2,7 @@
 
 Used by every integration test.  A Broker runs the daemon built by meson
 (path in $PIGEOND) with a config written to a temp dir, on port 0, and learns
-the bound address from the ports file (-p).  A Client is a raw MessagePack
+the bound address from the ports file (--ports-file).  A Client is a raw MessagePack
 socket client written from docs/protocol.md alone, independent of the C
 code, so the tests check the broker against the spec rather than against
 itself.  With raw=True a Client also keeps the exact bytes of every frame it
@@ -242,7 +242,7 @@ class Broker:
             if nofile is not None:
                 resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
         self.proc = subprocess.Popen(
-            [PIGEOND] + conf + ["-p", self.ports_path] + self.args,
+            [PIGEOND] + conf + ["--ports-file", self.ports_path] + self.args,
             stdout=self.log, stderr=subprocess.STDOUT, env=self.env,
             preexec_fn=limit if nofile is not None else None)
         wait_for(lambda: os.path.exists(self.ports_path) or self.proc.poll() is not None,

@@ -126,7 +126,7 @@ class OpsBroker(Broker):
                 os.dup2(fd, 3 + i)  # dup2 clears close-on-exec: pigeond inherits them
 
         cmd = ["/bin/sh", "-c", prefix + 'exec "$0" "$@"', PIGEOND, "-c", self.conf_path,
-               "-p", self.ports_path] + self.args
+               "--ports-file", self.ports_path] + self.args
         try:
             self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=env,
                                          pass_fds=tuple(range(3, 3 + len(keep))),

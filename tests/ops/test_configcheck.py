@@ -3,7 +3,8 @@ file with every option uncommented is valid; every mistake in a file is
 reported, each as FILE:LINE: REASON in line order, with exit 1; each kind
 of mistake in the options this issue added ([http], stats_interval) names
 its line (integration/test_lifecycle.py covers the [broker] and [listener]
-mistakes); and -t binds nothing.
+mistakes); -t binds nothing; and a FIFO or device given as the file is
+refused at once, by -t and at start-up, instead of blocking on it.
 """
 
 import os
@@ -108,6 +109,16 @@ class ConfigCheck(unittest.TestCase):
         text = "[listener a]\nbind = 127.0.0.1:%d\n[http]\nbind = 127.0.0.1:%d\n" % (port, port)
         r = run("-t", "-c", self.write(text))
         self.assertEqual(r.returncode, 0, r.stderr)
+
+    def test_fifo_and_device_refused_at_once(self):
+        # Opening a FIFO for reading blocks until a writer comes: pigeond must
+        # not wait (run() would time out), and says what is wrong.
+        fifo = os.path.join(self.dir, "fifo.conf")
+        os.mkfifo(fifo)
+        for args in (["-t", "-c", fifo], ["-c", fifo], ["-t", "-c", "/dev/zero"]):
+            r = run(*args)
+            self.assertEqual(r.returncode, 1, args)
+            self.assertEqual(r.stderr, "pigeond: %s: not a regular file\n" % args[-1])
 
 
 if __name__ == "__main__":

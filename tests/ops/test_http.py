@@ -1,8 +1,10 @@
 """test_http.py - the monitoring endpoint, scraped for real while traffic
-flows: /healthz, /metrics (the figures must move as messages pass, as
-clients come and go, as limits bite), /connections and /subscriptions (JSON
-with paging), and the endpoint's own bounds (max_clients, timeout, methods,
-header size), plus turning it on, off and elsewhere by reload.
+flows: / (the list of endpoints), /healthz, /metrics (the figures must move
+as messages pass, as clients come and go, as limits bite), /connections and
+/subscriptions (JSON with paging), and the endpoint's own bounds
+(max_clients, timeout, methods, header size, and against slow clients
+max_clients_per_address and header_timeout), plus turning it on, off and
+elsewhere by reload.
 """
 
 import http.client
@@ -14,6 +16,7 @@ import time
 
 from opslib import (BrokerTest, Broker, OpsTest, http_get, http_json, main, metrics,
                     wait_for, DEADLINE)
+from slowloris import Drip, healthz
 
 HTTP = "[http]\nbind = 127.0.0.1:0\n"
 
@@ -66,7 +69,21 @@ class HttpTest(BrokerTest):
         status = http_get(self.http, "/healthz", headers={"X-Big": "a" * 9000})[0]
         self.assertGreaterEqual(status, 400)
         self.assertEqual(http_get(self.http, "/healthz")[0], 200)
-        self.assertRegex(self.broker.log_text(), r"http monitoring on 127\.0\.0\.1:\d+ \(max_clients 16, timeout 10000 ms\)")
+        self.assertRegex(self.broker.log_text(),
+                         r"http monitoring on 127\.0\.0\.1:\d+ \(max_clients 16, "
+                         r"max_clients_per_address 4, timeout 10000 ms, header_timeout 10000 ms\)")
+
+    def test_index(self):
+        self.start()
+        status, headers, body = http_get(self.http, "/")
+        self.assertEqual(status, 200)
+        self.assertEqual(headers["content-type"], "text/plain; charset=utf-8")
+        text = body.decode()
+        for path in ("/healthz", "/metrics", "/connections", "/subscriptions"):
+            self.assertRegex(text, r"(?m)^GET %s +\S" % path)
+            self.assertEqual(http_get(self.http, path)[0], 200)  # each one it lists answers
+        status, _, body = http_get(self.http, "/nope")
+        self.assertEqual((status, body), (404, b"not found: GET / lists the endpoints\n"))
 
     def test_off_by_default(self):
         b = self.start_broker()
@@ -296,6 +313,94 @@ class HttpTest(BrokerTest):
         wait_for(lambda: http_get(self.http, "/healthz")[0] == 503, what="/healthz 503")
         self.assertEqual(http_get(self.http, "/healthz")[2], b"draining\n")
         self.assertEqual(self.broker.wait_exit(), 0)
+
+
+class HttpSlowClientTest(BrokerTest):
+    """Clients that send their request a byte at a time (slowloris)."""
+    AUTO_START = False
+
+    def start_drip(self, http_keys, n):
+        """A broker with [http] HTTP_KEYS, and N connections dripping to it from 127.0.0.1."""
+        b = self.start_broker(extra="[http]\nbind = 127.0.0.1:0\n" + http_keys)
+        addr = b.address("[http]")
+        d = Drip(addr, n)
+        self.addCleanup(d.close)
+        return b, addr, d
+
+    def test_dripping_address_capped_and_healthz_answered(self):
+        # The issue's case: 32 connections from 127.0.0.1 sending a header byte
+        # at a time.  timeout and header_timeout are 1h, so only the cap acts
+        # here: 4 (max_clients_per_address) are let in and keep dripping, 28 are
+        # refused with a 503, and /healthz from another address is answered.
+        b, addr, d = self.start_drip("timeout = 1h\nheader_timeout = 1h\n", 32)
+
+        def refused_all():
+            d.drip()
+            d.poll(0.1)
+            return len(d.refused()) >= 28
+        wait_for(refused_all, what="28 connections refused")
+        self.assertEqual(len(d.refused()), 28)
+        self.assertEqual(d.open_count(), 4)
+        for _ in range(3):
+            status = healthz(addr, source="127.0.0.2", timeout=DEADLINE)
+            self.assertRegex(status, r"^HTTP/1\.\d 200 ")
+            d.drip()
+        d.poll(0.5)
+        self.assertEqual(d.open_count(), 4)  # the 4 let in were not disturbed
+        self.assertGreaterEqual(b.log_count(r"http: closed a connection from 127\.0\.0\.1: "
+                                            r"max_clients_per_address 4 reached"), 1)
+        self.client(broker=b).ping()
+
+    def test_per_address_cap_and_reload(self):
+        b, addr, d = self.start_drip("timeout = 1h\nheader_timeout = 1h\n"
+                                     "max_clients_per_address = 2\n", 3)
+        wait_for(lambda: d.poll(0.1) or len(d.refused()) == 1, what="the third refused")
+        reply = d.replies[d.refused()[0]]
+        self.assertIn(b"\r\n\r\ntoo many connections from your address\n", reply)
+        # Another address is not affected.
+        self.assertRegex(healthz(addr, source="127.0.0.2", timeout=DEADLINE), r" 200 ")
+        # One of the two closes: 127.0.0.1 may connect again.
+        kept = [s for s in d.socks if s not in d.closed]
+        kept[0].close()
+        d.socks.remove(kept[0])
+        wait_for(lambda: " 200 " in healthz(addr, source="127.0.0.1", timeout=DEADLINE),
+                 what="/healthz from 127.0.0.1 once a slot is free")
+        # A higher cap by reload applies at once (same bind: same socket).
+        b.write_config(extra="[http]\nbind = 127.0.0.1:0\ntimeout = 1h\nheader_timeout = 1h\n"
+                             "max_clients_per_address = 3\n")
+        b.reload()
+        self.assertEqual(b.address("[http]"), addr)
+        more = Drip(addr, 1)
+        self.addCleanup(more.close)
+        more.poll(1.0)
+        self.assertEqual(more.open_count(), 1)
+        self.assertRegex(b.log_text(), r"SIGHUP: \[http\] max_clients_per_address 2 -> 3")
+
+    def test_header_timeout_bounds_a_drip(self):
+        # evhttp's read timeout (1h here) restarts with every byte; header_timeout
+        # bounds the whole request, so connections that keep dripping are closed.
+        b, addr, d = self.start_drip("timeout = 1h\nheader_timeout = 2s\n", 3)
+
+        def all_cut():
+            d.drip()
+            d.poll(0.3)
+            return d.open_count() == 0
+        wait_for(all_cut, what="the dripping connections to be closed")
+        self.assertEqual(len(d.cut()), 3)  # closed without a reply
+        b.wait_log(r"http: closed a connection from 127\.0\.0\.1: no complete request within "
+                   r"header_timeout 2000 ms")
+        self.assertEqual(http_get(addr, "/healthz")[0], 200)
+
+    def test_header_timeout_after_a_response(self):
+        # A keep-alive connection has header_timeout for its next request too.
+        b = self.start_broker(extra="[http]\nbind = 127.0.0.1:0\ntimeout = 1h\n"
+                                    "header_timeout = 1s\n")
+        host, port = b.address("[http]").rsplit(":", 1)
+        conn = http.client.HTTPConnection(host, int(port), timeout=DEADLINE)
+        self.addCleanup(conn.close)
+        conn.request("GET", "/healthz")
+        self.assertEqual(conn.getresponse().read(), b"ok\n")
+        self.assertEqual(recv_all(conn.sock), b"")  # then idle: closed after 1s, not 1h
 
 
 class HttpReloadTest(BrokerTest):

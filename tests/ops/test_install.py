@@ -34,12 +34,14 @@ def install_targets():
 
 
 def unit_dir(opts):
+    """Where systemd/meson.build puts the units: they follow the prefix."""
     if opts.get("systemdsystemunitdir"):
         return opts["systemdsystemunitdir"]
-    r = subprocess.run(["pkg-config", "--variable=systemdsystemunitdir", "systemd"],
-                       capture_output=True, text=True)
-    if r.returncode == 0 and r.stdout.strip():
-        return r.stdout.strip()
+    if opts["prefix"] == "/usr":
+        r = subprocess.run(["pkg-config", "--variable=systemdsystemunitdir", "systemd"],
+                           capture_output=True, text=True)
+        if r.returncode == 0 and r.stdout.strip():
+            return r.stdout.strip()
     return os.path.join(opts["prefix"], "lib", "systemd", "system")
 
 

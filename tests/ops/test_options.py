@@ -82,7 +82,10 @@ class SelectDescriptorCeiling(BrokerTest):
     def start_select(self):
         return self.start_broker({"io_backend": "select", "max_connections": 5000,
                                   "log_level": "info"}, nofile=self.NOFILE,
-                                 extra="[http]\nbind = 127.0.0.1:0\nmax_clients = 5000\n")
+                                 # every test connection comes from 127.0.0.1: lift the
+                                 # per-address cap so that the descriptor ceiling bites
+                                 extra="[http]\nbind = 127.0.0.1:0\nmax_clients = 5000\n"
+                                       "max_clients_per_address = 5000\n")
 
     def open_many(self, address):
         socks = []

@@ -5,9 +5,13 @@ stats_interval in test_sys.py; [http] in test_http.py).
 
 Each test starts with a value under which the behaviour cannot happen within
 the test's deadline, reloads to one under which it must, and waits for it.
+ReloadLog checks what a reload logs: one line per setting it changed, in the
+file's own units, and for a file it cannot use (a FIFO too, which must not
+block the loop) the reason, with no line number when there is none.
 """
 
 import os
+import re
 import signal
 import stat
 import tempfile
@@ -155,6 +159,52 @@ class UnixModeLive(ReloadTest):
         self.assertEqual(stat.S_IMODE(os.stat(self.path).st_mode), 0o640)
         self.client(name="local").ping()
         self.assertEqual(kept.ping(), "pong")
+
+
+class ReloadLog(ReloadTest):
+    BROKER = {"log_level": "info"}
+
+    def reloaded(self, count):
+        return self.broker.wait_log(r"SIGHUP: configuration reloaded from .* \((\d+) settings? "
+                                    r"changed\)", count=count)
+
+    def test_changes_logged(self):
+        b = self.broker
+        b.write_config({"log_level": "info", "max_outbound": "8mb", "idle_timeout": "90s"},
+                       {"main": {"bind": "127.0.0.1:0"}, "extra": {"bind": "127.0.0.1:0"}})
+        b.reload()
+        self.assertEqual(self.reloaded(1).group(1), "3")
+        log = b.log_text()
+        self.assertIn("SIGHUP: max_outbound 64mb -> 8mb\n", log)
+        self.assertIn("SIGHUP: idle_timeout 5m -> 90s\n", log)
+        self.assertIn("SIGHUP: [listener extra] added: bind 127.0.0.1:0\n", log)
+        b.write_config({"log_level": "info", "max_outbound": "8mb", "idle_timeout": "90s"},
+                       extra="[http]\nbind = 127.0.0.1:0\n")
+        b.reload()
+        self.assertEqual(self.reloaded(2).group(1), "2")
+        log = b.log_text()
+        self.assertIn("SIGHUP: [listener extra] removed (bind 127.0.0.1:0)\n", log)
+        self.assertIn("SIGHUP: [http] added: bind 127.0.0.1:0\n", log)
+        b.reload()  # the same file again: nothing to say
+        self.assertEqual(self.reloaded(3).group(1), "0")
+
+    def test_fifo_does_not_block(self):
+        b = self.broker
+        os.unlink(b.conf_path)
+        os.mkfifo(b.conf_path)
+        b.reload()
+        b.wait_log(r"SIGHUP: %s: not a regular file; keeping the running configuration$"
+                   % re.escape(b.conf_path))
+        self.client().ping()  # the loop goes on
+
+    def test_missing_file_no_line_zero(self):
+        b = self.broker
+        os.unlink(b.conf_path)
+        b.reload()
+        b.wait_log(r"SIGHUP: %s: cannot open: No such file or directory; keeping the running "
+                   r"configuration$" % re.escape(b.conf_path))
+        self.assertNotIn(b.conf_path + ":0:", b.log_text())
+        self.client().ping()
 
 
 if __name__ == "__main__":

@@ -75,7 +75,7 @@ void broker_restart(struct broker *b)
             dup2(fd, STDOUT_FILENO);
             dup2(fd, STDERR_FILENO);
         }
-        execl(pigeond, "pigeond", "-c", b->conf, "-p", b->ports, (char *)NULL);
+        execl(pigeond, "pigeond", "-c", b->conf, "--ports-file", b->ports, (char *)NULL);
         _exit(127);
     }
     b->pid = pid;
