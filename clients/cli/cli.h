@@ -54,7 +54,8 @@ void cli_common_init(struct cli_common *c);
     }
 #define CLI_COMMON_SHORTOPTS "s:qh"
 #define CLI_COMMON_HELP                                                                            \
-    "  -s, --server ADDR    broker address: host:port, [ipv6]:port or unix:/path\n"                \
+    "  -s, --server ADDR    broker address: host:port, [ipv6]:port, host (port 7400),\n"           \
+    "                       PORT (127.0.0.1:PORT) or unix:/path\n"                                 \
     "                       (default: $PIGEON_SERVER, else " CLI_DEFAULT_SERVER ")\n"              \
     "      --name NAME      client name the broker logs (default: pigeon-cli)\n"                   \
     "  -q, --quiet          no notes on stderr (errors are still reported)\n"                      \
@@ -96,7 +97,6 @@ struct cli_conn {
     pigeon_sync *s;      /* owned */
     int async_err;       /* the first `error` notification's code, or 0 */
     char async_msg[256]; /* ... and its message */
-    char down_msg[256];  /* why the connection last went down */
     bool quiet;
     bool was_up; /* a session was established once: a drop is worth a note */
 };

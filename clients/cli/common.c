@@ -155,8 +155,6 @@ static void cli_state_cb(pigeon_client *c, enum pigeon_state state, int err, voi
 {
     struct cli_conn *cc = arg;
 
-    if (err != PIGEON_OK)
-        snprintf(cc->down_msg, sizeof(cc->down_msg), "%s", pigeon_errmsg(c));
     if (state == PIGEON_STATE_CONNECTED)
         cc->was_up = true;
     if (cc->quiet)
@@ -194,14 +192,15 @@ int cli_connect(const struct cli_common *common, bool reconnect, struct cli_conn
     o.state_arg = cc;
     o.on_error = cli_error_cb;
     o.error_arg = cc;
+    char why[300] = "";
+    o.errbuf = why;
+    o.errbuf_len = sizeof(why);
     int err = pigeon_sync_connect(common->server, &o, 0, &cc->s);
     if (err != PIGEON_OK) {
-        char what[300];
-        snprintf(what, sizeof(what), "connect to %s", common->server);
-        int rc = cc->down_msg[0] != '\0' ? (cli_warn("%s", cc->down_msg), cli_exit_for(err))
-                                         : cli_fail(err, NULL, what);
+        /* "connect to ADDR: Connection refused", "bad address 'ADDR': ..." */
+        cli_warn("%s", why[0] != '\0' ? why : pigeon_strerror(err));
         free(cc);
-        return rc;
+        return cli_exit_for(err);
     }
     *out = cc;
     return CLI_OK;

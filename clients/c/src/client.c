@@ -129,6 +129,19 @@ void pigeon_options_init(struct pigeon_options *o)
     o->max_queued = 65536;
 }
 
+/* Tells the caller of pigeon_connect why it failed, when O asks (errbuf). */
+__attribute__((format(printf, 2, 3))) static void client_errbuf(const struct pigeon_options *o,
+                                                                const char *fmt, ...)
+{
+    va_list ap;
+
+    if (o->errbuf == NULL || o->errbuf_len == 0)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(o->errbuf, o->errbuf_len, fmt, ap);
+    va_end(ap);
+}
+
 static bool client_options_valid(const struct pigeon_options *o)
 {
     return o->connect_timeout_ms > 0 && o->reconnect_min_ms > 0 &&
@@ -182,6 +195,8 @@ static int client_copy_options(pigeon_client *c, const struct pigeon_options *o)
     c->opts.token = c->token;
     c->opts.user = c->user;
     c->opts.password = c->password;
+    c->opts.errbuf = NULL; /* the caller's, for pigeon_connect only */
+    c->opts.errbuf_len = 0;
     if (c->opts.reconnect < 0)
         c->opts.reconnect = 1;
     return oom ? PIGEON_ENOMEM : PIGEON_OK;
@@ -225,23 +240,32 @@ int pigeon_connect(struct event_base *base, const char *address, const struct pi
                    pigeon_client **out)
 {
     struct pigeon_options defaults;
-    const char *why;
+    char why[ADDR_WHY_MAX];
     struct addr a;
 
-    if (base == NULL || address == NULL || out == NULL)
-        return PIGEON_EINVAL;
     if (opts == NULL) {
         pigeon_options_init(&defaults);
         opts = &defaults;
     }
-    if (!client_options_valid(opts))
+    if (base == NULL || address == NULL || out == NULL) {
+        client_errbuf(opts, "pigeon_connect needs an event_base, an address and OUT");
         return PIGEON_EINVAL;
-    if (addr_parse(address, &a, &why) < 0)
+    }
+    if (!client_options_valid(opts)) {
+        client_errbuf(opts, "invalid options: timeouts, delays and sizes out of range");
+        return PIGEON_EINVAL;
+    }
+    if (addr_parse(address, ADDR_CONNECT, &a, why, sizeof(why)) < 0) {
+        client_errbuf(opts, "bad address '%.64s%s': %s", address, strlen(address) > 64 ? "..." : "",
+                      why);
         return PIGEON_EADDRESS;
+    }
 
     pigeon_client *c = calloc(1, sizeof(*c));
-    if (c == NULL)
+    if (c == NULL) {
+        client_errbuf(opts, "out of memory");
         return PIGEON_ENOMEM;
+    }
     c->base = base;
     c->addr = a;
     c->next_msgid = 1;
@@ -262,6 +286,7 @@ int pigeon_connect(struct event_base *base, const char *address, const struct pi
     if (rc == PIGEON_OK)
         rc = client_start_attempt(c);
     if (rc != PIGEON_OK) {
+        client_errbuf(opts, "out of memory");
         client_free(c);
         return rc;
     }

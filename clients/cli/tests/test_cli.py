@@ -352,6 +352,34 @@ class CliTest(CliBase):
         self.assertEqual(self.run_cli("-s", "127.0.0.1:%d" % port, "pub", "a", "1", env=env).returncode, OK)
         self.assertEqual(self.run_cli("pub", "--server", self.addr, "a", "1", env=down).returncode, OK)
 
+    def test_addresses(self):
+        # A bare number is a port on 127.0.0.1 (it used to be read as the
+        # IPv4 address 0.0.83.152, port 7400: "the broker sent a bad frame").
+        port = str(self.broker.port())
+        c = self.raw_client()
+        c.sub("addr.t")
+        env = self.env()
+        del env["PIGEON_SERVER"]
+        r = self.run_cli("pub", "-s", port, "addr.t", "1", env=env)
+        self.assertEqual((r.returncode, r.stderr), (OK, b""))
+        r = self.run_cli("pub", "addr.t", "2", env=self.env(PIGEON_SERVER=port))
+        self.assertEqual((r.returncode, r.stderr), (OK, b""))
+        c.wait_messages(2)
+        self.assertEqual([m[2] for m in c.messages], [1, 2])
+        # What is none of the forms is refused before connecting, by name.
+        for bad, why in (("127.0.0.1:99999", "the port must be a number from 1 to 65535"),
+                         ("0", "the port must be a number from 1 to 65535"),
+                         ("::1:7400", "an IPv6 address needs brackets: [addr]:port"),
+                         ("127.1:7400", "not an IPv4 address or a host name"),
+                         ("tls://127.0.0.1:%s" % port, "unsupported scheme 'tls://': expected "
+                          "host:port, [v6addr]:port or unix:/path")):
+            for args in (["pub", "-s", bad, "addr.t", "1"], ["sub", "-s", bad, "addr.t"],
+                         ["bench", "-s", bad, "--msgs", "1"]):
+                with self.subTest(args=args):
+                    r = self.run_cli(*args)
+                    self.assertEqual(r.returncode, USAGE)
+                    self.assertEqual(r.stderr.decode(), "pigeon: bad address '%s': %s\n" % (bad, why))
+
     def test_failed_first_connect_says_only_that(self):
         # sub and reply reconnect, but only a session once made: a failed
         # first attempt is one line and exit 2, no "reconnecting" note.

@@ -28,6 +28,7 @@ from collections import deque
 from typing import Any, Callable, Deque, Dict, Mapping, Optional, Tuple
 
 from . import protocol as proto
+from .address import parse_address
 from .client import (CLOSED, CONNECTED, CONNECTING, DEFAULT_MAX_BUFFER, DEFAULT_MAX_PENDING,
                      DEFAULT_PING_INTERVAL, DEFAULT_TIMEOUT, LOST, RECONNECTING,
                      _SubscriptionQueue, request_pub_failure)
@@ -240,7 +241,7 @@ class AsyncClient:
                  password: Optional[str] = None):
         if buffer_full not in ("raise", "drop"):
             raise ValueError("buffer_full must be 'raise' or 'drop'")
-        self.address = proto.parse_address(address)
+        self.address = parse_address(address)
         self.name = name if name is not None else proto.default_name()
         self.timeout = timeout
         self.reconnect = reconnect

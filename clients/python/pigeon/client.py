@@ -34,6 +34,7 @@ from collections import deque
 from typing import Any, Callable, Deque, Dict, Iterator, Mapping, Optional
 
 from . import protocol as proto
+from .address import open_socket, parse_address
 from .errors import (AuthFailed, AuthRequired, BadParams, BufferFull, ClientClosed,
                      ConnectError, ConnectionLost, NoResponders, PigeonError, TimeoutError,
                      error_for)
@@ -288,7 +289,7 @@ class Client:
                  password: Optional[str] = None):
         if buffer_full not in ("raise", "drop"):
             raise ValueError("buffer_full must be 'raise' or 'drop'")
-        self.address = proto.parse_address(address)
+        self.address = parse_address(address)
         self.name = name if name is not None else proto.default_name()
         self.timeout = timeout
         self.reconnect = reconnect
@@ -537,7 +538,7 @@ class Client:
         Raises OSError or PigeonError; the state is CONNECTED on return.
         """
         try:
-            sock = proto.open_socket(self.address, self.timeout)
+            sock = open_socket(self.address, self.timeout)
         except OSError as e:
             raise ConnectError(str(e)) from e
         conn = _Conn(sock, next(self._gen))

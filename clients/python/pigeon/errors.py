@@ -94,6 +94,11 @@ class LimitError(PigeonError):
 
 # ------------------------------------------------ the client's own ----
 
+class BadAddress(PigeonError, ValueError):
+    """An address that is none of the forms pigeon.address lists: the
+    message names it and says what is wrong."""
+
+
 class ConnectError(PigeonError, builtins.ConnectionError):
     """The broker could not be reached (no one listening, no such host)."""
 

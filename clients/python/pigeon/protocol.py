@@ -1,7 +1,7 @@
 """protocol.py - the wire format, and everything the two clients share that
 does no I/O.
 
-Layers, top-down: constants; addresses; the Message type; encoding frames
+Layers, top-down: constants; the Message type; encoding frames
 (payload checks included); decoding the byte stream into frames; the
 reconnect backoff.
 
@@ -20,7 +20,6 @@ what the publisher sent and is decoded only when asked for.
 import itertools
 import os
 import random
-import socket
 import sys
 from collections import namedtuple
 from dataclasses import dataclass
@@ -33,8 +32,6 @@ from .errors import BadFrame, BadParams, Forbidden, PayloadError, TooLarge
 
 REQUEST, RESPONSE, NOTIFICATION = 0, 1, 2
 PROTO_VERSION = 1
-DEFAULT_PORT = 7400
-DEFAULT_SERVER = "127.0.0.1:%d" % DEFAULT_PORT
 MAX_DEPTH = 32
 """Nesting limit of a frame; the frame's array is level 1, params level 2."""
 PAYLOAD_MAX_DEPTH = MAX_DEPTH - 2
@@ -44,88 +41,6 @@ DEFAULT_MAX_PAYLOAD = 1 << 20
 READ_CHUNK = 256 * 1024
 """Bytes asked of the socket per read: large, so big messages take few."""
 MSGID_MASK = 0xFFFFFFFF
-
-
-# ------------------------------------------------------------ addresses ----
-
-@dataclass(frozen=True)
-class Address:
-    """Where a broker listens: TCP host and port, or a unix socket path."""
-
-    host: Optional[str]
-    port: Optional[int]
-    path: Optional[str]
-
-    @property
-    def is_unix(self) -> bool:
-        return self.path is not None
-
-    def __str__(self) -> str:
-        if self.path is not None:
-            return "unix:" + self.path
-        if ":" in self.host:
-            return "[%s]:%d" % (self.host, self.port)
-        return "%s:%d" % (self.host, self.port)
-
-
-def parse_address(address: Optional[str] = None) -> Address:
-    """Parses `host:port`, `host`, `[v6]:port`, `[v6]` or `unix:/path`.
-
-    None means $PIGEON_SERVER, else 127.0.0.1:7400.  Raises ValueError.
-    """
-    if address is None:
-        address = os.environ.get("PIGEON_SERVER") or DEFAULT_SERVER
-    if not isinstance(address, str):
-        raise TypeError("address must be a str, not %s" % type(address).__name__)
-    addr = address.strip()
-    if addr.startswith("unix:"):
-        path = addr[5:]
-        if not path:
-            raise ValueError("empty unix socket path in %r" % address)
-        return Address(None, None, path)
-    port = DEFAULT_PORT
-    if addr.startswith("["):
-        end = addr.find("]")
-        if end < 0:
-            raise ValueError("missing ']' in %r" % address)
-        host, rest = addr[1:end], addr[end + 1:]
-        if rest:
-            if not rest.startswith(":"):
-                raise ValueError("junk after ']' in %r" % address)
-            port = _parse_port(rest[1:], address)
-    elif addr.count(":") > 1:
-        raise ValueError("an IPv6 address needs brackets: [%s]:port" % addr)
-    elif ":" in addr:
-        host, p = addr.split(":")
-        port = _parse_port(p, address)
-    else:
-        host = addr
-    if not host:
-        raise ValueError("empty host in %r" % address)
-    return Address(host, port, None)
-
-
-def _parse_port(text: str, address: str) -> int:
-    if not text.isdigit() or not 0 < int(text) < 65536:
-        raise ValueError("bad port in %r" % address)
-    return int(text)
-
-
-def open_socket(addr: Address, timeout: Optional[float]) -> socket.socket:
-    """A connected, blocking stream socket to ADDR (raises OSError)."""
-    if addr.is_unix:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            sock.settimeout(timeout)
-            sock.connect(addr.path)
-        except BaseException:
-            sock.close()
-            raise
-    else:
-        sock = socket.create_connection((addr.host, addr.port), timeout)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    sock.settimeout(None)
-    return sock
 
 
 # ------------------------------------------------------------- messages ----
