@@ -12,6 +12,7 @@
  *   4  timeout: no reply, or not enough messages in time
  *   5  no responders: a request's topic has no subscriber
  *   6  any other failure (I/O, out of memory)
+ *   7  error reply: `req` got {"error": ...} from the responder (errreply.h)
  */
 #ifndef PIGEON_CLI_H
 #define PIGEON_CLI_H
@@ -31,6 +32,7 @@ enum cli_exit {
     CLI_TIMEOUT = 4,
     CLI_NO_RESPONDERS = 5,
     CLI_OTHER = 6,
+    CLI_ERROR_REPLY = 7,
 };
 
 #define CLI_DEFAULT_SERVER "127.0.0.1:7400"
@@ -98,7 +100,8 @@ struct cli_conn {
     int async_err;       /* the first `error` notification's code, or 0 */
     char async_msg[256]; /* ... and its message */
     bool quiet;
-    bool was_up; /* a session was established once: a drop is worth a note */
+    bool was_up;    /* a session was established once: a drop is worth a note */
+    bool in_outage; /* lost after was_up, and not back yet: noted once */
 };
 
 /*

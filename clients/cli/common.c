@@ -151,20 +151,27 @@ int cli_check_topic(const char *cmd, const char *topic, bool pattern)
 
 /* ------------------------------------------------------------ connecting --- */
 
+/*
+ * Notes on an outage: one line when the session is lost, one when it is
+ * back.  Every failed attempt in between also moves the client to
+ * DISCONNECTED; those stay quiet, so a long outage is two lines, not one
+ * per attempt.  A failed first attempt is no outage at all: cli_connect
+ * reports it and exits, there is no reconnecting to announce.
+ */
 static void cli_state_cb(pigeon_client *c, enum pigeon_state state, int err, void *arg)
 {
     struct cli_conn *cc = arg;
 
-    if (state == PIGEON_STATE_CONNECTED)
+    if (state == PIGEON_STATE_CONNECTED) {
+        if (cc->in_outage && !cc->quiet)
+            cli_warn("reconnected");
         cc->was_up = true;
-    if (cc->quiet)
-        return;
-    /* A failed first attempt is no disconnection: cli_connect reports it
-     * and exits, there is no reconnecting to announce. */
-    if (state == PIGEON_STATE_DISCONNECTED && cc->was_up)
-        cli_warn("disconnected: %s (%s); reconnecting", pigeon_strerror(err), pigeon_errmsg(c));
-    else if (state == PIGEON_STATE_CONNECTED && cc->s != NULL)
-        cli_warn("reconnected");
+        cc->in_outage = false;
+    } else if (state == PIGEON_STATE_DISCONNECTED && cc->was_up && !cc->in_outage) {
+        cc->in_outage = true;
+        if (!cc->quiet)
+            cli_warn("disconnected: %s (%s); reconnecting", pigeon_strerror(err), pigeon_errmsg(c));
+    }
 }
 
 static void cli_error_cb(pigeon_client *c, int err, const char *message, void *arg)

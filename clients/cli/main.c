@@ -32,7 +32,7 @@ static const char main_help[] =
     "-s/--server, else $PIGEON_SERVER, else " CLI_DEFAULT_SERVER ".\n"
     "\n"
     "exit codes: 0 ok, 1 usage or bad input, 2 connection, 3 refused by the\n"
-    "broker, 4 timeout, 5 no responders, 6 other errors.\n";
+    "broker, 4 timeout, 5 no responders, 6 other errors, 7 an error reply.\n";
 
 struct command {
     const char *name;

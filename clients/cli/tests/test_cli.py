@@ -28,7 +28,7 @@ import msgpack  # noqa: E402
 CLI = os.environ.get("PIGEON_CLI", os.path.join(os.path.dirname(__file__), "../../../build/clients/cli/pigeon"))
 DEADLINE = harness.DEADLINE
 
-OK, USAGE, CONNECTION, BROKER, TIMEOUT, NO_RESPONDERS = 0, 1, 2, 3, 4, 5
+OK, USAGE, CONNECTION, BROKER, TIMEOUT, NO_RESPONDERS, ERROR_REPLY = 0, 1, 2, 3, 4, 5, 7
 
 
 def unpack(data):
@@ -305,18 +305,53 @@ class CliTest(CliBase):
         self.assertEqual(json.loads(r.stdout), {"got": [1, 2], "topic": "calc.add", "inbox": True})
         rep.terminate()
 
-    def test_reply_command_failure_is_not_answered(self):
-        rep = self.start_cli("reply", "bad.svc", "sh", "-c", "cat >/dev/null; exit 3",
-                             ready="answering")
-        r = self.run_cli("req", "--timeout", "300ms", "bad.svc", "1")
-        self.assertEqual(r.returncode, TIMEOUT)
-        rep2 = self.start_cli("reply", "bad.json", "echo", "{not json", ready="answering")
-        r = self.run_cli("req", "-t", "0.3", "bad.json", "1")
-        self.assertEqual(r.returncode, TIMEOUT)
-        for p in (rep, rep2):
-            p.terminate()
-            _, _, err = self.finish(p)
-            self.assertIn(b"no answer sent", err)
+    def test_reply_command_failure_sends_an_error_reply(self):
+        # The requester hears at once, not after its timeout: a long one
+        # here, which the test would wait out if no error reply came.
+        cases = [
+            (("sh", "-c", "cat >/dev/null; exit 3"), "command 'sh' exited with status 3"),
+            (("echo", "{not json"), "command 'echo' printed no JSON (invalid JSON at line 1, column 4"),
+            (("/nonexistent/cmd",), "command '/nonexistent/cmd' could not be run"),
+        ]
+        for i, (cmd, why) in enumerate(cases):
+            with self.subTest(cmd=cmd):
+                rep = self.start_cli("reply", "bad.%d" % i, *cmd, ready="answering")
+                r = self.run_cli("req", "--timeout", "10m", "bad.%d" % i, "1")
+                self.assertEqual(r.returncode, ERROR_REPLY)
+                self.assertEqual(r.stdout, b"")
+                err = r.stderr.decode()
+                self.assertTrue(err.startswith("pigeon: error reply from 'bad.%d': %s" % (i, why)),
+                                err)
+                self.assertEqual(len(err.splitlines()), 1)
+                rep.terminate()
+                _, _, err = self.finish(rep)
+                self.assertIn(b": error reply sent", err)
+        # On the wire: a map whose one key is "error", for any requester to see.
+        rep = self.start_cli("reply", "bad.wire", "false", ready="answering")
+        c = self.raw_client()
+        c.sub("my.inbox")
+        self.assertEqual(c.pub("bad.wire", 1, reply_to="my.inbox"), 1)
+        c.wait_messages(1)
+        self.assertEqual(c.messages[0][1:3],
+                         ["my.inbox", {"error": "command 'false' exited with status 1"}])
+        rep.terminate()
+
+    def test_req_recognises_error_replies(self):
+        # Any responder may send one; any value is shown.  A map with other
+        # keys besides "error" is an ordinary answer.
+        cases = [
+            ('{"error": {"code": 42}}', ERROR_REPLY, b"", 'error reply from \'e.svc\': {"code":42}'),
+            ('{"error": "x", "id": 1}', OK, b'{"error":"x","id":1}\n', ""),
+            ('{"errors": "x"}', OK, b'{"errors":"x"}\n', ""),
+        ]
+        for answer, code, out, err in cases:
+            with self.subTest(answer=answer):
+                rep = self.start_cli("reply", "--count", "1", "e.svc", "echo", answer,
+                                     ready="answering")
+                r = self.run_cli("req", "e.svc", "1")
+                self.assertEqual((r.returncode, r.stdout), (code, out), r.stderr)
+                self.assertIn(err, r.stderr.decode())
+                self.assertEqual(self.finish(rep)[0], OK)
 
     # ---------------------------------------------------------- exit codes
     def test_exit_codes(self):
@@ -478,6 +513,33 @@ class CliRestart(CliBase):
         code, out, _ = self.finish(sub)
         self.assertEqual(code, OK)
         self.assertEqual([x["payload"] for x in self.lines(out)], [1, 2])
+
+    def test_one_note_per_outage(self):
+        # While the broker is away, every attempt fails: here a stand-in
+        # accepts each connection and closes it at once, so the attempts
+        # are counted.  The outage is still one "reconnecting" line.
+        sub = self.start_cli("sub", "r.y", "--count", "1")
+        port = self.broker.port()
+        self.broker.stop(signal.SIGKILL)
+        self.broker.log.close()
+        seen = self.wait_stderr(sub, "reconnecting")
+        with socket.socket() as standin:
+            standin.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            standin.bind(("127.0.0.1", port))
+            standin.listen(16)
+            standin.settimeout(DEADLINE)
+            for _ in range(3):
+                conn, _ = standin.accept()
+                conn.close()
+        self.broker.start()
+        seen += self.wait_stderr(sub, "reconnected")
+        self.until_ok("pub", "--confirm", "r.y", "1", stdout=b"1\n")
+        code, _, rest = self.finish(sub)
+        self.assertEqual(code, OK)
+        notes = (seen + rest).decode().splitlines()  # after "subscribed to ..."
+        self.assertEqual([n.split(":")[1].strip() for n in notes],
+                         ["disconnected", "reconnected"], notes)
+        self.assertTrue(notes[0].endswith("; reconnecting"), notes)
 
     def test_reply_reconnects_and_answers_again(self):
         rep = self.start_cli("reply", "r.svc", "--count", "2", "cat", ready="answering")
