@@ -87,9 +87,12 @@ long cli_parse_duration(const char *s);
 /* Parses a non-negative decimal count into *OUT. 0, or -1. */
 int cli_parse_count(const char *s, uint64_t *out);
 
-/* Reads all of stdin into *OUT (malloc'd; the caller frees) and *LEN.
- * Returns CLI_OK, or an exit code after printing why. */
-int cli_read_stdin(uint8_t **out, size_t *len);
+/*
+ * Reads all of the file PATH ("-": stdin) into *OUT (malloc'd; the caller
+ * frees) and *LEN.  Returns CLI_OK, or an exit code after printing why
+ * (CLI_USAGE when it cannot be opened, CLI_OTHER when reading fails).
+ */
+int cli_read_file(const char *path, uint8_t **out, size_t *len);
 
 /* Checks a topic (PATTERN: a subscription pattern) from the command line. */
 int cli_check_topic(const char *cmd, const char *topic, bool pattern);

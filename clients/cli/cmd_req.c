@@ -85,7 +85,7 @@ static int req_payload(const struct req_args *a, msgpack_sbuffer *sb)
 
     if (strcmp(a->data, "-") != 0)
         return cli_json_payload("req", a->data, strlen(a->data), sb);
-    int rc = cli_read_stdin(&text, &len);
+    int rc = cli_read_file("-", &text, &len);
     if (rc != CLI_OK)
         return rc;
     rc = cli_json_payload("req", (const char *)text, len, sb);

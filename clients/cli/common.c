@@ -100,12 +100,13 @@ long cli_parse_duration(const char *s)
     return ms > 1e12 ? -1 : (long)ms;
 }
 
-int cli_read_stdin(uint8_t **out, size_t *len)
+/* Reads all of F into *OUT (malloc'd) and *LEN: 0, or -1 with errno set. */
+static int cli_slurp(FILE *f, uint8_t **out, size_t *len)
 {
     size_t cap = 1 << 16, n = 0, got;
     uint8_t *buf = malloc(cap);
 
-    while (buf != NULL && (got = fread(buf + n, 1, cap - n, stdin)) > 0) {
+    while (buf != NULL && (got = fread(buf + n, 1, cap - n, f)) > 0) {
         n += got;
         if (n == cap) {
             uint8_t *p = realloc(buf, cap * 2);
@@ -118,10 +119,40 @@ int cli_read_stdin(uint8_t **out, size_t *len)
             cap *= 2;
         }
     }
-    if (buf == NULL)
-        return cli_fail(PIGEON_ENOMEM, NULL, "read stdin");
+    if (buf == NULL) {
+        errno = ENOMEM;
+        return -1;
+    }
+    if (ferror(f)) {
+        int e = errno;
+        free(buf);
+        errno = e != 0 ? e : EIO;
+        return -1;
+    }
     *out = buf;
     *len = n;
+    return 0;
+}
+
+int cli_read_file(const char *path, uint8_t **out, size_t *len)
+{
+    bool is_stdin = strcmp(path, "-") == 0;
+    const char *name = is_stdin ? "stdin" : path;
+    FILE *f = is_stdin ? stdin : fopen(path, "rb");
+
+    if (f == NULL) {
+        cli_warn("cannot open %s: %s", name, strerror(errno));
+        return CLI_USAGE;
+    }
+    errno = 0;
+    int rc = cli_slurp(f, out, len);
+    int e = errno;
+    if (!is_stdin)
+        fclose(f);
+    if (rc < 0) {
+        cli_warn("read %s: %s", name, strerror(e));
+        return CLI_OTHER;
+    }
     return CLI_OK;
 }
 

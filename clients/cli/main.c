@@ -1,7 +1,7 @@
 /*
  * main.c - `pigeon`, the command line client of the Pigeon broker.
  *
- *   pigeon pub TOPIC [DATA]       publish JSON
+ *   pigeon pub TOPIC [DATA]       publish JSON, text or bytes
  *   pigeon sub PATTERN            print messages as JSON lines
  *   pigeon req TOPIC [DATA]       request/reply
  *   pigeon reply TOPIC CMD...     answer requests with a command
@@ -22,7 +22,7 @@ static const char main_help[] =
     "The command line client of the Pigeon MessagePack pub/sub broker.\n"
     "\n"
     "commands:\n"
-    "  pub TOPIC [DATA]       publish DATA (JSON, '-' for stdin lines) to TOPIC\n"
+    "  pub TOPIC [DATA]       publish DATA (JSON, text, a file; '-' for stdin) to TOPIC\n"
     "  sub PATTERN            print the messages matching PATTERN as JSON lines\n"
     "  req TOPIC [DATA]       send a request and print the reply\n"
     "  reply TOPIC CMD...     answer requests on TOPIC with the output of CMD\n"

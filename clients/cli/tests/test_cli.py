@@ -249,6 +249,90 @@ class CliTest(CliBase):
         r = self.run_cli("pub", "--raw", "in.y", "-", input=b"\x92\x01")
         self.assertEqual(r.returncode, USAGE)
 
+    def write_file(self, data):
+        """A temporary file holding DATA (bytes); removed after the test."""
+        f = tempfile.NamedTemporaryFile(prefix="pigeon-cli-", delete=False)
+        self.addCleanup(os.unlink, f.name)
+        with f:
+            f.write(data)
+        return f.name
+
+    def test_pub_file(self):
+        c = self.raw_client()
+        c.sub("f.>")
+        doc = {"order": 17, "items": [{"sku": "A-1", "qty": 2}], "note": "\u00e9", "ok": None}
+        pretty = json.dumps(doc, indent=4).encode()
+        path = self.write_file(pretty)
+        # One document of any layout: what 'pub -' (a document per line) refuses.
+        self.assertEqual(self.run_cli("pub", "f.lines", "-", input=pretty).returncode, USAGE)
+        r = self.run_cli("pub", "-f", path, "f.file")
+        self.assertEqual((r.returncode, r.stderr), (OK, b""))
+        r = self.run_cli("pub", "f.stdin", "--file", "-", input=pretty)
+        self.assertEqual((r.returncode, r.stderr), (OK, b""))
+        # --raw reads MessagePack objects from a file as from stdin.
+        raw = self.write_file(msgpack.packb(1) + msgpack.packb({"k": b"\x00"}))
+        self.assertEqual(self.run_cli("pub", "--raw", "-f", raw, "f.raw").returncode, OK)
+        c.wait_messages(4)
+        self.assertEqual([(m[1], m[2]) for m in c.messages],
+                         [("f.file", doc), ("f.stdin", doc), ("f.raw", 1), ("f.raw", {"k": b"\x00"})])
+        # What is wrong is said with the file's name and the line.
+        bad = self.write_file(b'{\n  "a": 1,\n  oops\n}\n')
+        r = self.run_cli("pub", "-f", bad, "f.bad")
+        self.assertEqual(r.returncode, USAGE)
+        self.assertIn(("pigeon pub: %s: invalid JSON at line 3" % bad).encode(), r.stderr)
+        r = self.run_cli("pub", "-f", "/nonexistent/x.json", "f.bad")
+        self.assertEqual(r.returncode, USAGE)
+        self.assertEqual(r.stderr, b"pigeon: cannot open /nonexistent/x.json: No such file or directory\n")
+
+    def test_pub_text(self):
+        c = self.raw_client()
+        c.sub("x.>")
+        cases = [
+            (["x.word", "hello world"], None, "hello world"),
+            (["x.json", '{"a": 1}'], None, '{"a": 1}'),      # not parsed: a string
+            (["x.num", "--", "-4.5"], None, "-4.5"),
+            (["x.empty", ""], None, ""),
+            (["x.file", "-f", self.write_file(b"two\nlines\n")], None, "two\nlines\n"),
+        ]
+        for args, stdin, _ in cases:
+            r = self.run_cli("pub", "--text", *args, input=stdin)
+            self.assertEqual((r.returncode, r.stderr), (OK, b""), args)
+        # '-': one string per line.
+        r = self.run_cli("pub", "--text", "x.lines", "-", input="caf\u00e9\n\n  x y \r\n".encode())
+        self.assertEqual((r.returncode, r.stderr), (OK, b""))
+        c.wait_messages(len(cases) + 2)
+        self.assertEqual([m[2] for m in c.messages],
+                         [want for _, _, want in cases] + ["caf\u00e9", "  x y "])
+        self.assertTrue(all(isinstance(m[2], str) for m in c.messages))
+        r = self.run_cli("pub", "--text", "x.bad", "-", input=b"ok\n\xff\xfe\n")
+        self.assertEqual(r.returncode, USAGE)
+        self.assertIn(b"pigeon pub: stdin line 2: the text is not UTF-8", r.stderr)
+
+    def test_pub_binary(self):
+        c = self.raw_client()
+        c.sub("b.>")
+        blob = bytes(range(256)) * 3
+        r = self.run_cli("pub", "--binary", self.write_file(blob), "b.file")
+        self.assertEqual((r.returncode, r.stderr), (OK, b""))
+        r = self.run_cli("pub", "b.stdin", "--binary", "-", input=b"\x00\n\xff")
+        self.assertEqual((r.returncode, r.stderr), (OK, b""))
+        r = self.run_cli("pub", "b.empty", "--binary", self.write_file(b""))
+        self.assertEqual(r.returncode, OK)
+        c.wait_messages(3)
+        self.assertEqual([m[2] for m in c.messages], [blob, b"\x00\n\xff", b""])
+        self.assertTrue(all(isinstance(m[2], bytes) for m in c.messages))
+
+    def test_pub_sources_that_do_not_go_together(self):
+        f = self.write_file(b"1")
+        for args in (["--binary", f, "t", "1"], ["--binary", f, "--text", "t"],
+                     ["--binary", f, "-f", f, "t"], ["--binary", f, "--raw", "t"],
+                     ["-f", f, "t", "1"], ["--text", "t"], ["--text", "--raw", "t", "-"],
+                     ["--raw", "t", "1"], ["--raw", "t"]):
+            with self.subTest(args=args):
+                r = self.run_cli("pub", *args)
+                self.assertEqual(r.returncode, USAGE)
+                self.assertTrue(r.stderr.startswith(b"pigeon pub: "), r.stderr)
+
     def test_options_headers_reply_to_retained(self):
         r = self.run_cli("pub", "--retain", "--header", "k=v", "--header", "trace=a=b",
                          "--reply-to", "re.ply", "opt.x", '{"n": 1}')
