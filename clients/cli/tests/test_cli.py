@@ -8,6 +8,7 @@ The broker comes from tests/integration/harness.py ($PIGEON_HARNESS_DIR);
 the CLI from $PIGEON_CLI.  Waits are deadlines, never timing asserts.
 """
 
+import datetime
 import json
 import math
 import os
@@ -360,6 +361,70 @@ class CliTest(CliBase):
         got = sorted(x["payload"] for lines in per_member for x in lines)
         self.assertEqual(got, sorted([1] + list(range(20))))
         self.assertTrue(all(per_member), "one member got nothing")
+
+    def test_sub_verbose(self):
+        sub = self.start_cli("sub", "-v", "v.*", "--count", "3")
+        for topic, doc in (("v.a", '{"x": [1, 2.5]}'), ("v.b", '"two words"'), ("v.c", "null")):
+            self.assertEqual(self.run_cli("pub", topic, doc).returncode, OK)
+        code, out, err = self.finish(sub)
+        self.assertEqual(code, OK, err)
+        self.assertEqual(out, b'v.a {"x":[1,2.5]}\nv.b "two words"\nv.c null\n')
+
+    def test_sub_pretty(self):
+        sub = self.start_cli("sub", "--pretty", "p.>", "--count", "2")
+        self.assertEqual(self.run_cli("pub", "-H", "k=v", "--reply-to", "re.p", "p.x",
+                                      '{"a": {"b": [1, {}], "c": []}, "\u00e9": "\u00e9"}').returncode, OK)
+        self.assertEqual(self.run_cli("pub", "p.y", "7").returncode, OK)
+        code, out, err = self.finish(sub)
+        self.assertEqual(code, OK, err)
+        first = {"topic": "p.x", "payload": {"a": {"b": [1, {}], "c": []}, "\u00e9": "\u00e9"},
+                 "reply_to": "re.p", "headers": {"k": "v"}}
+        want = "".join(json.dumps(o, indent=2, ensure_ascii=False) + "\n"
+                       for o in (first, {"topic": "p.y", "payload": 7}))
+        self.assertEqual(out.decode(), want)
+        # With -v and --format, the payload (and headers) are what is indented.
+        sub = self.start_cli("sub", "-v", "--pretty", "p.z", "--count", "1")
+        self.assertEqual(self.run_cli("pub", "p.z", "[1]").returncode, OK)
+        self.assertEqual(self.finish(sub)[1], b"p.z [\n  1\n]\n")
+
+    def test_sub_format(self):
+        self.assertEqual(self.run_cli("pub", "--retain", "f.r", '"kept"').returncode, OK)
+        before = time.time()
+        sub = self.start_cli("sub", "f.*", "--count", "2", "--format",
+                             "{sid}|{topic}|{payload}|{headers}|{reply_to}|{retained}|{time}")
+        self.assertEqual(self.run_cli("pub", "-H", "a=1", "-H", "b=x y", "--reply-to", "re.f",
+                                      "f.live", '{"n": 1}').returncode, OK)
+        code, out, err = self.finish(sub)
+        after = time.time()
+        self.assertEqual(code, OK, err)
+        lines = [line.split("|") for line in out.decode().splitlines()]
+        self.assertEqual([line[1:6] for line in lines],
+                         [["f.r", '"kept"', "{}", "", "true"],
+                          ["f.live", '{"n":1}', '{"a":"1","b":"x y"}', "re.f", "false"]])
+        self.assertTrue(lines[0][0].isdigit() and int(lines[0][0]) > 0, lines)
+        self.assertEqual(lines[0][0], lines[1][0])  # one subscription
+        for line in lines:
+            self.assertRegex(line[6], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+            stamp = datetime.datetime.strptime(line[6], "%Y-%m-%dT%H:%M:%S.%fZ").replace(
+                tzinfo=datetime.timezone.utc).timestamp()
+            self.assertTrue(before - 1 <= stamp <= after + 1, (before, line[6], after))
+        # Braces, escapes, and text alone.
+        sub = self.start_cli("sub", "f.e", "--count", "1", "-F", "{{{topic}}}\\t{payload}\\n--")
+        self.assertEqual(self.run_cli("pub", "f.e", "1").returncode, OK)
+        self.assertEqual(self.finish(sub)[1], b"{f.e}\t1\n--\n")
+
+    def test_sub_output_refusals(self):
+        for args, why in ((["-F", "{nope}"], "no field {nope}: {topic} {payload}"),
+                          (["-F", "{topic"], "'{' with no '}'"),
+                          (["-F", "a}b"], "a '}' with no '{'"),
+                          (["-F", ""], "an empty template"),
+                          (["-v", "-F", "{topic}"], "-v and --format do not go together"),
+                          (["--raw", "--pretty"], "--raw writes bytes"),
+                          (["--raw", "-v"], "--raw writes bytes")):
+            with self.subTest(args=args):
+                r = self.run_cli("sub", *args, "a")
+                self.assertEqual(r.returncode, USAGE)
+                self.assertIn(why.encode(), r.stderr)
 
     def test_sub_timeout_and_count(self):
         r = self.run_cli("sub", "quiet", "--timeout", "0.2")
