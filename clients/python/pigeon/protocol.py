@@ -22,7 +22,6 @@ import os
 import random
 import sys
 from collections import namedtuple
-from dataclasses import dataclass
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
 
 import msgpack
@@ -156,10 +155,14 @@ def check_depth(obj: Any, limit: int = PAYLOAD_MAX_DEPTH) -> None:
 def encode_payload(obj: Any) -> bytes:
     """OBJ as MessagePack (bin for bytes, str for str); depth checked.
 
-    Raises TypeError for what MessagePack cannot hold, BadFrame when too deep.
+    Raises TypeError for what MessagePack cannot hold, BadFrame when too
+    deep or for a str with no UTF-8 form (a lone surrogate).
     """
     check_depth(obj)
-    return msgpack.packb(obj, use_bin_type=True)
+    try:
+        return msgpack.packb(obj, use_bin_type=True)
+    except UnicodeEncodeError as e:
+        raise BadFrame("payload holds a str that is not valid UTF-8 (%s)" % e.reason) from e
 
 
 def _skip_object(data: memoryview, pos: int) -> Tuple[int, int]:
@@ -253,6 +256,17 @@ def encode_request(msgid: int, method: str, params: List[Any]) -> bytes:
 _PUB_NOTIFY = bytes([0x93, NOTIFICATION]) + pack("pub")
 
 
+def _utf8_ok(s: str) -> bool:
+    """True when S has a UTF-8 form: no lone surrogate."""
+    if s.isascii():
+        return True
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def check_pub_options(reply_to: Optional[str], headers: Optional[Mapping[str, str]],
                       retain: bool) -> Optional[Dict[str, Any]]:
     """The opts map of a pub, checked; None when there is nothing in it."""
@@ -264,6 +278,10 @@ def check_pub_options(reply_to: Optional[str], headers: Optional[Mapping[str, st
         if not isinstance(headers, Mapping) or not all(
                 isinstance(k, str) and isinstance(v, str) for k, v in headers.items()):
             raise BadParams("headers must be a mapping of str to str")
+        for k, v in headers.items():
+            if not (_utf8_ok(k) and _utf8_ok(v)):
+                raise BadParams("header %r: %r is not valid UTF-8 (a lone surrogate)"
+                                % (k, v if _utf8_ok(k) else k))
         opts["headers"] = dict(headers)
     if retain:
         opts["retain"] = True

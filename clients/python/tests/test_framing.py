@@ -5,7 +5,7 @@ import random
 import unittest
 from unittest import mock
 
-import support  # noqa: F401  (sets sys.path)
+import support  # noqa: F401
 from support import EVERY_TYPE, same
 
 import msgpack
