@@ -56,7 +56,9 @@
  * dispositions; it writes with MSG_NOSIGNAL, so a broken connection does
  * not raise SIGPIPE.
  *
- * Compile and link with `pkg-config --cflags --libs pigeon`.
+ * Compile and link with `pkg-config --cflags --libs pigeon`; a program
+ * that calls libevent or msgpack-c itself adds `libevent_core msgpack`
+ * (they are private requirements of pigeon.pc: this header needs neither).
  */
 #ifndef PIGEON_H
 #define PIGEON_H
