@@ -168,6 +168,10 @@ class CliTest(CliBase):
             '{"$int": "18446744073709551615"}': 2 ** 64 - 1,
             '{"$float": "-inf"}': float("-inf"),
             '{"x": 1.5, "y": "\\u00e9"}': {"x": 1.5, "y": "\u00e9"},
+            # docs/cli.md's examples: a tag as a value; two keys, an ordinary map.
+            '{"kind": {"$ext": [5, "AQI="]}, "at": {"$int": "18446744073709551615"}}':
+                {"kind": msgpack.ExtType(5, b"\x01\x02"), "at": 2 ** 64 - 1},
+            '{"$ext": [5, "AQI="], "at": 1}': {"$ext": [5, "AQI="], "at": 1},
         }
         for doc in cases:
             self.assertEqual(self.run_cli("pub", "w.x", doc).returncode, OK)

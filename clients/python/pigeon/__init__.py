@@ -33,6 +33,7 @@ __all__ = [
     "connect", "Client", "Subscription", "Message", "Backoff", "aio", "AsyncClient",
     "AsyncSubscription", "errors", "topic", "address", "Address", "parse_address", "check_topic",
     "check_pattern", "matches", "PigeonError", "BadAddress", "BadFrame", "UnknownMethod",
-    "BadParams", "BadTopic", "TooLarge", "AuthRequired", "AuthFailed", "Forbidden", "SlowConsumer", "LimitError", "ConnectError",
-    "ConnectionLost", "ClientClosed", "BufferFull", "PayloadError", "NoResponders",
+    "BadParams", "BadTopic", "TooLarge", "AuthRequired", "AuthFailed", "Forbidden",
+    "SlowConsumer", "LimitError", "ConnectError", "ConnectionLost", "ClientClosed", "BufferFull",
+    "PayloadError", "NoResponders",
 ]

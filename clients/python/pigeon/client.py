@@ -1015,7 +1015,8 @@ def connect(address: Optional[str] = None, *, name: Optional[str] = None,
                    and counted in Subscription.dropped (None or 0: no limit)
     on_error       called with broker errors not tied to a call (from the
                    reader thread); by default they are logged
-    token, user, password   credentials, for brokers that want them
+    token, user, password   sent in hello; reserved for authentication,
+                   which the broker does not have yet
 
     Raises ConnectError when the broker cannot be reached (after the
     attempts allowed), AuthFailed for bad credentials.
