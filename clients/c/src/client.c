@@ -1,7 +1,7 @@
 /*
  * client.c - the asynchronous client: a session that outlives connections.
  *
- * What it owns: the transport (conn.c), the subscriptions (subs.c), the
+ * What it owns: the transport (transport.c), the subscriptions (subs.c), the
  * responses it waits for (waits.c), the requests waiting for a reply
  * (reqs.c), the reconnect buffer, and three timers: the retry delay, the
  * connect attempt's deadline, and the keepalive tick.
@@ -151,7 +151,7 @@ static bool client_options_valid(const struct pigeon_options *o)
 
 /* ------------------------------------------------------------ lifetime --- */
 
-static const struct conn_handlers client_conn_handlers = {
+static const struct transport_handlers client_conn_handlers = {
     .up = client_up_cb,
     .frame = client_frame_cb,
     .down = client_down_cb,
@@ -160,7 +160,7 @@ static const struct conn_handlers client_conn_handlers = {
 
 static void client_free(pigeon_client *c)
 {
-    conn_free(c->conn);
+    transport_free(c->transport);
     if (c->retry_ev != NULL)
         event_free(c->retry_ev);
     if (c->attempt_ev != NULL)
@@ -229,7 +229,7 @@ static int client_start_attempt(pigeon_client *c)
 {
     c->state = PIGEON_STATE_CONNECTING;
     c->down_code = 0;
-    int rc = conn_open(c->conn, &c->addr);
+    int rc = transport_open(c->transport, &c->addr);
     if (rc != PIGEON_OK)
         return client_err(c, rc, "out of memory starting a connection");
     client_arm_timer(c->attempt_ev, c->opts.connect_timeout_ms);
@@ -280,7 +280,7 @@ int pigeon_connect(struct event_base *base, const char *address, const struct pi
              backoff_rng_next(&c->rng));
     int rc = client_copy_options(c, opts);
     if (rc == PIGEON_OK)
-        rc = conn_new(base, &client_conn_handlers, c, opts->max_incoming, &c->conn);
+        rc = transport_new(base, &client_conn_handlers, c, opts->max_incoming, &c->transport);
     if (rc == PIGEON_OK)
         rc = client_make_events(c);
     if (rc == PIGEON_OK)
@@ -312,7 +312,7 @@ uint32_t pigeon_max_payload(const pigeon_client *c)
 size_t pigeon_outbound_bytes(const pigeon_client *c)
 {
     size_t n = buf_size(&c->pending);
-    return conn_is_up(c->conn) ? n + buf_size(conn_out(c->conn)) : n;
+    return transport_is_up(c->transport) ? n + buf_size(transport_out(c->transport)) : n;
 }
 
 /* ------------------------------------------------- failing what waits --- */
@@ -381,8 +381,8 @@ void pigeon_close(pigeon_client *c)
     if (c == NULL || c->closing)
         return;
     c->closing = true;
-    conn_write_now(c->conn);
-    conn_drop(c->conn);
+    transport_write_now(c->transport);
+    transport_drop(c->transport);
     event_del(c->retry_ev);
     event_del(c->attempt_ev);
     if (c->ping_ev != NULL)
@@ -398,7 +398,7 @@ void pigeon_close(pigeon_client *c)
 /* The current socket is gone (or the attempt failed): retry or give up. */
 void client_lost(pigeon_client *c, int err, const char *why)
 {
-    conn_drop(c->conn);
+    transport_drop(c->transport);
     event_del(c->attempt_ev);
     if (c->down_code != 0) {
         err = c->down_code; /* the broker said why before closing */
@@ -479,7 +479,7 @@ void client_proto_error(pigeon_client *c, const char *why)
 /* Sends a request that is answered without a callback (unsub, ping). */
 int client_send_plain(pigeon_client *c, enum wait_kind kind, uint64_t sid)
 {
-    struct buf *out = conn_out(c->conn);
+    struct buf *out = transport_out(c->transport);
     size_t mark = buf_size(out);
     struct wait w = {.msgid = c->next_msgid++, .kind = kind};
     size_t n = kind == WAIT_UNSUB ? wire_unsub(out, w.msgid, sid) : wire_ping(out, w.msgid);
@@ -488,7 +488,7 @@ int client_send_plain(pigeon_client *c, enum wait_kind kind, uint64_t sid)
         buf_truncate(out, mark);
         return PIGEON_ENOMEM;
     }
-    conn_kick(c->conn);
+    transport_kick(c->transport);
     return PIGEON_OK;
 }
 
@@ -500,7 +500,7 @@ int client_send_plain(pigeon_client *c, enum wait_kind kind, uint64_t sid)
 static void client_up_cb(void *arg)
 {
     pigeon_client *c = arg;
-    struct buf *out = conn_out(c->conn);
+    struct buf *out = transport_out(c->transport);
     struct wire_hello h = {c->name, c->token, c->user, c->password};
     struct wait w = {.msgid = c->next_msgid++, .kind = WAIT_HELLO};
     int rc = PIGEON_OK;
@@ -513,7 +513,7 @@ static void client_up_cb(void *arg)
     if (rc != PIGEON_OK)
         client_lost(c, rc, "out of memory sending hello");
     else
-        conn_kick(c->conn);
+        transport_kick(c->transport);
     client_leave(c);
 }
 
@@ -551,7 +551,7 @@ static void client_drop_text(const pigeon_client *c, const struct envelope *env,
  */
 int client_send_pending(pigeon_client *c)
 {
-    struct buf *out = conn_out(c->conn);
+    struct buf *out = transport_out(c->transport);
     struct frame_scanner scan;
     struct envelope env;
     struct wait w;
@@ -600,10 +600,10 @@ int client_send_pending(pigeon_client *c)
             client_fail_wait(c, &w, PIGEON_ERR_TOO_LARGE);
         else if (c->opts.on_error != NULL)
             c->opts.on_error(c, PIGEON_ERR_TOO_LARGE, text, c->opts.error_arg);
-        if (!client_alive(c) || !conn_is_up(c->conn))
+        if (!client_alive(c) || !transport_is_up(c->transport))
             return PIGEON_OK;
     }
-    conn_kick(c->conn);
+    transport_kick(c->transport);
     return PIGEON_OK;
 }
 
@@ -614,10 +614,10 @@ static void client_ping_cb(evutil_socket_t fd, short what, void *arg)
     pigeon_client *c = arg;
     int64_t now = clock_now_ms(), every = c->opts.ping_interval_ms;
 
-    if (c->state != PIGEON_STATE_CONNECTED || !conn_is_up(c->conn))
+    if (c->state != PIGEON_STATE_CONNECTED || !transport_is_up(c->transport))
         return;
     client_enter(c);
-    int64_t rx = conn_last_rx(c->conn), tx = conn_last_tx(c->conn);
+    int64_t rx = transport_last_rx(c->transport), tx = transport_last_tx(c->transport);
     if (c->ping_out) {
         if (now - c->ping_sent_ms >= every && now - rx >= every)
             client_lost(c, PIGEON_ECONNLOST, "the broker did not answer a ping");
