@@ -1,11 +1,12 @@
-"""protocol.py - the wire format, and everything the two clients share that
-does no I/O.
+"""protocol.py - the wire format: frames out and in, and the values both
+clients share with it.  What the frames mean to a client, its session, is
+session.py's; neither does I/O.
 
 Layers, top-down: constants; the Message type; encoding frames
 (payload checks included); decoding the byte stream into frames; the
 reconnect backoff.
 
-A frame is a MessagePack-RPC array (see PROTOCOL.md):
+A frame is a MessagePack-RPC array (see docs/protocol.md):
 
     request       [0, msgid, method, params]
     response      [1, msgid, error, result]
