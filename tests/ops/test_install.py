@@ -177,8 +177,12 @@ class Install(unittest.TestCase):
             with open(src, "w") as f:
                 f.write(PC_PROGRAM)
             cc = os.environ.get("CC") or "cc"
+            # A library built with sanitizers wants its runtime first: a
+            # program linking it builds with the same -fsanitize.
+            sanitize = self.opts.get("b_sanitize", "none")
+            extra = ["-fsanitize=" + sanitize] if sanitize not in ("none", "") else []
             r = subprocess.run([cc, "-std=c11", "-Wall", "-Wextra", "-Werror", src, "-o", exe]
-                               + self.pkg_config("--cflags") + libs,
+                               + extra + self.pkg_config("--cflags") + libs,
                                capture_output=True, text=True, timeout=120)
             self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
             env = dict(os.environ, LD_LIBRARY_PATH=self.path(self.opts["libdir"]))
