@@ -107,6 +107,13 @@ class PubSub(BrokerCase):
         self.assertEqual(sub.next_msg(DEADLINE).payload, 2)
         raw.close()
 
+    def test_bare_port_address(self):
+        # "PORT" is 127.0.0.1:PORT, not the IPv4 address the number spells.
+        port = str(self.broker.port())
+        with pigeon.connect(port) as c:
+            self.assertEqual(str(c.address), "127.0.0.1:" + port)
+            self.assertEqual(c.publish("bare", 1, confirm=True), 0)
+
     def test_lone_surrogate_is_the_clients_own_error(self):
         # A str with no UTF-8 form is refused before anything is sent, with
         # a PigeonError, not a bare UnicodeEncodeError; the connection lives.
