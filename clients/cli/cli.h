@@ -12,6 +12,7 @@
  *   4  timeout: no reply, or not enough messages in time
  *   5  no responders: a request's topic has no subscriber
  *   6  any other failure (I/O, out of memory)
+ *   7  error reply: `req` got {"error": ...} from the responder (errreply.h)
  */
 #ifndef PIGEON_CLI_H
 #define PIGEON_CLI_H
@@ -31,6 +32,7 @@ enum cli_exit {
     CLI_TIMEOUT = 4,
     CLI_NO_RESPONDERS = 5,
     CLI_OTHER = 6,
+    CLI_ERROR_REPLY = 7,
 };
 
 #define CLI_DEFAULT_SERVER "127.0.0.1:7400"
@@ -54,7 +56,8 @@ void cli_common_init(struct cli_common *c);
     }
 #define CLI_COMMON_SHORTOPTS "s:qh"
 #define CLI_COMMON_HELP                                                                            \
-    "  -s, --server ADDR    broker address: host:port, [ipv6]:port or unix:/path\n"                \
+    "  -s, --server ADDR    broker address: host:port, [ipv6]:port, host (port 7400),\n"           \
+    "                       PORT (127.0.0.1:PORT) or unix:/path\n"                                 \
     "                       (default: $PIGEON_SERVER, else " CLI_DEFAULT_SERVER ")\n"              \
     "      --name NAME      client name the broker logs (default: pigeon-cli)\n"                   \
     "  -q, --quiet          no notes on stderr (errors are still reported)\n"                      \
@@ -84,9 +87,12 @@ long cli_parse_duration(const char *s);
 /* Parses a non-negative decimal count into *OUT. 0, or -1. */
 int cli_parse_count(const char *s, uint64_t *out);
 
-/* Reads all of stdin into *OUT (malloc'd; the caller frees) and *LEN.
- * Returns CLI_OK, or an exit code after printing why. */
-int cli_read_stdin(uint8_t **out, size_t *len);
+/*
+ * Reads all of the file PATH ("-": stdin) into *OUT (malloc'd; the caller
+ * frees) and *LEN.  Returns CLI_OK, or an exit code after printing why
+ * (CLI_USAGE when it cannot be opened, CLI_OTHER when reading fails).
+ */
+int cli_read_file(const char *path, uint8_t **out, size_t *len);
 
 /* Checks a topic (PATTERN: a subscription pattern) from the command line. */
 int cli_check_topic(const char *cmd, const char *topic, bool pattern);
@@ -96,9 +102,9 @@ struct cli_conn {
     pigeon_sync *s;      /* owned */
     int async_err;       /* the first `error` notification's code, or 0 */
     char async_msg[256]; /* ... and its message */
-    char down_msg[256];  /* why the connection last went down */
     bool quiet;
-    bool was_up; /* a session was established once: a drop is worth a note */
+    bool was_up;    /* a session was established once: a drop is worth a note */
+    bool in_outage; /* lost after was_up, and not back yet: noted once */
 };
 
 /*

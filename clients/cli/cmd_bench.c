@@ -316,9 +316,15 @@ static int bench_setup_client(struct bench *b, struct bench_client *bc)
     bc->base = bench_base_new();
     if (bc->base == NULL)
         return PIGEON_ENOMEM;
+    char why[sizeof(bc->errmsg)] = "";
+    o.errbuf = why;
+    o.errbuf_len = sizeof(why);
     int err = pigeon_connect(bc->base, b->cfg.common.server, &o, &bc->c);
-    if (err != PIGEON_OK)
+    if (err != PIGEON_OK) {
+        bc->err = err;
+        snprintf(bc->errmsg, sizeof(bc->errmsg), "%s", why);
         return err;
+    }
     bench_wait(bc, NULL, PIGEON_STATE_CONNECTED);
     if (bc->err != 0 || bc->is_pub)
         return bc->err;

@@ -5,10 +5,12 @@
  * line of JSON on its stdin; its whole stdout, parsed as JSON, is the
  * answer.  Requests are handled one at a time, in order.  A command that
  * fails (non-zero exit) or prints something that is not JSON gets a warning
- * on stderr and no answer is sent, so the requester times out; use a queue
- * group to run several responders side by side.
+ * on stderr, and the requester gets an error reply (errreply.h) at once
+ * rather than waiting out its timeout; use a queue group to run several
+ * responders side by side.
  */
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +18,7 @@
 #include <msgpack.h>
 
 #include "cli.h"
+#include "errreply.h"
 #include "json.h"
 #include "proc.h"
 
@@ -26,9 +29,10 @@ static const char reply_help[] =
     "request, runs CMD with the request's payload as one line of JSON on its\n"
     "stdin and answers with its stdout, parsed as JSON.  CMD sees the request's\n"
     "topic and reply_to in $PIGEON_TOPIC and $PIGEON_REPLY_TO.  When CMD exits\n"
-    "non-zero or prints something that is not JSON, no answer is sent (a\n"
-    "warning goes to stderr) and the next request is handled.  Options go\n"
-    "before CMD: from CMD on, every argument is CMD's ('--' also ends options).\n"
+    "non-zero or prints something that is not JSON, the requester gets the\n"
+    "error reply {\"error\": \"<what went wrong>\"} (a warning goes to stderr) and\n"
+    "the next request is handled.  Options go before CMD: from CMD on, every\n"
+    "argument is CMD's ('--' also ends options).\n"
     "\n"
     "options:\n"
     "      --queue GROUP    join a queue group, to share requests with other responders\n"
@@ -103,45 +107,80 @@ static int reply_parse(int argc, char **argv, struct reply_args *a)
     return CLI_OK;
 }
 
-/* Runs the command on request M and sends its answer. Warnings only: never fatal. */
+/* Sends the answer PAYLOAD[0..LEN) to M's reply_to; warns when it cannot. */
+static void reply_send(struct cli_conn *cc, const pigeon_msg *m, const void *payload, size_t len)
+{
+    int rc = pigeon_sync_reply(cc->s, m, payload, len);
+    if (rc != PIGEON_OK)
+        cli_warn("answer: %s (%s)", pigeon_strerror(rc), pigeon_errmsg(pigeon_sync_client(cc->s)));
+}
+
+/*
+ * The request M could not be answered, for WHY (printf-style): a warning
+ * here, and the error reply to the requester, so that it need not wait for
+ * its timeout.
+ */
+__attribute__((format(printf, 3, 4))) static void
+reply_fail(struct cli_conn *cc, const pigeon_msg *m, const char *fmt, ...)
+{
+    char why[512];
+    va_list ap;
+    msgpack_sbuffer sb;
+
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof(why), fmt, ap);
+    va_end(ap);
+    cli_warn("%s: error reply sent", why);
+    msgpack_sbuffer_init(&sb);
+    if (errreply_pack(&sb, why, strlen(why)) == 0)
+        reply_send(cc, m, sb.data, sb.size);
+    else
+        cli_warn("out of memory for the error reply");
+    msgpack_sbuffer_destroy(&sb);
+}
+
+/* Runs the command on the request IN (its JSON line) and answers M. */
+static void reply_run(struct cli_conn *cc, const struct reply_args *a, const pigeon_msg *m,
+                      const struct strbuf *in)
+{
+    struct strbuf out;
+    msgpack_sbuffer sb;
+    char err[256];
+    struct proc_env env[2] = {{"PIGEON_TOPIC", pigeon_msg_topic(m, NULL)},
+                              {"PIGEON_REPLY_TO", pigeon_msg_reply_to(m)}};
+
+    strbuf_init(&out);
+    msgpack_sbuffer_init(&sb);
+    int status = proc_run(a->cmd, env, 2, in->data, in->len, &out);
+    if (status < 0 || status == 127)
+        reply_fail(cc, m, "command '%s' could not be run", a->cmd[0]);
+    else if (status != 0)
+        reply_fail(cc, m, "command '%s' exited with status %d", a->cmd[0], status);
+    else if (json_to_msgpack(out.data ? out.data : "", out.len, &sb, err, sizeof(err)) < 0)
+        reply_fail(cc, m, "command '%s' printed no JSON (%s)", a->cmd[0], err);
+    else
+        reply_send(cc, m, sb.data, sb.size);
+    msgpack_sbuffer_destroy(&sb);
+    strbuf_free(&out);
+}
+
+/* Answers request M. Warnings only: never fatal. */
 static void reply_handle(struct cli_conn *cc, const struct reply_args *a, const pigeon_msg *m)
 {
-    struct strbuf in, out;
-    msgpack_sbuffer sb;
+    struct strbuf in;
     size_t plen;
     const void *payload = pigeon_msg_data(m, &plen);
-    const char *reply_to = pigeon_msg_reply_to(m);
-    char err[256];
 
-    if (reply_to == NULL) {
+    if (pigeon_msg_reply_to(m) == NULL) {
         cli_warn("a message on '%s' has no reply_to: ignored", pigeon_msg_topic(m, NULL));
         return;
     }
     strbuf_init(&in);
-    strbuf_init(&out);
-    msgpack_sbuffer_init(&sb);
-    struct proc_env env[2] = {{"PIGEON_TOPIC", pigeon_msg_topic(m, NULL)},
-                              {"PIGEON_REPLY_TO", reply_to}};
-    if (json_from_msgpack(payload, plen, &in) < 0 || strbuf_add(&in, "\n", 1) < 0) {
-        cli_warn("cannot show a request as JSON: ignored");
-    } else {
-        int status = proc_run(a->cmd, env, 2, in.data, in.len, &out);
-        if (status != 0) {
-            cli_warn("%s %s%d: no answer sent", a->cmd[0],
-                     status < 0 ? "could not be started, " : "exited with status ",
-                     status < 0 ? -1 : status);
-        } else if (json_to_msgpack(out.data ? out.data : "", out.len, &sb, err, sizeof(err)) < 0) {
-            cli_warn("%s printed no JSON (%s): no answer sent", a->cmd[0], err);
-        } else {
-            int rc = pigeon_sync_reply(cc->s, m, sb.data, sb.size);
-            if (rc != PIGEON_OK)
-                cli_warn("answer: %s (%s)", pigeon_strerror(rc),
-                         pigeon_errmsg(pigeon_sync_client(cc->s)));
-        }
-    }
-    msgpack_sbuffer_destroy(&sb);
+    if (json_from_msgpack(payload, plen, &in) < 0 || strbuf_add(&in, "\n", 1) < 0)
+        reply_fail(cc, m, "the request cannot be shown as JSON");
+    else
+        reply_run(cc, a, m, &in);
     strbuf_free(&in);
-    strbuf_free(&out);
 }
 
 int cmd_reply(int argc, char **argv)

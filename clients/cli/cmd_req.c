@@ -1,5 +1,8 @@
 /*
  * cmd_req.c - `pigeon req TOPIC [DATA]`: send a request, print the reply.
+ *
+ * An error reply (errreply.h), which `pigeon reply` sends when its command
+ * fails, goes to stderr with exit code 7 instead of stdout.
  */
 #include <stdio.h>
 #include <string.h>
@@ -7,6 +10,9 @@
 #include <msgpack.h>
 
 #include "cli.h"
+#include "errreply.h"
+#include "json.h"
+#include "mpread.h"
 
 #define REQ_DEFAULT_TIMEOUT_MS 5000
 
@@ -16,7 +22,8 @@ static const char req_help[] =
     "Sends DATA (JSON, as for pub; '-' reads one document from stdin; none is\n"
     "null) to TOPIC as a request and prints the reply's payload as one line of\n"
     "JSON.  Exit code 4 when no reply came in time, 5 when nobody subscribes\n"
-    "to TOPIC.\n"
+    "to TOPIC, 7 when the reply is an error reply ({\"error\": ...}, as pigeon\n"
+    "reply sends when its command fails), which goes to stderr.\n"
     "\n"
     "options:\n"
     "  -t, --timeout T      how long to wait (default 5s; e.g. 2, 500ms, 1m)\n"
@@ -78,12 +85,45 @@ static int req_payload(const struct req_args *a, msgpack_sbuffer *sb)
 
     if (strcmp(a->data, "-") != 0)
         return cli_json_payload("req", a->data, strlen(a->data), sb);
-    int rc = cli_read_stdin(&text, &len);
+    int rc = cli_read_file("-", &text, &len);
     if (rc != CLI_OK)
         return rc;
     rc = cli_json_payload("req", (const char *)text, len, sb);
     free(text);
     return rc;
+}
+
+/* Prints the error reply whose value is VALUE[0..LEN) on stderr; CLI_ERROR_REPLY. */
+static int req_error_reply(const struct req_args *a, const void *value, size_t len)
+{
+    struct mpread r;
+    const char *text;
+    uint32_t tlen;
+    struct strbuf sb;
+
+    mpread_init(&r, value, len);
+    if (mpread_str(&r, &text, &tlen)) {
+        cli_warn("error reply from '%s': %.*s", a->topic, (int)tlen, text);
+        return CLI_ERROR_REPLY;
+    }
+    strbuf_init(&sb);
+    if (json_from_msgpack(value, len, &sb) < 0)
+        cli_warn("error reply from '%s'", a->topic);
+    else
+        cli_warn("error reply from '%s': %.*s", a->topic, (int)sb.len, sb.data);
+    strbuf_free(&sb);
+    return CLI_ERROR_REPLY;
+}
+
+/* Prints the reply M: its payload on stdout, or an error reply on stderr. */
+static int req_print(const struct req_args *a, const pigeon_msg *m)
+{
+    size_t len, vlen;
+    const void *data = pigeon_msg_data(m, &len), *value;
+
+    if (errreply_find(data, len, &value, &vlen))
+        return req_error_reply(a, value, vlen);
+    return cli_print_payload(data, len, a->raw);
 }
 
 int cmd_req(int argc, char **argv)
@@ -108,9 +148,7 @@ int cmd_req(int argc, char **argv)
     int err = pigeon_sync_request(cc->s, a.topic, sb.data, sb.size, (int)a.timeout_ms, &reply);
     msgpack_sbuffer_destroy(&sb);
     if (err == PIGEON_OK) {
-        size_t len;
-        const void *data = pigeon_msg_data(reply, &len);
-        rc = cli_print_payload(data, len, a.raw);
+        rc = req_print(&a, reply);
         pigeon_msg_free(reply);
     } else if (err == PIGEON_ETIMEDOUT) {
         cli_warn("no reply from '%s' within %ld ms", a.topic, a.timeout_ms);

@@ -1,10 +1,11 @@
 /*
- * cmd_sub.c - `pigeon sub PATTERN`: print messages as JSON lines.
+ * cmd_sub.c - `pigeon sub PATTERN`: print messages as JSON lines, or as a
+ * template says (subfmt.h).
  *
- * One line per message: {"topic": ..., "payload": ...} plus reply_to,
- * headers and retained when the message has them.  Output is flushed
- * whenever no further message is waiting, so a pipe sees each line at
- * once without a write per line under load.  The client reconnects and
+ * By default one line per message: {"topic": ..., "payload": ...} plus
+ * reply_to, headers and retained when the message has them.  Output is
+ * flushed whenever no further message is waiting, so a pipe sees each line
+ * at once without a write per line under load.  The client reconnects and
  * subscribes again if the broker goes away.
  */
 #include <stdio.h>
@@ -13,7 +14,7 @@
 
 #include "cli.h"
 #include "clock.h"
-#include "json.h"
+#include "subfmt.h"
 
 static const char sub_help[] =
     "usage: pigeon sub [options] PATTERN\n"
@@ -29,16 +30,43 @@ static const char sub_help[] =
     "  -n, --count N        exit after N messages\n"
     "  -t, --timeout T      exit after T (e.g. 5, 2.5s, 500ms, 1m); with --count,\n"
     "                       fewer than N messages by then is exit code 4\n"
+    "  -v, --verbose        print the topic, a space and the payload's JSON\n"
+    "  -F, --format FMT     print the template FMT for each message, with its\n"
+    "                       fields expanded: {topic} {payload} {time} {sid}\n"
+    "                       {headers} {reply_to} {retained}; {{ and }} are\n"
+    "                       braces; \\n \\t \\\\ a line end, a tab, a backslash\n"
+    "      --pretty         indent the JSON: the whole line, or the payload\n"
+    "                       and headers of -v and --format\n"
     "      --raw            write each payload's MessagePack bytes instead\n" CLI_COMMON_HELP;
 
 struct sub_args {
     struct cli_common common;
     const char *pattern;
     const char *queue;
-    uint64_t count;  /* 0: no limit */
-    long timeout_ms; /* -1: none */
+    uint64_t count;       /* 0: no limit */
+    long timeout_ms;      /* -1: none */
+    const char *template; /* -v or --format; NULL: the JSON line */
+    bool verbose;
+    bool pretty;
     bool raw;
+    struct subfmt fmt; /* compiled from the above; owned */
 };
+
+/* Checks the output options together, and compiles the template. */
+static int sub_output(struct sub_args *a)
+{
+    char err[192];
+
+    if (a->verbose && a->template != NULL)
+        return cli_usage_error("sub", "-v and --format do not go together");
+    if (a->raw && (a->verbose || a->template != NULL || a->pretty))
+        return cli_usage_error("sub", "--raw writes bytes: no -v, --format or --pretty");
+    if (a->verbose)
+        a->template = SUBFMT_VERBOSE;
+    if (subfmt_compile(&a->fmt, a->template, a->pretty, err, sizeof(err)) < 0)
+        return cli_usage_error("sub", "--format '%s': %s", a->template, err);
+    return CLI_OK;
+}
 
 static int sub_parse(int argc, char **argv, struct sub_args *a)
 {
@@ -47,6 +75,9 @@ static int sub_parse(int argc, char **argv, struct sub_args *a)
         {"count", required_argument, NULL, 'n'},
         {"timeout", required_argument, NULL, 't'},
         {"raw", no_argument, NULL, 'W'},
+        {"verbose", no_argument, NULL, 'v'},
+        {"format", required_argument, NULL, 'F'},
+        {"pretty", no_argument, NULL, 'P'},
         CLI_COMMON_LONGOPTS,
         {NULL, 0, NULL, 0},
     };
@@ -55,7 +86,7 @@ static int sub_parse(int argc, char **argv, struct sub_args *a)
     cli_common_init(&a->common);
     a->timeout_ms = -1;
     optind = 1;
-    while ((ch = getopt_long(argc, argv, CLI_COMMON_SHORTOPTS "n:t:", longopts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, CLI_COMMON_SHORTOPTS "n:t:vF:", longopts, NULL)) != -1) {
         if (cli_common_option(ch, optarg, &a->common))
             continue;
         switch (ch) {
@@ -64,6 +95,15 @@ static int sub_parse(int argc, char **argv, struct sub_args *a)
             break;
         case 'W':
             a->raw = true;
+            break;
+        case 'v':
+            a->verbose = true;
+            break;
+        case 'F':
+            a->template = optarg;
+            break;
+        case 'P':
+            a->pretty = true;
             break;
         case 'n':
             if (cli_parse_count(optarg, &a->count) < 0 || a->count == 0)
@@ -87,56 +127,19 @@ static int sub_parse(int argc, char **argv, struct sub_args *a)
         return rc;
     if (a->queue != NULL && (rc = cli_check_topic("sub", a->queue, false)) != CLI_OK)
         return rc;
-    return CLI_OK;
+    return sub_output(a);
 }
 
-/* Appends the headers of M as a JSON object. */
-static int sub_add_headers(struct strbuf *sb, const pigeon_msg *m)
-{
-    if (strbuf_add(sb, ",\"headers\":{", 12) < 0)
-        return -1;
-    for (size_t i = 0; i < pigeon_msg_header_count(m); i++) {
-        const char *k, *v;
-        size_t kl, vl;
-        pigeon_msg_header_at(m, i, &k, &kl, &v, &vl);
-        if ((i > 0 && strbuf_add(sb, ",", 1) < 0) || json_add_string(sb, k, kl) < 0 ||
-            strbuf_add(sb, ":", 1) < 0 || json_add_string(sb, v, vl) < 0)
-            return -1;
-    }
-    return strbuf_add(sb, "}", 1);
-}
-
-/* Builds M's JSON line into SB. */
-static int sub_format(struct strbuf *sb, const pigeon_msg *m)
-{
-    size_t tlen, plen;
-    const char *topic = pigeon_msg_topic(m, &tlen);
-    const void *payload = pigeon_msg_data(m, &plen);
-    const char *reply_to = pigeon_msg_reply_to(m);
-
-    if (strbuf_add(sb, "{\"topic\":", 9) < 0 || json_add_string(sb, topic, tlen) < 0 ||
-        strbuf_add(sb, ",\"payload\":", 11) < 0 || json_from_msgpack(payload, plen, sb) < 0)
-        return -1;
-    if (reply_to != NULL && (strbuf_add(sb, ",\"reply_to\":", 12) < 0 ||
-                             json_add_string(sb, reply_to, strlen(reply_to)) < 0))
-        return -1;
-    if (pigeon_msg_header_count(m) > 0 && sub_add_headers(sb, m) < 0)
-        return -1;
-    if (pigeon_msg_retained(m) && strbuf_add(sb, ",\"retained\":true", 16) < 0)
-        return -1;
-    return strbuf_add(sb, "}\n", 2);
-}
-
-static int sub_print(const pigeon_msg *m, bool raw)
+static int sub_print(const struct sub_args *a, const pigeon_msg *m)
 {
     struct strbuf sb;
     size_t plen;
     const void *payload = pigeon_msg_data(m, &plen);
 
-    if (raw)
+    if (a->raw)
         return fwrite(payload, 1, plen, stdout) == plen ? CLI_OK : CLI_OTHER;
     strbuf_init(&sb);
-    int rc = sub_format(&sb, m) < 0                         ? CLI_OTHER
+    int rc = subfmt_render(&a->fmt, m, &sb) < 0             ? CLI_OTHER
              : fwrite(sb.data, 1, sb.len, stdout) == sb.len ? CLI_OK
                                                             : CLI_OTHER;
     strbuf_free(&sb);
@@ -170,7 +173,7 @@ static int sub_loop(struct cli_conn *cc, const struct sub_args *a)
             return a->count > 0 ? CLI_TIMEOUT : CLI_OK;
         if (err != PIGEON_OK)
             return cli_fail(err, pigeon_errmsg(pigeon_sync_client(cc->s)), "receive");
-        int rc = sub_print(m, a->raw);
+        int rc = sub_print(a, m);
         pigeon_msg_free(m);
         if (rc != CLI_OK) {
             cli_warn("write to stdout failed");
@@ -188,10 +191,12 @@ int cmd_sub(int argc, char **argv)
 
     memset(&a, 0, sizeof(a));
     int rc = sub_parse(argc, argv, &a);
-    if (rc != CLI_OK)
+    if (rc == CLI_OK)
+        rc = cli_connect(&a.common, true, &cc);
+    if (rc != CLI_OK) {
+        subfmt_free(&a.fmt);
         return rc < 0 ? CLI_OK : rc;
-    if ((rc = cli_connect(&a.common, true, &cc)) != CLI_OK)
-        return rc;
+    }
     int err = pigeon_sync_subscribe(cc->s, a.pattern, a.queue, 0, NULL);
     if (err != PIGEON_OK) {
         rc = cli_fail(err, pigeon_errmsg(pigeon_sync_client(cc->s)), "subscribe");
@@ -204,5 +209,6 @@ int cmd_sub(int argc, char **argv)
     if (fflush(stdout) != 0 && rc == CLI_OK)
         rc = CLI_OTHER;
     cli_close(cc);
+    subfmt_free(&a.fmt);
     return rc;
 }

@@ -100,12 +100,13 @@ long cli_parse_duration(const char *s)
     return ms > 1e12 ? -1 : (long)ms;
 }
 
-int cli_read_stdin(uint8_t **out, size_t *len)
+/* Reads all of F into *OUT (malloc'd) and *LEN: 0, or -1 with errno set. */
+static int cli_slurp(FILE *f, uint8_t **out, size_t *len)
 {
     size_t cap = 1 << 16, n = 0, got;
     uint8_t *buf = malloc(cap);
 
-    while (buf != NULL && (got = fread(buf + n, 1, cap - n, stdin)) > 0) {
+    while (buf != NULL && (got = fread(buf + n, 1, cap - n, f)) > 0) {
         n += got;
         if (n == cap) {
             uint8_t *p = realloc(buf, cap * 2);
@@ -118,10 +119,40 @@ int cli_read_stdin(uint8_t **out, size_t *len)
             cap *= 2;
         }
     }
-    if (buf == NULL)
-        return cli_fail(PIGEON_ENOMEM, NULL, "read stdin");
+    if (buf == NULL) {
+        errno = ENOMEM;
+        return -1;
+    }
+    if (ferror(f)) {
+        int e = errno;
+        free(buf);
+        errno = e != 0 ? e : EIO;
+        return -1;
+    }
     *out = buf;
     *len = n;
+    return 0;
+}
+
+int cli_read_file(const char *path, uint8_t **out, size_t *len)
+{
+    bool is_stdin = strcmp(path, "-") == 0;
+    const char *name = is_stdin ? "stdin" : path;
+    FILE *f = is_stdin ? stdin : fopen(path, "rb");
+
+    if (f == NULL) {
+        cli_warn("cannot open %s: %s", name, strerror(errno));
+        return CLI_USAGE;
+    }
+    errno = 0;
+    int rc = cli_slurp(f, out, len);
+    int e = errno;
+    if (!is_stdin)
+        fclose(f);
+    if (rc < 0) {
+        cli_warn("read %s: %s", name, strerror(e));
+        return CLI_OTHER;
+    }
     return CLI_OK;
 }
 
@@ -151,22 +182,27 @@ int cli_check_topic(const char *cmd, const char *topic, bool pattern)
 
 /* ------------------------------------------------------------ connecting --- */
 
+/*
+ * Notes on an outage: one line when the session is lost, one when it is
+ * back.  Every failed attempt in between also moves the client to
+ * DISCONNECTED; those stay quiet, so a long outage is two lines, not one
+ * per attempt.  A failed first attempt is no outage at all: cli_connect
+ * reports it and exits, there is no reconnecting to announce.
+ */
 static void cli_state_cb(pigeon_client *c, enum pigeon_state state, int err, void *arg)
 {
     struct cli_conn *cc = arg;
 
-    if (err != PIGEON_OK)
-        snprintf(cc->down_msg, sizeof(cc->down_msg), "%s", pigeon_errmsg(c));
-    if (state == PIGEON_STATE_CONNECTED)
+    if (state == PIGEON_STATE_CONNECTED) {
+        if (cc->in_outage && !cc->quiet)
+            cli_warn("reconnected");
         cc->was_up = true;
-    if (cc->quiet)
-        return;
-    /* A failed first attempt is no disconnection: cli_connect reports it
-     * and exits, there is no reconnecting to announce. */
-    if (state == PIGEON_STATE_DISCONNECTED && cc->was_up)
-        cli_warn("disconnected: %s (%s); reconnecting", pigeon_strerror(err), pigeon_errmsg(c));
-    else if (state == PIGEON_STATE_CONNECTED && cc->s != NULL)
-        cli_warn("reconnected");
+        cc->in_outage = false;
+    } else if (state == PIGEON_STATE_DISCONNECTED && cc->was_up && !cc->in_outage) {
+        cc->in_outage = true;
+        if (!cc->quiet)
+            cli_warn("disconnected: %s (%s); reconnecting", pigeon_strerror(err), pigeon_errmsg(c));
+    }
 }
 
 static void cli_error_cb(pigeon_client *c, int err, const char *message, void *arg)
@@ -194,14 +230,15 @@ int cli_connect(const struct cli_common *common, bool reconnect, struct cli_conn
     o.state_arg = cc;
     o.on_error = cli_error_cb;
     o.error_arg = cc;
+    char why[300] = "";
+    o.errbuf = why;
+    o.errbuf_len = sizeof(why);
     int err = pigeon_sync_connect(common->server, &o, 0, &cc->s);
     if (err != PIGEON_OK) {
-        char what[300];
-        snprintf(what, sizeof(what), "connect to %s", common->server);
-        int rc = cc->down_msg[0] != '\0' ? (cli_warn("%s", cc->down_msg), cli_exit_for(err))
-                                         : cli_fail(err, NULL, what);
+        /* "connect to ADDR: Connection refused", "bad address 'ADDR': ..." */
+        cli_warn("%s", why[0] != '\0' ? why : pigeon_strerror(err));
         free(cc);
-        return rc;
+        return cli_exit_for(err);
     }
     *out = cc;
     return CLI_OK;

@@ -477,3 +477,61 @@ int json_from_msgpack(const void *data, size_t len, struct strbuf *out)
     msgpack_zone_destroy(&zone);
     return rc;
 }
+
+/* ------------------------------------------------------------ indenting --- */
+
+/* A line break and DEPTH levels of indentation. */
+static int indent_line(struct strbuf *out, int depth)
+{
+    if (strbuf_add(out, "\n", 1) < 0)
+        return -1;
+    for (int i = 0; i < depth; i++)
+        if (strbuf_add(out, "  ", 2) < 0)
+            return -1;
+    return 0;
+}
+
+/* Copies the string that opens at TEXT[*I] (a '"'), escapes and all. */
+static int indent_string(const char *text, size_t len, size_t *i, struct strbuf *out)
+{
+    size_t start = (*i)++;
+
+    while (*i < len && text[*i] != '"')
+        *i += text[*i] == '\\' ? 2 : 1;
+    *i = *i < len ? *i + 1 : len;
+    return strbuf_add(out, text + start, *i - start);
+}
+
+int json_indent(const char *text, size_t len, struct strbuf *out)
+{
+    int depth = 0, rc = 0;
+
+    for (size_t i = 0; i < len && rc == 0;) {
+        char c = text[i];
+        if (c == '"') {
+            rc = indent_string(text, len, &i, out);
+            continue;
+        }
+        i++;
+        if (c == ' ' || c == '\t' || c == '\n' || c == '\r')
+            continue;
+        if (c == '{' || c == '[') {
+            size_t next = i + strspn(text + i, " \t\r\n");
+            if (next < len && (text[next] == '}' || text[next] == ']')) {
+                rc = strbuf_add(out, c == '{' ? "{}" : "[]", 2); /* empty: stays on its line */
+                i = next + 1;
+            } else {
+                rc = strbuf_add(out, &c, 1) < 0 ? -1 : indent_line(out, ++depth);
+            }
+        } else if (c == '}' || c == ']') {
+            rc = indent_line(out, --depth) < 0 ? -1 : strbuf_add(out, &c, 1);
+        } else if (c == ',') {
+            rc = strbuf_add(out, ",", 1) < 0 ? -1 : indent_line(out, depth);
+        } else if (c == ':') {
+            rc = strbuf_add(out, ": ", 2);
+        } else {
+            rc = strbuf_add(out, &c, 1);
+        }
+    }
+    return rc;
+}

@@ -58,4 +58,12 @@ int json_from_msgpack(const void *data, size_t len, struct strbuf *out);
 /* Appends S[0..LEN) as a JSON string, or as {"$str": ...} when not UTF-8. */
 int json_add_string(struct strbuf *out, const char *s, size_t len);
 
+/*
+ * Appends the JSON text TEXT[0..LEN) (one document, such as
+ * json_from_msgpack writes) to OUT indented: a member or element per line,
+ * two spaces a level, ": " after keys; empty objects and arrays stay "{}"
+ * and "[]".  No line end after the last line.  0, or -1 (out of memory).
+ */
+int json_indent(const char *text, size_t len, struct strbuf *out);
+
 #endif

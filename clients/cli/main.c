@@ -1,7 +1,7 @@
 /*
  * main.c - `pigeon`, the command line client of the Pigeon broker.
  *
- *   pigeon pub TOPIC [DATA]       publish JSON
+ *   pigeon pub TOPIC [DATA]       publish JSON, text or bytes
  *   pigeon sub PATTERN            print messages as JSON lines
  *   pigeon req TOPIC [DATA]       request/reply
  *   pigeon reply TOPIC CMD...     answer requests with a command
@@ -22,7 +22,7 @@ static const char main_help[] =
     "The command line client of the Pigeon MessagePack pub/sub broker.\n"
     "\n"
     "commands:\n"
-    "  pub TOPIC [DATA]       publish DATA (JSON, '-' for stdin lines) to TOPIC\n"
+    "  pub TOPIC [DATA]       publish DATA (JSON, text, a file; '-' for stdin) to TOPIC\n"
     "  sub PATTERN            print the messages matching PATTERN as JSON lines\n"
     "  req TOPIC [DATA]       send a request and print the reply\n"
     "  reply TOPIC CMD...     answer requests on TOPIC with the output of CMD\n"
@@ -32,7 +32,7 @@ static const char main_help[] =
     "-s/--server, else $PIGEON_SERVER, else " CLI_DEFAULT_SERVER ".\n"
     "\n"
     "exit codes: 0 ok, 1 usage or bad input, 2 connection, 3 refused by the\n"
-    "broker, 4 timeout, 5 no responders, 6 other errors.\n";
+    "broker, 4 timeout, 5 no responders, 6 other errors, 7 an error reply.\n";
 
 struct command {
     const char *name;

@@ -71,11 +71,11 @@
 #include <strings.h>
 #include <fcntl.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <ini.h>
 
+#include "addr.h"
 #include "xalloc.h"
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
@@ -94,11 +94,7 @@
 
 #define CONFIG_FILE_MAX   MIB /* a config file is a page or two; refuse /dev/zero */
 #define LISTENER_NAME_MAX 64
-#define HOST_NAME_MAX_LEN 253
 #define KEYS_MAX          24 /* room in struct parse; checked against keys[] below */
-
-/* Longest unix socket path: sun_path less its terminating NUL (107 on Linux). */
-#define UNIX_PATH_MAX_LEN (sizeof(((struct sockaddr_un *)0)->sun_path) - 1)
 
 /* inih's syntax error (a line without '='), worded by us; the reader's too for "key: value". */
 #define SYNTAX_ERROR "syntax error: expected 'key = value' or '[section]'"
@@ -316,151 +312,30 @@ static bool listener_name_ok(const char *s, size_t len)
     return true;
 }
 
-/* A host name: dot-separated labels of letters, digits, '-' and '_'. */
-static bool hostname_ok(const char *h)
+/* Copies the address A, parsed from the bind value V, into L. */
+static void bind_set(struct config_listener *l, const char *v, const struct addr *a)
 {
-    size_t len = strlen(h), label = 0;
-
-    if (len == 0 || len > HOST_NAME_MAX_LEN)
-        return false;
-    for (const char *c = h;; c++) {
-        if (*c == '.' || *c == '\0') {
-            if (label == 0 || label > 63)
-                return false;
-            if (*c == '\0')
-                return true;
-            label = 0;
-        } else if (isalnum((unsigned char)*c) || *c == '-' || *c == '_') {
-            label++;
-        } else {
-            return false;
-        }
+    if (a->kind == ADDR_UNIX) {
+        l->kind = CONFIG_LISTEN_UNIX;
+        l->path = xstrdup(a->path);
+    } else {
+        l->kind = CONFIG_LISTEN_TCP;
+        l->host = xstrdup(a->host);
+        l->port = a->port;
+        l->mode = 0; /* no file to chmod; a mode key here fails in section_finish() */
     }
+    l->bind = xstrdup(v);
 }
 
-/* A TCP port, 0..65535: 0, or -1 with WHY. */
-static int port_parse(const char *s, uint16_t *port, char *why, size_t why_len)
-{
-    uint64_t v;
-
-    if (*s == '\0') {
-        snprintf(why, why_len, "missing port after ':'");
-        return -1;
-    }
-    if (count_parse(s, &v) < 0 || v > 65535) {
-        snprintf(why, why_len, "the port must be a number from 0 to 65535");
-        return -1;
-    }
-    *port = (uint16_t)v;
-    return 0;
-}
-
-/* "unix:/path": the part after "unix:" into L. */
-static int bind_parse_unix(const char *path, struct config_listener *l, char *why, size_t why_len)
-{
-    size_t len = strlen(path);
-
-    if (path[0] != '/') {
-        snprintf(why, why_len,
-                 "a unix socket path must be absolute: unix:/run/pigeon/pigeond.sock");
-        return -1;
-    }
-    if (len > UNIX_PATH_MAX_LEN) {
-        snprintf(why, why_len, "the socket path is %zu bytes, the most a unix socket takes is %zu",
-                 len, UNIX_PATH_MAX_LEN);
-        return -1;
-    }
-    if (path[len - 1] == '/') {
-        snprintf(why, why_len, "the socket path names a directory");
-        return -1;
-    }
-    l->kind = CONFIG_LISTEN_UNIX;
-    l->path = xstrdup(path);
-    return 0;
-}
-
-/* "[v6addr]:port" into L. */
-static int bind_parse_v6(const char *v, struct config_listener *l, char *why, size_t why_len)
-{
-    const char *rb = strchr(v, ']');
-    struct in6_addr a6;
-    char *host;
-
-    if (rb == NULL || rb[1] != ':') {
-        snprintf(why, why_len, "expected [v6addr]:port");
-        return -1;
-    }
-    host = xstrndup(v + 1, (size_t)(rb - v - 1));
-    if (inet_pton(AF_INET6, host, &a6) != 1) {
-        snprintf(why, why_len, "not an IPv6 address inside [ ]");
-        free(host);
-        return -1;
-    }
-    if (port_parse(rb + 2, &l->port, why, why_len) < 0) {
-        free(host);
-        return -1;
-    }
-    l->kind = CONFIG_LISTEN_TCP;
-    l->host = host;
-    return 0;
-}
-
-/* True when H is made of digits and dots only, so must be a dotted quad. */
-static bool looks_ipv4(const char *h)
-{
-    return h[strspn(h, "0123456789.")] == '\0';
-}
-
-/* "host:port" (IPv4 dotted quad or host name) into L. */
-static int bind_parse_v4(const char *v, struct config_listener *l, char *why, size_t why_len)
-{
-    const char *colon = strrchr(v, ':');
-    struct in_addr a4;
-    char *host;
-
-    if (colon == NULL) {
-        snprintf(why, why_len, "expected host:port, [v6addr]:port or unix:/path");
-        return -1;
-    }
-    if (memchr(v, ':', (size_t)(colon - v)) != NULL) {
-        snprintf(why, why_len, "an IPv6 address needs brackets: [addr]:port");
-        return -1;
-    }
-    if (colon == v) {
-        snprintf(why, why_len, "missing host: 0.0.0.0 listens on every IPv4 address, [::] on IPv6");
-        return -1;
-    }
-    host = xstrndup(v, (size_t)(colon - v));
-    if (looks_ipv4(host) ? inet_pton(AF_INET, host, &a4) != 1 : !hostname_ok(host)) {
-        snprintf(why, why_len, "not an IPv4 address or a host name");
-        free(host);
-        return -1;
-    }
-    if (port_parse(colon + 1, &l->port, why, why_len) < 0) {
-        free(host);
-        return -1;
-    }
-    l->kind = CONFIG_LISTEN_TCP;
-    l->host = host;
-    return 0;
-}
-
-/* Fills L's address from the bind value V; 0, or -1 with WHY. */
+/* Fills L's address from the bind value V (src/common/addr.h's forms, to
+ * listen); 0, or -1 with WHY. */
 static int bind_parse(const char *v, struct config_listener *l, char *why, size_t why_len)
 {
-    int rc;
+    struct addr a;
 
-    if (strncmp(v, "unix:", 5) == 0)
-        rc = bind_parse_unix(v + 5, l, why, why_len);
-    else if (v[0] == '[')
-        rc = bind_parse_v6(v, l, why, why_len);
-    else
-        rc = bind_parse_v4(v, l, why, why_len);
-    if (rc < 0)
-        return rc;
-    l->bind = xstrdup(v);
-    if (l->kind == CONFIG_LISTEN_TCP)
-        l->mode = 0; /* no file to chmod; a mode key here fails in section_finish() */
+    if (addr_parse(v, ADDR_LISTEN, &a, why, why_len) < 0)
+        return -1;
+    bind_set(l, v, &a);
     return 0;
 }
 
@@ -780,21 +655,18 @@ static int set_mode(struct parse *p, const struct key_def *k, const char *value,
 static int set_http_bind(struct parse *p, const struct key_def *k, const char *value, char *why,
                          size_t why_len)
 {
-    struct config_listener tmp = {0};
-    int rc;
+    struct addr a;
 
     (void)k;
     if (strncmp(value, "unix:", 5) == 0) {
         snprintf(why, why_len, "the HTTP endpoint listens on TCP only: host:port or [v6addr]:port");
         return -1;
     }
-    rc = value[0] == '[' ? bind_parse_v6(value, &tmp, why, why_len)
-                         : bind_parse_v4(value, &tmp, why, why_len);
-    if (rc < 0)
+    if (addr_parse(value, ADDR_LISTEN, &a, why, why_len) < 0)
         return -1;
     p->conf->http.bind = xstrdup(value);
-    p->conf->http.host = tmp.host;
-    p->conf->http.port = tmp.port;
+    p->conf->http.host = xstrdup(a.host);
+    p->conf->http.port = a.port;
     return 0;
 }
 

@@ -3,7 +3,8 @@ belongs under the configured prefix: pigeond in sbindir, the unit files in
 the systemd unit directory (with this install's paths filled in), the
 sample config as SYSCONFDIR/pigeon/pigeond.conf, the man pages in their
 sections, and, once the clients are in the build, the pigeon CLI and
-libpigeon with its header and pkg-config file.  The installed daemon must
+libpigeon with its header and pkg-config file, with which a program using
+only pigeon.h compiles, links and runs against the installed tree.  The installed daemon must
 run and accept the installed config; the man pages must format cleanly.
 """
 
@@ -149,6 +150,72 @@ class Install(unittest.TestCase):
         pcs = glob.glob(os.path.join(libdir, "pkgconfig", "*pigeon*.pc")) + \
             glob.glob(self.path(self.opts["datadir"], "pkgconfig", "*pigeon*.pc"))
         self.assertTrue(pcs, self.tree())
+
+    def pkg_config(self, *args):
+        """pkg-config on the installed pigeon.pc, its paths inside DESTDIR."""
+        pcdir = os.path.dirname(glob.glob(self.path(self.opts["libdir"], "pkgconfig",
+                                                    "pigeon.pc"))[0])
+        env = dict(os.environ, PKG_CONFIG_PATH=pcdir, PKG_CONFIG_SYSROOT_DIR=self.dest)
+        r = subprocess.run(["pkg-config"] + list(args) + ["pigeon"], capture_output=True,
+                           text=True, env=env, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return r.stdout.split()
+
+    def test_pkg_config_links_a_client(self):
+        # pigeon.h exposes neither libevent nor msgpack-c: they are
+        # Requires.private, and `pkg-config --cflags --libs pigeon` alone
+        # builds a program that links and runs against the installed tree.
+        if ("pigeon", "shared library") not in self.targets:
+            self.skipTest("the build has no libpigeon target")
+        if not shutil.which("pkg-config"):
+            self.skipTest("no pkg-config")
+        libs = self.pkg_config("--libs")
+        self.assertEqual([f for f in libs if f.startswith("-l")], ["-lpigeon"], libs)
+        static = self.pkg_config("--libs", "--static")
+        self.assertIn("-levent_core", static)
+        self.assertTrue([f for f in static if f.startswith("-lmsgpack")], static)
+        with tempfile.TemporaryDirectory(prefix="pigeon-pc-") as tmp:
+            src, exe = os.path.join(tmp, "app.c"), os.path.join(tmp, "app")
+            with open(src, "w") as f:
+                f.write(PC_PROGRAM)
+            cc = os.environ.get("CC") or "cc"
+            # A library built with sanitizers wants its runtime first: a
+            # program linking it builds with the same -fsanitize.
+            sanitize = self.opts.get("b_sanitize", "none")
+            extra = ["-fsanitize=" + sanitize] if sanitize not in ("none", "") else []
+            r = subprocess.run([cc, "-std=c11", "-Wall", "-Wextra", "-Werror", src, "-o", exe]
+                               + extra + self.pkg_config("--cflags") + libs,
+                               capture_output=True, text=True, timeout=120)
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            env = dict(os.environ, LD_LIBRARY_PATH=self.path(self.opts["libdir"]))
+            r = subprocess.run([exe], capture_output=True, text=True, env=env, timeout=60)
+        self.assertEqual((r.returncode, r.stdout),
+                         (0, "cannot connect to the broker: connect to 127.0.0.1:1: "
+                             "Connection refused\n"), r.stderr)
+
+
+# A client using only pigeon.h: connects where no broker listens, and says why
+# it could not (the blocking API, errbuf).
+PC_PROGRAM = r"""
+#include <stdio.h>
+#include <pigeon.h>
+
+int main(void)
+{
+    struct pigeon_options o;
+    char why[256] = "";
+    pigeon_sync *s = NULL;
+
+    pigeon_options_init(&o);
+    o.errbuf = why;
+    o.errbuf_len = sizeof(why);
+    int err = pigeon_sync_connect("127.0.0.1:1", &o, 0, &s);
+    if (err != PIGEON_ECONNECT || s != NULL)
+        return 1;
+    printf("%s: %s\n", pigeon_strerror(err), why);
+    return 0;
+}
+"""
 
 
 if __name__ == "__main__":

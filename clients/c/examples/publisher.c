@@ -20,9 +20,16 @@ int main(int argc, char **argv)
     int count = argc > 3 ? atoi(argv[3]) : 10;
     pigeon_sync *s;
 
-    int err = pigeon_sync_connect(address, NULL, 0, &s);
+    /* errbuf: why connecting failed, with the system's reason
+     * ("connect to 127.0.0.1:1: Connection refused"). */
+    struct pigeon_options opts;
+    char why[256];
+    pigeon_options_init(&opts);
+    opts.errbuf = why;
+    opts.errbuf_len = sizeof(why);
+    int err = pigeon_sync_connect(address, &opts, 0, &s);
     if (err != PIGEON_OK) {
-        fprintf(stderr, "publisher: connect to %s: %s\n", address, pigeon_strerror(err));
+        fprintf(stderr, "publisher: %s\n", why);
         return 2;
     }
     msgpack_sbuffer sb;

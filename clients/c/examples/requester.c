@@ -19,9 +19,16 @@ int main(int argc, char **argv)
     pigeon_sync *s;
     pigeon_msg *reply;
 
-    int err = pigeon_sync_connect(address, NULL, 0, &s);
+    /* errbuf: why connecting failed, with the system's reason
+     * ("connect to 127.0.0.1:1: Connection refused"). */
+    struct pigeon_options opts;
+    char why[256];
+    pigeon_options_init(&opts);
+    opts.errbuf = why;
+    opts.errbuf_len = sizeof(why);
+    int err = pigeon_sync_connect(address, &opts, 0, &s);
     if (err != PIGEON_OK) {
-        fprintf(stderr, "requester: connect to %s: %s\n", address, pigeon_strerror(err));
+        fprintf(stderr, "requester: %s\n", why);
         return 2;
     }
     msgpack_sbuffer sb;

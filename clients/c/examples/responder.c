@@ -71,11 +71,19 @@ int main(int argc, char **argv)
     struct event *sigint = evsignal_new(app.base, SIGINT, on_signal, app.base);
     if (sigint == NULL || event_add(sigint, NULL) < 0)
         return 1;
-    int err = pigeon_connect(app.base, address, NULL, &c);
-    if (err == PIGEON_OK)
-        err = pigeon_subscribe(c, topic, &so, on_request, &app, NULL);
+    struct pigeon_options opts;
+    char why[256];
+    pigeon_options_init(&opts);
+    opts.errbuf = why; /* why pigeon_connect failed, if it does */
+    opts.errbuf_len = sizeof(why);
+    int err = pigeon_connect(app.base, address, &opts, &c);
     if (err != PIGEON_OK) {
-        fprintf(stderr, "responder: %s\n", pigeon_strerror(err));
+        fprintf(stderr, "responder: %s\n", why);
+        return 1;
+    }
+    err = pigeon_subscribe(c, topic, &so, on_request, &app, NULL);
+    if (err != PIGEON_OK) {
+        fprintf(stderr, "responder: subscribe: %s (%s)\n", pigeon_strerror(err), pigeon_errmsg(c));
         return 1;
     }
     while (app.want == 0 || app.count < app.want) {

@@ -77,11 +77,17 @@ int main(int argc, char **argv)
     pigeon_options_init(&opts);
     opts.client_name = "subscriber-example";
     opts.on_state = on_state;
+    char why[256];
+    opts.errbuf = why; /* why pigeon_connect failed, if it does */
+    opts.errbuf_len = sizeof(why);
     int err = pigeon_connect(app.base, address, &opts, &c);
-    if (err == PIGEON_OK)
-        err = pigeon_subscribe(c, pattern, NULL, on_message, &app, &app.sid);
     if (err != PIGEON_OK) {
-        fprintf(stderr, "subscriber: %s\n", pigeon_strerror(err));
+        fprintf(stderr, "subscriber: %s\n", why);
+        return 1;
+    }
+    err = pigeon_subscribe(c, pattern, NULL, on_message, &app, &app.sid);
+    if (err != PIGEON_OK) {
+        fprintf(stderr, "subscriber: subscribe: %s (%s)\n", pigeon_strerror(err), pigeon_errmsg(c));
         return 1;
     }
     event_base_dispatch(app.base);

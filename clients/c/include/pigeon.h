@@ -56,7 +56,9 @@
  * dispositions; it writes with MSG_NOSIGNAL, so a broken connection does
  * not raise SIGPIPE.
  *
- * Compile and link with `pkg-config --cflags --libs pigeon`.
+ * Compile and link with `pkg-config --cflags --libs pigeon`; a program
+ * that calls libevent or msgpack-c itself adds `libevent_core msgpack`
+ * (they are private requirements of pigeon.pc: this header needs neither).
  */
 #ifndef PIGEON_H
 #define PIGEON_H
@@ -249,6 +251,16 @@ struct pigeon_options {
     size_t max_queued; /* blocking API only: messages received and not yet taken
                           by pigeon_sync_next; more are dropped and counted
                           (pigeon_sync_dropped); 65536; 0 no bound */
+
+    char *errbuf;      /* NULL, or where pigeon_connect and pigeon_sync_connect
+                          write why they failed, when they return an error:
+                          what pigeon_errmsg would say, with the system's
+                          reason ("connect to 127.0.0.1:1: Connection refused",
+                          "bad address '127.0.0.1:99999': the port must be a
+                          number from 1 to 65535"), cut to errbuf_len bytes
+                          with a NUL.
+                          Written during those calls only; NULL by default */
+    size_t errbuf_len; /* bytes at errbuf; 0 by default */
 };
 
 /* Fills O with the defaults above. */
@@ -294,9 +306,11 @@ typedef void (*pigeon_reply_cb)(pigeon_client *c, int err, const pigeon_msg *rep
 
 /*
  * Creates a client on BASE (borrowed: it must outlive the client) and
- * starts connecting to ADDRESS: "host:port", "[ipv6]:port", "host" (port
- * 7400) or "unix:/path".  Host names are resolved with getaddrinfo, which
- * may block: prefer numeric addresses in latency-sensitive programs.
+ * starts connecting to ADDRESS: "host:port", "[ipv6]:port", "host" or
+ * "[ipv6]" (port 7400), "port" alone (127.0.0.1:port) or "unix:/path"
+ * (clients/c/README.md lists the forms).  Host names are resolved with
+ * getaddrinfo, which may block: prefer numeric addresses in
+ * latency-sensitive programs.
  * OPTS may be NULL for the defaults.  The connection comes up
  * asynchronously (see on_state); publications and subscriptions made
  * before that are sent once it is up (publications once hello is
@@ -304,7 +318,8 @@ typedef void (*pigeon_reply_cb)(pigeon_client *c, int err, const pigeon_msg *rep
  * A name that does not resolve is a failed attempt (PIGEON_ECONNECT),
  * retried like any other.  On success *OUT is the caller's, to be
  * released with pigeon_close.  Returns PIGEON_OK, PIGEON_EINVAL,
- * PIGEON_EADDRESS or PIGEON_ENOMEM.
+ * PIGEON_EADDRESS (ADDRESS is none of the forms) or PIGEON_ENOMEM, with
+ * the details in OPTS->errbuf when it is set.
  */
 PIGEON_API int pigeon_connect(struct event_base *base, const char *address,
                               const struct pigeon_options *opts, pigeon_client **out);
@@ -447,7 +462,8 @@ typedef struct pigeon_sync pigeon_sync;
  * connection once made.  OPTS may be NULL; on_state and on_error are
  * honoured.  On success *OUT is the caller's (pigeon_sync_close).  Returns
  * PIGEON_OK, PIGEON_ECONNECT, PIGEON_ETIMEDOUT, PIGEON_EADDRESS, a broker
- * code, or PIGEON_ENOMEM.
+ * code, or PIGEON_ENOMEM; on failure OPTS->errbuf, when set, says why
+ * (the system's reason for a refused connection, say).
  */
 PIGEON_API int pigeon_sync_connect(const char *address, const struct pigeon_options *opts,
                                    int timeout_ms, pigeon_sync **out);

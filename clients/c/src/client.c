@@ -1,7 +1,7 @@
 /*
  * client.c - the asynchronous client: a session that outlives connections.
  *
- * What it owns: the transport (conn.c), the subscriptions (subs.c), the
+ * What it owns: the transport (transport.c), the subscriptions (subs.c), the
  * responses it waits for (waits.c), the requests waiting for a reply
  * (reqs.c), the reconnect buffer, and three timers: the retry delay, the
  * connect attempt's deadline, and the keepalive tick.
@@ -129,6 +129,19 @@ void pigeon_options_init(struct pigeon_options *o)
     o->max_queued = 65536;
 }
 
+/* Tells the caller of pigeon_connect why it failed, when O asks (errbuf). */
+__attribute__((format(printf, 2, 3))) static void client_errbuf(const struct pigeon_options *o,
+                                                                const char *fmt, ...)
+{
+    va_list ap;
+
+    if (o->errbuf == NULL || o->errbuf_len == 0)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(o->errbuf, o->errbuf_len, fmt, ap);
+    va_end(ap);
+}
+
 static bool client_options_valid(const struct pigeon_options *o)
 {
     return o->connect_timeout_ms > 0 && o->reconnect_min_ms > 0 &&
@@ -138,7 +151,7 @@ static bool client_options_valid(const struct pigeon_options *o)
 
 /* ------------------------------------------------------------ lifetime --- */
 
-static const struct conn_handlers client_conn_handlers = {
+static const struct transport_handlers client_conn_handlers = {
     .up = client_up_cb,
     .frame = client_frame_cb,
     .down = client_down_cb,
@@ -147,7 +160,7 @@ static const struct conn_handlers client_conn_handlers = {
 
 static void client_free(pigeon_client *c)
 {
-    conn_free(c->conn);
+    transport_free(c->transport);
     if (c->retry_ev != NULL)
         event_free(c->retry_ev);
     if (c->attempt_ev != NULL)
@@ -182,6 +195,8 @@ static int client_copy_options(pigeon_client *c, const struct pigeon_options *o)
     c->opts.token = c->token;
     c->opts.user = c->user;
     c->opts.password = c->password;
+    c->opts.errbuf = NULL; /* the caller's, for pigeon_connect only */
+    c->opts.errbuf_len = 0;
     if (c->opts.reconnect < 0)
         c->opts.reconnect = 1;
     return oom ? PIGEON_ENOMEM : PIGEON_OK;
@@ -214,7 +229,7 @@ static int client_start_attempt(pigeon_client *c)
 {
     c->state = PIGEON_STATE_CONNECTING;
     c->down_code = 0;
-    int rc = conn_open(c->conn, &c->addr);
+    int rc = transport_open(c->transport, &c->addr);
     if (rc != PIGEON_OK)
         return client_err(c, rc, "out of memory starting a connection");
     client_arm_timer(c->attempt_ev, c->opts.connect_timeout_ms);
@@ -225,23 +240,32 @@ int pigeon_connect(struct event_base *base, const char *address, const struct pi
                    pigeon_client **out)
 {
     struct pigeon_options defaults;
-    const char *why;
+    char why[ADDR_WHY_MAX];
     struct addr a;
 
-    if (base == NULL || address == NULL || out == NULL)
-        return PIGEON_EINVAL;
     if (opts == NULL) {
         pigeon_options_init(&defaults);
         opts = &defaults;
     }
-    if (!client_options_valid(opts))
+    if (base == NULL || address == NULL || out == NULL) {
+        client_errbuf(opts, "pigeon_connect needs an event_base, an address and OUT");
         return PIGEON_EINVAL;
-    if (addr_parse(address, &a, &why) < 0)
+    }
+    if (!client_options_valid(opts)) {
+        client_errbuf(opts, "invalid options: timeouts, delays and sizes out of range");
+        return PIGEON_EINVAL;
+    }
+    if (addr_parse(address, ADDR_CONNECT, &a, why, sizeof(why)) < 0) {
+        client_errbuf(opts, "bad address '%.64s%s': %s", address, strlen(address) > 64 ? "..." : "",
+                      why);
         return PIGEON_EADDRESS;
+    }
 
     pigeon_client *c = calloc(1, sizeof(*c));
-    if (c == NULL)
+    if (c == NULL) {
+        client_errbuf(opts, "out of memory");
         return PIGEON_ENOMEM;
+    }
     c->base = base;
     c->addr = a;
     c->next_msgid = 1;
@@ -256,12 +280,13 @@ int pigeon_connect(struct event_base *base, const char *address, const struct pi
              backoff_rng_next(&c->rng));
     int rc = client_copy_options(c, opts);
     if (rc == PIGEON_OK)
-        rc = conn_new(base, &client_conn_handlers, c, opts->max_incoming, &c->conn);
+        rc = transport_new(base, &client_conn_handlers, c, opts->max_incoming, &c->transport);
     if (rc == PIGEON_OK)
         rc = client_make_events(c);
     if (rc == PIGEON_OK)
         rc = client_start_attempt(c);
     if (rc != PIGEON_OK) {
+        client_errbuf(opts, "out of memory");
         client_free(c);
         return rc;
     }
@@ -287,7 +312,7 @@ uint32_t pigeon_max_payload(const pigeon_client *c)
 size_t pigeon_outbound_bytes(const pigeon_client *c)
 {
     size_t n = buf_size(&c->pending);
-    return conn_is_up(c->conn) ? n + buf_size(conn_out(c->conn)) : n;
+    return transport_is_up(c->transport) ? n + buf_size(transport_out(c->transport)) : n;
 }
 
 /* ------------------------------------------------- failing what waits --- */
@@ -356,8 +381,8 @@ void pigeon_close(pigeon_client *c)
     if (c == NULL || c->closing)
         return;
     c->closing = true;
-    conn_write_now(c->conn);
-    conn_drop(c->conn);
+    transport_write_now(c->transport);
+    transport_drop(c->transport);
     event_del(c->retry_ev);
     event_del(c->attempt_ev);
     if (c->ping_ev != NULL)
@@ -373,7 +398,7 @@ void pigeon_close(pigeon_client *c)
 /* The current socket is gone (or the attempt failed): retry or give up. */
 void client_lost(pigeon_client *c, int err, const char *why)
 {
-    conn_drop(c->conn);
+    transport_drop(c->transport);
     event_del(c->attempt_ev);
     if (c->down_code != 0) {
         err = c->down_code; /* the broker said why before closing */
@@ -454,7 +479,7 @@ void client_proto_error(pigeon_client *c, const char *why)
 /* Sends a request that is answered without a callback (unsub, ping). */
 int client_send_plain(pigeon_client *c, enum wait_kind kind, uint64_t sid)
 {
-    struct buf *out = conn_out(c->conn);
+    struct buf *out = transport_out(c->transport);
     size_t mark = buf_size(out);
     struct wait w = {.msgid = c->next_msgid++, .kind = kind};
     size_t n = kind == WAIT_UNSUB ? wire_unsub(out, w.msgid, sid) : wire_ping(out, w.msgid);
@@ -463,7 +488,7 @@ int client_send_plain(pigeon_client *c, enum wait_kind kind, uint64_t sid)
         buf_truncate(out, mark);
         return PIGEON_ENOMEM;
     }
-    conn_kick(c->conn);
+    transport_kick(c->transport);
     return PIGEON_OK;
 }
 
@@ -475,7 +500,7 @@ int client_send_plain(pigeon_client *c, enum wait_kind kind, uint64_t sid)
 static void client_up_cb(void *arg)
 {
     pigeon_client *c = arg;
-    struct buf *out = conn_out(c->conn);
+    struct buf *out = transport_out(c->transport);
     struct wire_hello h = {c->name, c->token, c->user, c->password};
     struct wait w = {.msgid = c->next_msgid++, .kind = WAIT_HELLO};
     int rc = PIGEON_OK;
@@ -488,7 +513,7 @@ static void client_up_cb(void *arg)
     if (rc != PIGEON_OK)
         client_lost(c, rc, "out of memory sending hello");
     else
-        conn_kick(c->conn);
+        transport_kick(c->transport);
     client_leave(c);
 }
 
@@ -526,7 +551,7 @@ static void client_drop_text(const pigeon_client *c, const struct envelope *env,
  */
 int client_send_pending(pigeon_client *c)
 {
-    struct buf *out = conn_out(c->conn);
+    struct buf *out = transport_out(c->transport);
     struct frame_scanner scan;
     struct envelope env;
     struct wait w;
@@ -575,10 +600,10 @@ int client_send_pending(pigeon_client *c)
             client_fail_wait(c, &w, PIGEON_ERR_TOO_LARGE);
         else if (c->opts.on_error != NULL)
             c->opts.on_error(c, PIGEON_ERR_TOO_LARGE, text, c->opts.error_arg);
-        if (!client_alive(c) || !conn_is_up(c->conn))
+        if (!client_alive(c) || !transport_is_up(c->transport))
             return PIGEON_OK;
     }
-    conn_kick(c->conn);
+    transport_kick(c->transport);
     return PIGEON_OK;
 }
 
@@ -589,10 +614,10 @@ static void client_ping_cb(evutil_socket_t fd, short what, void *arg)
     pigeon_client *c = arg;
     int64_t now = clock_now_ms(), every = c->opts.ping_interval_ms;
 
-    if (c->state != PIGEON_STATE_CONNECTED || !conn_is_up(c->conn))
+    if (c->state != PIGEON_STATE_CONNECTED || !transport_is_up(c->transport))
         return;
     client_enter(c);
-    int64_t rx = conn_last_rx(c->conn), tx = conn_last_tx(c->conn);
+    int64_t rx = transport_last_rx(c->transport), tx = transport_last_tx(c->transport);
     if (c->ping_out) {
         if (now - c->ping_sent_ms >= every && now - rx >= every)
             client_lost(c, PIGEON_ECONNLOST, "the broker did not answer a ping");

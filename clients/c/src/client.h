@@ -21,7 +21,7 @@
 #include "addr.h"
 #include "backoff.h"
 #include "buf.h"
-#include "conn.h"
+#include "transport.h"
 #include "pigeon.h"
 #include "proto.h"
 #include "reqs.h"
@@ -38,8 +38,8 @@ struct mpread;
 #define CLIENT_ERRMSG_MAX   256
 
 struct pigeon_client {
-    struct event_base *base; /* borrowed */
-    struct conn *conn;       /* owned */
+    struct event_base *base;     /* borrowed */
+    struct transport *transport; /* owned */
     struct addr addr;
     struct pigeon_options opts; /* the strings point at the copies below */
     char *name, *token, *user, *password;
@@ -107,7 +107,7 @@ void client_proto_error(pigeon_client *c, const char *why);
  * Hello is answered: moves the reconnect buffer to the socket, dropping and
  * reporting the frames over the new max_payload.  PIGEON_OK, or
  * PIGEON_ENOMEM with what is left still buffered.  Callbacks run: check
- * client_alive and conn_is_up afterwards.
+ * client_alive and transport_is_up afterwards.
  */
 int client_send_pending(pigeon_client *c);
 
@@ -153,10 +153,10 @@ void client_on_req_pub(pigeon_client *c, uint64_t token, int err, struct mpread 
 
 /* ----------------------------------------------------------- receive.c --- */
 
-/* conn's `frame` handler: one complete frame from the broker. */
+/* The transport's `frame` handler: one complete frame from the broker. */
 bool client_frame_cb(void *arg, const uint8_t *frame, size_t len);
 
-/* conn's `quick` handler: a complete plain `msg` at the front of the input. */
+/* The transport's `quick` handler: a complete plain `msg` at the front of the input. */
 bool client_quick_cb(void *arg, const uint8_t *data, size_t avail, size_t *used);
 
 #endif

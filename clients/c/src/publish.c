@@ -38,17 +38,17 @@ static int client_target(pigeon_client *c, bool control, struct buf **out, struc
 {
     if (c->closing)
         return client_err(c, PIGEON_ECLOSED, "the client is closed");
-    bool up = c->state == PIGEON_STATE_CONNECTED && conn_is_up(c->conn);
-    if (up && buf_size(conn_out(c->conn)) >= c->opts.max_outbound) {
-        conn_write_now(c->conn);
-        up = conn_is_up(c->conn);
+    bool up = c->state == PIGEON_STATE_CONNECTED && transport_is_up(c->transport);
+    if (up && buf_size(transport_out(c->transport)) >= c->opts.max_outbound) {
+        transport_write_now(c->transport);
+        up = transport_is_up(c->transport);
     }
     if (up) {
-        if (!control && buf_size(conn_out(c->conn)) >= c->opts.max_outbound)
+        if (!control && buf_size(transport_out(c->transport)) >= c->opts.max_outbound)
             return client_err(c, PIGEON_EFULL,
                               "output full (%zu bytes queued, max_outbound): let the loop run",
-                              buf_size(conn_out(c->conn)));
-        *out = conn_out(c->conn);
+                              buf_size(transport_out(c->transport)));
+        *out = transport_out(c->transport);
         *waits = &c->sent;
         *live = true;
         return PIGEON_OK;
@@ -202,7 +202,7 @@ int client_pub(pigeon_client *c, const char *topic, const void *payload, size_t 
         return rc;
     }
     if (live)
-        conn_kick(c->conn);
+        transport_kick(c->transport);
     return PIGEON_OK;
 }
 
@@ -264,7 +264,7 @@ int pigeon_flush(pigeon_client *c, pigeon_done_cb done, void *arg)
         return client_err(c, PIGEON_ENOMEM, "out of memory queueing a ping");
     }
     if (live)
-        conn_kick(c->conn);
+        transport_kick(c->transport);
     return PIGEON_OK;
 }
 

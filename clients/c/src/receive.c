@@ -2,7 +2,7 @@
  * receive.c - the broker's frames: responses, `msg` and `error`
  * notifications.
  *
- * Frames arrive whole and bounded (conn.c ran the frame scanner over
+ * Frames arrive whole and bounded (transport.c ran the frame scanner over
  * them); each is parsed in place with the shared envelope parser and
  * handed out without a copy.  Responses are matched to the oldest awaited
  * request (the broker answers in order) and checked by msgid; anything
@@ -46,7 +46,7 @@ static void client_on_hello(pigeon_client *c, int err, struct mpread result)
         client_lost(c, PIGEON_ENOMEM, "out of memory sending the reconnect buffer");
         return;
     }
-    if (!client_alive(c) || !conn_is_up(c->conn))
+    if (!client_alive(c) || !transport_is_up(c->transport))
         return;
     client_set_state(c, PIGEON_STATE_CONNECTED, 0);
 }
@@ -162,13 +162,13 @@ bool client_frame_cb(void *arg, const uint8_t *frame, size_t len)
         client_on_error(c, &env);
     }
     /* Other notifications are for newer clients; the broker sends no requests. */
-    bool go_on = client_alive(c) && conn_is_up(c->conn);
+    bool go_on = client_alive(c) && transport_is_up(c->transport);
     client_leave(c);
     return go_on;
 }
 
 /*
- * conn's fast path: a complete [2, "msg", [sid, topic, payload]] at DATA,
+ * The transport's fast path: a complete [2, "msg", [sid, topic, payload]] at DATA,
  * the shape of nearly every frame a subscriber reads, is parsed and
  * delivered in one pass, where the scanner, the envelope parser and the
  * params parser would each have read it.  Anything else (a msg with opts,
@@ -192,7 +192,7 @@ bool client_quick_cb(void *arg, const uint8_t *data, size_t avail, size_t *used)
     client_enter(c);
     c->down_code = 0;
     client_deliver(c, &w);
-    bool go_on = client_alive(c) && conn_is_up(c->conn);
+    bool go_on = client_alive(c) && transport_is_up(c->transport);
     client_leave(c);
     return go_on;
 }

@@ -19,7 +19,7 @@
 /* Encodes a `sub` for S on the current socket. */
 int client_send_sub(pigeon_client *c, struct sub *s)
 {
-    struct buf *out = conn_out(c->conn);
+    struct buf *out = transport_out(c->transport);
     size_t mark = buf_size(out);
     struct wait w = {.msgid = c->next_msgid++, .kind = WAIT_SUB, .u.sub = s};
 
@@ -30,7 +30,7 @@ int client_send_sub(pigeon_client *c, struct sub *s)
         return PIGEON_ENOMEM;
     }
     s->awaiting = true;
-    conn_kick(c->conn);
+    transport_kick(c->transport);
     return PIGEON_OK;
 }
 
@@ -61,7 +61,7 @@ int client_add_sub(pigeon_client *c, const char *pattern, const char *queue, pig
     struct sub *s = subs_add(&c->subs, pattern, queue, cb, arg);
     if (s == NULL)
         return client_err(c, PIGEON_ENOMEM, "out of memory adding a subscription");
-    if (conn_is_up(c->conn) && client_send_sub(c, s) != PIGEON_OK) {
+    if (transport_is_up(c->transport) && client_send_sub(c, s) != PIGEON_OK) {
         subs_remove(&c->subs, s);
         subs_free_one(s);
         return client_err(c, PIGEON_ENOMEM, "out of memory sending a subscription");
@@ -95,7 +95,7 @@ static void client_drop_sub(pigeon_client *c, struct sub *s)
     uint64_t sid = s->sid;
 
     subs_remove(&c->subs, s);
-    if (sid != 0 && conn_is_up(c->conn))
+    if (sid != 0 && transport_is_up(c->transport))
         client_send_plain(c, WAIT_UNSUB, sid); /* without memory, the broker keeps it */
     if (s->awaiting) {
         s->dead = true;
@@ -125,7 +125,7 @@ void client_on_sub(pigeon_client *c, struct sub *s, int err, struct mpread resul
         return;
     }
     if (s->dead) { /* unsubscribed meanwhile: on_done is not told */
-        if (err == PIGEON_OK && conn_is_up(c->conn))
+        if (err == PIGEON_OK && transport_is_up(c->transport))
             client_send_plain(c, WAIT_UNSUB, sid);
         subs_free_one(s);
         return;

@@ -24,6 +24,7 @@
 #include "pigeon.h"
 
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -235,6 +236,26 @@ static void sync_free(struct pigeon_sync *s)
     free(s);
 }
 
+/*
+ * The first attempt of S failed: copies why (pigeon_errmsg: the system's
+ * reason, the broker's refusal) into O's errbuf, for the caller, who gets
+ * no client to ask.  A wait of WAIT_MS that ended first has no message of
+ * its own.
+ */
+static void sync_connect_failed(struct pigeon_sync *s, const struct pigeon_options *o,
+                                const char *address, int wait_ms)
+{
+    const char *msg = pigeon_errmsg(s->c);
+
+    if (o->errbuf == NULL || o->errbuf_len == 0)
+        return;
+    if (s->state == PIGEON_STATE_CONNECTING || *msg == '\0')
+        snprintf(o->errbuf, o->errbuf_len, "connect to %s: no answer within %d ms", address,
+                 wait_ms);
+    else
+        snprintf(o->errbuf, o->errbuf_len, "%s", msg);
+}
+
 int pigeon_sync_connect(const char *address, const struct pigeon_options *opts, int timeout_ms,
                         pigeon_sync **out)
 {
@@ -270,11 +291,13 @@ int pigeon_sync_connect(const char *address, const struct pigeon_options *opts, 
         sync_free(s);
         return rc;
     }
-    if (!sync_run(s, sync_settled, NULL, sync_deadline(s, timeout_ms)))
+    int wait_ms = sync_deadline(s, timeout_ms);
+    if (!sync_run(s, sync_settled, NULL, wait_ms))
         rc = PIGEON_ETIMEDOUT;
     else if (s->state != PIGEON_STATE_CONNECTED)
         rc = s->state_err != PIGEON_OK ? s->state_err : PIGEON_ECONNECT;
     if (rc != PIGEON_OK) {
+        sync_connect_failed(s, &o, address, wait_ms);
         sync_free(s);
         return rc;
     }

@@ -136,6 +136,42 @@ START_TEST(test_down_at_connect_sync)
 }
 END_TEST
 
+/* errbuf: why connecting failed, for callers that get no client to ask. */
+START_TEST(test_connect_errbuf)
+{
+    pigeon_sync *s = NULL;
+    pigeon_client *c = NULL;
+    struct pigeon_options o;
+    char addr[64], why[128], want[128];
+    struct event_base *base = event_base_new();
+
+    pigeon_options_init(&o);
+    o.errbuf = why;
+    o.errbuf_len = sizeof(why);
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", free_port());
+    ck_assert_int_eq(pigeon_sync_connect(addr, &o, 0, &s), PIGEON_ECONNECT);
+    snprintf(want, sizeof(want), "connect to %s: Connection refused", addr);
+    ck_assert_str_eq(why, want);
+    ck_assert_int_eq(pigeon_sync_connect("unix:/nonexistent/p.sock", &o, 0, &s), PIGEON_ECONNECT);
+    ck_assert_str_eq(why, "connect to unix:/nonexistent/p.sock: No such file or directory");
+    /* The bare number that used to be read as an IPv4 address. */
+    snprintf(addr, sizeof(addr), "%d", free_port());
+    ck_assert_int_eq(pigeon_sync_connect(addr, &o, 0, &s), PIGEON_ECONNECT);
+    snprintf(want, sizeof(want), "connect to 127.0.0.1:%s: Connection refused", addr);
+    ck_assert_str_eq(why, want);
+    ck_assert_int_eq(pigeon_sync_connect("[::1]:0", &o, 0, &s), PIGEON_EADDRESS);
+    ck_assert_str_eq(why, "bad address '[::1]:0': the port must be a number from 1 to 65535");
+    ck_assert_int_eq(pigeon_connect(base, "host:1:2", &o, &c), PIGEON_EADDRESS);
+    ck_assert_str_eq(why, "bad address 'host:1:2': an IPv6 address needs brackets: [addr]:port");
+    ck_assert_ptr_null(c);
+    /* Cut to errbuf_len, and terminated. */
+    o.errbuf_len = 8;
+    ck_assert_int_eq(pigeon_connect(base, "", &o, &c), PIGEON_EADDRESS);
+    ck_assert_str_eq(why, "bad add");
+    event_base_free(base);
+}
+END_TEST
+
 START_TEST(test_down_at_connect_async)
 {
     char addr[64];
@@ -639,6 +675,7 @@ int main(void)
     TCase *tc = tcase_create("down");
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, test_down_at_connect_sync);
+    tcase_add_test(tc, test_connect_errbuf);
     tcase_add_test(tc, test_down_at_connect_async);
     tcase_add_test(tc, test_down_then_up);
     tcase_add_test(tc, test_restart_mid_stream);

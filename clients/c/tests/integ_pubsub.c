@@ -158,6 +158,31 @@ START_TEST(test_connect_hello)
 }
 END_TEST
 
+/* A bare port is that port on 127.0.0.1 (not the IPv4 address the number
+ * would spell), for the asynchronous and the blocking API alike. */
+START_TEST(test_bare_port_address)
+{
+    struct broker b;
+    struct seen s = {0};
+    struct event_base *base = event_base_new();
+    pigeon_sync *sy;
+    uint64_t n = 9;
+    const uint8_t x = 0x01;
+
+    broker_start(&b, "127.0.0.1:0", NULL);
+    const char *port = strrchr(b.addr, ':') + 1;
+    pigeon_client *c = connect_seen(base, port, &s);
+    ck_assert_int_eq(pigeon_state(c), PIGEON_STATE_CONNECTED);
+    pigeon_close(c);
+    ck_assert_int_eq(pigeon_sync_connect(port, NULL, 0, &sy), PIGEON_OK);
+    ck_assert_int_eq(pigeon_sync_publish_confirm(sy, "bare", &x, 1, NULL, 0, &n), PIGEON_OK);
+    ck_assert_uint_eq(n, 0);
+    pigeon_sync_close(sy);
+    event_base_free(base);
+    broker_finish(&b);
+}
+END_TEST
+
 /* Payloads in unusual encodings arrive byte for byte, in order. */
 START_TEST(test_bytes_unchanged)
 {
@@ -493,6 +518,7 @@ int main(void)
     TCase *tc = tcase_create("pubsub");
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, test_connect_hello);
+    tcase_add_test(tc, test_bare_port_address);
     tcase_add_test(tc, test_bytes_unchanged);
     tcase_add_test(tc, test_options_and_retained);
     tcase_add_test(tc, test_queue_groups_and_counts);

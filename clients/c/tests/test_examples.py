@@ -103,6 +103,21 @@ class Examples(unittest.TestCase):
         _, err = resp.communicate(timeout=DEADLINE)
         self.assertEqual(resp.returncode, 0, err)
 
+    def test_connect_failures_give_the_reason(self):
+        # The system's reason, as the CLI gives it, not only "cannot connect".
+        for name in ("publisher", "requester"):
+            with self.subTest(example=name):
+                code, _, err = self.run_example(name, "127.0.0.1:1")
+                self.assertEqual(code, 2)
+                self.assertEqual(err, "%s: connect to 127.0.0.1:1: Connection refused\n" % name)
+        # An address that is none of the forms is named, with what is wrong.
+        for name in ("publisher", "subscriber", "responder"):
+            with self.subTest(example=name):
+                code, _, err = self.run_example(name, "127.0.0.1:99999")
+                self.assertNotEqual(code, 0)
+                self.assertEqual(err, "%s: bad address '127.0.0.1:99999': the port must be a "
+                                 "number from 1 to 65535\n" % name)
+
     def test_requester_alone_fails(self):
         code, _, err = self.run_example("requester", self.addr, "demo.echo")
         self.assertEqual(code, 1)

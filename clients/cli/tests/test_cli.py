@@ -8,6 +8,7 @@ The broker comes from tests/integration/harness.py ($PIGEON_HARNESS_DIR);
 the CLI from $PIGEON_CLI.  Waits are deadlines, never timing asserts.
 """
 
+import datetime
 import json
 import math
 import os
@@ -28,7 +29,7 @@ import msgpack  # noqa: E402
 CLI = os.environ.get("PIGEON_CLI", os.path.join(os.path.dirname(__file__), "../../../build/clients/cli/pigeon"))
 DEADLINE = harness.DEADLINE
 
-OK, USAGE, CONNECTION, BROKER, TIMEOUT, NO_RESPONDERS = 0, 1, 2, 3, 4, 5
+OK, USAGE, CONNECTION, BROKER, TIMEOUT, NO_RESPONDERS, ERROR_REPLY = 0, 1, 2, 3, 4, 5, 7
 
 
 def unpack(data):
@@ -167,6 +168,10 @@ class CliTest(CliBase):
             '{"$int": "18446744073709551615"}': 2 ** 64 - 1,
             '{"$float": "-inf"}': float("-inf"),
             '{"x": 1.5, "y": "\\u00e9"}': {"x": 1.5, "y": "\u00e9"},
+            # docs/cli.md's examples: a tag as a value; two keys, an ordinary map.
+            '{"kind": {"$ext": [5, "AQI="]}, "at": {"$int": "18446744073709551615"}}':
+                {"kind": msgpack.ExtType(5, b"\x01\x02"), "at": 2 ** 64 - 1},
+            '{"$ext": [5, "AQI="], "at": 1}': {"$ext": [5, "AQI="], "at": 1},
         }
         for doc in cases:
             self.assertEqual(self.run_cli("pub", "w.x", doc).returncode, OK)
@@ -249,6 +254,90 @@ class CliTest(CliBase):
         r = self.run_cli("pub", "--raw", "in.y", "-", input=b"\x92\x01")
         self.assertEqual(r.returncode, USAGE)
 
+    def write_file(self, data):
+        """A temporary file holding DATA (bytes); removed after the test."""
+        f = tempfile.NamedTemporaryFile(prefix="pigeon-cli-", delete=False)
+        self.addCleanup(os.unlink, f.name)
+        with f:
+            f.write(data)
+        return f.name
+
+    def test_pub_file(self):
+        c = self.raw_client()
+        c.sub("f.>")
+        doc = {"order": 17, "items": [{"sku": "A-1", "qty": 2}], "note": "\u00e9", "ok": None}
+        pretty = json.dumps(doc, indent=4).encode()
+        path = self.write_file(pretty)
+        # One document of any layout: what 'pub -' (a document per line) refuses.
+        self.assertEqual(self.run_cli("pub", "f.lines", "-", input=pretty).returncode, USAGE)
+        r = self.run_cli("pub", "-f", path, "f.file")
+        self.assertEqual((r.returncode, r.stderr), (OK, b""))
+        r = self.run_cli("pub", "f.stdin", "--file", "-", input=pretty)
+        self.assertEqual((r.returncode, r.stderr), (OK, b""))
+        # --raw reads MessagePack objects from a file as from stdin.
+        raw = self.write_file(msgpack.packb(1) + msgpack.packb({"k": b"\x00"}))
+        self.assertEqual(self.run_cli("pub", "--raw", "-f", raw, "f.raw").returncode, OK)
+        c.wait_messages(4)
+        self.assertEqual([(m[1], m[2]) for m in c.messages],
+                         [("f.file", doc), ("f.stdin", doc), ("f.raw", 1), ("f.raw", {"k": b"\x00"})])
+        # What is wrong is said with the file's name and the line.
+        bad = self.write_file(b'{\n  "a": 1,\n  oops\n}\n')
+        r = self.run_cli("pub", "-f", bad, "f.bad")
+        self.assertEqual(r.returncode, USAGE)
+        self.assertIn(("pigeon pub: %s: invalid JSON at line 3" % bad).encode(), r.stderr)
+        r = self.run_cli("pub", "-f", "/nonexistent/x.json", "f.bad")
+        self.assertEqual(r.returncode, USAGE)
+        self.assertEqual(r.stderr, b"pigeon: cannot open /nonexistent/x.json: No such file or directory\n")
+
+    def test_pub_text(self):
+        c = self.raw_client()
+        c.sub("x.>")
+        cases = [
+            (["x.word", "hello world"], None, "hello world"),
+            (["x.json", '{"a": 1}'], None, '{"a": 1}'),      # not parsed: a string
+            (["x.num", "--", "-4.5"], None, "-4.5"),
+            (["x.empty", ""], None, ""),
+            (["x.file", "-f", self.write_file(b"two\nlines\n")], None, "two\nlines\n"),
+        ]
+        for args, stdin, _ in cases:
+            r = self.run_cli("pub", "--text", *args, input=stdin)
+            self.assertEqual((r.returncode, r.stderr), (OK, b""), args)
+        # '-': one string per line.
+        r = self.run_cli("pub", "--text", "x.lines", "-", input="caf\u00e9\n\n  x y \r\n".encode())
+        self.assertEqual((r.returncode, r.stderr), (OK, b""))
+        c.wait_messages(len(cases) + 2)
+        self.assertEqual([m[2] for m in c.messages],
+                         [want for _, _, want in cases] + ["caf\u00e9", "  x y "])
+        self.assertTrue(all(isinstance(m[2], str) for m in c.messages))
+        r = self.run_cli("pub", "--text", "x.bad", "-", input=b"ok\n\xff\xfe\n")
+        self.assertEqual(r.returncode, USAGE)
+        self.assertIn(b"pigeon pub: stdin line 2: the text is not UTF-8", r.stderr)
+
+    def test_pub_binary(self):
+        c = self.raw_client()
+        c.sub("b.>")
+        blob = bytes(range(256)) * 3
+        r = self.run_cli("pub", "--binary", self.write_file(blob), "b.file")
+        self.assertEqual((r.returncode, r.stderr), (OK, b""))
+        r = self.run_cli("pub", "b.stdin", "--binary", "-", input=b"\x00\n\xff")
+        self.assertEqual((r.returncode, r.stderr), (OK, b""))
+        r = self.run_cli("pub", "b.empty", "--binary", self.write_file(b""))
+        self.assertEqual(r.returncode, OK)
+        c.wait_messages(3)
+        self.assertEqual([m[2] for m in c.messages], [blob, b"\x00\n\xff", b""])
+        self.assertTrue(all(isinstance(m[2], bytes) for m in c.messages))
+
+    def test_pub_sources_that_do_not_go_together(self):
+        f = self.write_file(b"1")
+        for args in (["--binary", f, "t", "1"], ["--binary", f, "--text", "t"],
+                     ["--binary", f, "-f", f, "t"], ["--binary", f, "--raw", "t"],
+                     ["-f", f, "t", "1"], ["--text", "t"], ["--text", "--raw", "t", "-"],
+                     ["--raw", "t", "1"], ["--raw", "t"]):
+            with self.subTest(args=args):
+                r = self.run_cli("pub", *args)
+                self.assertEqual(r.returncode, USAGE)
+                self.assertTrue(r.stderr.startswith(b"pigeon pub: "), r.stderr)
+
     def test_options_headers_reply_to_retained(self):
         r = self.run_cli("pub", "--retain", "--header", "k=v", "--header", "trace=a=b",
                          "--reply-to", "re.ply", "opt.x", '{"n": 1}')
@@ -276,6 +365,70 @@ class CliTest(CliBase):
         got = sorted(x["payload"] for lines in per_member for x in lines)
         self.assertEqual(got, sorted([1] + list(range(20))))
         self.assertTrue(all(per_member), "one member got nothing")
+
+    def test_sub_verbose(self):
+        sub = self.start_cli("sub", "-v", "v.*", "--count", "3")
+        for topic, doc in (("v.a", '{"x": [1, 2.5]}'), ("v.b", '"two words"'), ("v.c", "null")):
+            self.assertEqual(self.run_cli("pub", topic, doc).returncode, OK)
+        code, out, err = self.finish(sub)
+        self.assertEqual(code, OK, err)
+        self.assertEqual(out, b'v.a {"x":[1,2.5]}\nv.b "two words"\nv.c null\n')
+
+    def test_sub_pretty(self):
+        sub = self.start_cli("sub", "--pretty", "p.>", "--count", "2")
+        self.assertEqual(self.run_cli("pub", "-H", "k=v", "--reply-to", "re.p", "p.x",
+                                      '{"a": {"b": [1, {}], "c": []}, "\u00e9": "\u00e9"}').returncode, OK)
+        self.assertEqual(self.run_cli("pub", "p.y", "7").returncode, OK)
+        code, out, err = self.finish(sub)
+        self.assertEqual(code, OK, err)
+        first = {"topic": "p.x", "payload": {"a": {"b": [1, {}], "c": []}, "\u00e9": "\u00e9"},
+                 "reply_to": "re.p", "headers": {"k": "v"}}
+        want = "".join(json.dumps(o, indent=2, ensure_ascii=False) + "\n"
+                       for o in (first, {"topic": "p.y", "payload": 7}))
+        self.assertEqual(out.decode(), want)
+        # With -v and --format, the payload (and headers) are what is indented.
+        sub = self.start_cli("sub", "-v", "--pretty", "p.z", "--count", "1")
+        self.assertEqual(self.run_cli("pub", "p.z", "[1]").returncode, OK)
+        self.assertEqual(self.finish(sub)[1], b"p.z [\n  1\n]\n")
+
+    def test_sub_format(self):
+        self.assertEqual(self.run_cli("pub", "--retain", "f.r", '"kept"').returncode, OK)
+        before = time.time()
+        sub = self.start_cli("sub", "f.*", "--count", "2", "--format",
+                             "{sid}|{topic}|{payload}|{headers}|{reply_to}|{retained}|{time}")
+        self.assertEqual(self.run_cli("pub", "-H", "a=1", "-H", "b=x y", "--reply-to", "re.f",
+                                      "f.live", '{"n": 1}').returncode, OK)
+        code, out, err = self.finish(sub)
+        after = time.time()
+        self.assertEqual(code, OK, err)
+        lines = [line.split("|") for line in out.decode().splitlines()]
+        self.assertEqual([line[1:6] for line in lines],
+                         [["f.r", '"kept"', "{}", "", "true"],
+                          ["f.live", '{"n":1}', '{"a":"1","b":"x y"}', "re.f", "false"]])
+        self.assertTrue(lines[0][0].isdigit() and int(lines[0][0]) > 0, lines)
+        self.assertEqual(lines[0][0], lines[1][0])  # one subscription
+        for line in lines:
+            self.assertRegex(line[6], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+            stamp = datetime.datetime.strptime(line[6], "%Y-%m-%dT%H:%M:%S.%fZ").replace(
+                tzinfo=datetime.timezone.utc).timestamp()
+            self.assertTrue(before - 1 <= stamp <= after + 1, (before, line[6], after))
+        # Braces, escapes, and text alone.
+        sub = self.start_cli("sub", "f.e", "--count", "1", "-F", "{{{topic}}}\\t{payload}\\n--")
+        self.assertEqual(self.run_cli("pub", "f.e", "1").returncode, OK)
+        self.assertEqual(self.finish(sub)[1], b"{f.e}\t1\n--\n")
+
+    def test_sub_output_refusals(self):
+        for args, why in ((["-F", "{nope}"], "no field {nope}: {topic} {payload}"),
+                          (["-F", "{topic"], "'{' with no '}'"),
+                          (["-F", "a}b"], "a '}' with no '{'"),
+                          (["-F", ""], "an empty template"),
+                          (["-v", "-F", "{topic}"], "-v and --format do not go together"),
+                          (["--raw", "--pretty"], "--raw writes bytes"),
+                          (["--raw", "-v"], "--raw writes bytes")):
+            with self.subTest(args=args):
+                r = self.run_cli("sub", *args, "a")
+                self.assertEqual(r.returncode, USAGE)
+                self.assertIn(why.encode(), r.stderr)
 
     def test_sub_timeout_and_count(self):
         r = self.run_cli("sub", "quiet", "--timeout", "0.2")
@@ -305,18 +458,53 @@ class CliTest(CliBase):
         self.assertEqual(json.loads(r.stdout), {"got": [1, 2], "topic": "calc.add", "inbox": True})
         rep.terminate()
 
-    def test_reply_command_failure_is_not_answered(self):
-        rep = self.start_cli("reply", "bad.svc", "sh", "-c", "cat >/dev/null; exit 3",
-                             ready="answering")
-        r = self.run_cli("req", "--timeout", "300ms", "bad.svc", "1")
-        self.assertEqual(r.returncode, TIMEOUT)
-        rep2 = self.start_cli("reply", "bad.json", "echo", "{not json", ready="answering")
-        r = self.run_cli("req", "-t", "0.3", "bad.json", "1")
-        self.assertEqual(r.returncode, TIMEOUT)
-        for p in (rep, rep2):
-            p.terminate()
-            _, _, err = self.finish(p)
-            self.assertIn(b"no answer sent", err)
+    def test_reply_command_failure_sends_an_error_reply(self):
+        # The requester hears at once, not after its timeout: a long one
+        # here, which the test would wait out if no error reply came.
+        cases = [
+            (("sh", "-c", "cat >/dev/null; exit 3"), "command 'sh' exited with status 3"),
+            (("echo", "{not json"), "command 'echo' printed no JSON (invalid JSON at line 1, column 4"),
+            (("/nonexistent/cmd",), "command '/nonexistent/cmd' could not be run"),
+        ]
+        for i, (cmd, why) in enumerate(cases):
+            with self.subTest(cmd=cmd):
+                rep = self.start_cli("reply", "bad.%d" % i, *cmd, ready="answering")
+                r = self.run_cli("req", "--timeout", "10m", "bad.%d" % i, "1")
+                self.assertEqual(r.returncode, ERROR_REPLY)
+                self.assertEqual(r.stdout, b"")
+                err = r.stderr.decode()
+                self.assertTrue(err.startswith("pigeon: error reply from 'bad.%d': %s" % (i, why)),
+                                err)
+                self.assertEqual(len(err.splitlines()), 1)
+                rep.terminate()
+                _, _, err = self.finish(rep)
+                self.assertIn(b": error reply sent", err)
+        # On the wire: a map whose one key is "error", for any requester to see.
+        rep = self.start_cli("reply", "bad.wire", "false", ready="answering")
+        c = self.raw_client()
+        c.sub("my.inbox")
+        self.assertEqual(c.pub("bad.wire", 1, reply_to="my.inbox"), 1)
+        c.wait_messages(1)
+        self.assertEqual(c.messages[0][1:3],
+                         ["my.inbox", {"error": "command 'false' exited with status 1"}])
+        rep.terminate()
+
+    def test_req_recognises_error_replies(self):
+        # Any responder may send one; any value is shown.  A map with other
+        # keys besides "error" is an ordinary answer.
+        cases = [
+            ('{"error": {"code": 42}}', ERROR_REPLY, b"", 'error reply from \'e.svc\': {"code":42}'),
+            ('{"error": "x", "id": 1}', OK, b'{"error":"x","id":1}\n', ""),
+            ('{"errors": "x"}', OK, b'{"errors":"x"}\n', ""),
+        ]
+        for answer, code, out, err in cases:
+            with self.subTest(answer=answer):
+                rep = self.start_cli("reply", "--count", "1", "e.svc", "echo", answer,
+                                     ready="answering")
+                r = self.run_cli("req", "e.svc", "1")
+                self.assertEqual((r.returncode, r.stdout), (code, out), r.stderr)
+                self.assertIn(err, r.stderr.decode())
+                self.assertEqual(self.finish(rep)[0], OK)
 
     # ---------------------------------------------------------- exit codes
     def test_exit_codes(self):
@@ -351,6 +539,34 @@ class CliTest(CliBase):
         del env["PIGEON_SERVER"]
         self.assertEqual(self.run_cli("-s", "127.0.0.1:%d" % port, "pub", "a", "1", env=env).returncode, OK)
         self.assertEqual(self.run_cli("pub", "--server", self.addr, "a", "1", env=down).returncode, OK)
+
+    def test_addresses(self):
+        # A bare number is a port on 127.0.0.1 (it used to be read as the
+        # IPv4 address 0.0.83.152, port 7400: "the broker sent a bad frame").
+        port = str(self.broker.port())
+        c = self.raw_client()
+        c.sub("addr.t")
+        env = self.env()
+        del env["PIGEON_SERVER"]
+        r = self.run_cli("pub", "-s", port, "addr.t", "1", env=env)
+        self.assertEqual((r.returncode, r.stderr), (OK, b""))
+        r = self.run_cli("pub", "addr.t", "2", env=self.env(PIGEON_SERVER=port))
+        self.assertEqual((r.returncode, r.stderr), (OK, b""))
+        c.wait_messages(2)
+        self.assertEqual([m[2] for m in c.messages], [1, 2])
+        # What is none of the forms is refused before connecting, by name.
+        for bad, why in (("127.0.0.1:99999", "the port must be a number from 1 to 65535"),
+                         ("0", "the port must be a number from 1 to 65535"),
+                         ("::1:7400", "an IPv6 address needs brackets: [addr]:port"),
+                         ("127.1:7400", "not an IPv4 address or a host name"),
+                         ("tls://127.0.0.1:%s" % port, "unsupported scheme 'tls://': expected "
+                          "host:port, [v6addr]:port or unix:/path")):
+            for args in (["pub", "-s", bad, "addr.t", "1"], ["sub", "-s", bad, "addr.t"],
+                         ["bench", "-s", bad, "--msgs", "1"]):
+                with self.subTest(args=args):
+                    r = self.run_cli(*args)
+                    self.assertEqual(r.returncode, USAGE)
+                    self.assertEqual(r.stderr.decode(), "pigeon: bad address '%s': %s\n" % (bad, why))
 
     def test_failed_first_connect_says_only_that(self):
         # sub and reply reconnect, but only a session once made: a failed
@@ -450,6 +666,35 @@ class CliRestart(CliBase):
         code, out, _ = self.finish(sub)
         self.assertEqual(code, OK)
         self.assertEqual([x["payload"] for x in self.lines(out)], [1, 2])
+
+    def test_one_note_per_outage(self):
+        # While the broker is away, every attempt fails: here a stand-in
+        # accepts each connection and closes it at once, so the attempts
+        # are counted.  The outage is still one "reconnecting" line.
+        sub = self.start_cli("sub", "r.y", "--count", "1")
+        port = self.broker.port()
+        self.broker.stop(signal.SIGKILL)
+        self.broker.log.close()
+        seen = self.wait_stderr(sub, "reconnecting")
+        with socket.socket() as standin:
+            standin.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            standin.bind(("127.0.0.1", port))
+            standin.listen(16)
+            standin.settimeout(DEADLINE)
+            for _ in range(3):
+                conn, _ = standin.accept()
+                conn.close()
+        self.broker.start()
+        seen += self.wait_stderr(sub, "reconnected")
+        self.until_ok("pub", "--confirm", "r.y", "1", stdout=b"1\n")
+        code, _, rest = self.finish(sub)
+        self.assertEqual(code, OK)
+        # (start_cli read up to "subscribed to": the rest of that line may come first.)
+        notes = [n for n in (seen + rest).decode().splitlines() if "connected" in n]
+        self.assertEqual(len(notes), 2, notes)
+        self.assertTrue(notes[0].startswith("pigeon: disconnected: "), notes)
+        self.assertTrue(notes[0].endswith("; reconnecting"), notes)
+        self.assertEqual(notes[1], "pigeon: reconnected")
 
     def test_reply_reconnects_and_answers_again(self):
         rep = self.start_cli("reply", "r.svc", "--count", "2", "cat", ready="answering")

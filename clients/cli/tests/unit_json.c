@@ -1,7 +1,7 @@
 /*
  * unit_json.c - the CLI's JSON <-> MessagePack conversion: plain values,
- * every '$' form both ways, float printing, refusals; and the latency
- * histogram's percentiles.
+ * every '$' form both ways, float printing, refusals, indenting; and the
+ * latency histogram's percentiles.
  */
 #include <check.h>
 #include <math.h>
@@ -180,6 +180,29 @@ START_TEST(test_hist)
 }
 END_TEST
 
+static void indents(const char *json, const char *expect)
+{
+    struct strbuf out;
+    strbuf_init(&out);
+    ck_assert_int_eq(json_indent(json, strlen(json), &out), 0);
+    ck_assert_str_eq(out.data ? out.data : "", expect);
+    strbuf_free(&out);
+}
+
+START_TEST(test_indent)
+{
+    indents("1", "1");
+    indents("\"a,b:{[\"", "\"a,b:{[\"");
+    indents("{}", "{}");
+    indents("[ ]", "[]");
+    indents("{\"a\":1,\"b\":[true,null,{}],\"c\":{\"d\":\"x\\\"}y\"}}",
+            "{\n  \"a\": 1,\n  \"b\": [\n    true,\n    null,\n    {}\n  ],\n  \"c\": {\n"
+            "    \"d\": \"x\\\"}y\"\n  }\n}");
+    /* What json_from_msgpack writes, whitespace or not, indents the same. */
+    indents("{ \"k\" : [ 1 , 2 ] }", "{\n  \"k\": [\n    1,\n    2\n  ]\n}");
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("cli json");
@@ -190,6 +213,7 @@ int main(void)
     tcase_add_test(tc, test_refusals);
     tcase_add_test(tc, test_base64);
     tcase_add_test(tc, test_hist);
+    tcase_add_test(tc, test_indent);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_ENV);

@@ -6,12 +6,8 @@ program, as two tasks.
 """
 
 import asyncio
-import os
-import sys
 
-# Run from the source tree without installing: the package is one level up.
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-import pigeon.aio  # noqa: E402
+import pigeon.aio
 
 
 async def serve(c: pigeon.AsyncClient, sub: pigeon.AsyncSubscription) -> None:

@@ -8,13 +8,9 @@ another terminal to see the orders arrive.
 """
 
 import argparse
-import os
-import sys
 import time
 
-# Run from the source tree without installing: the package is one level up.
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-import pigeon  # noqa: E402
+import pigeon
 
 
 def main() -> None:

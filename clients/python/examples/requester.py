@@ -6,12 +6,9 @@
 Start responder.py first; without one each request times out.
 """
 
-import os
 import sys
 
-# Run from the source tree without installing: the package is one level up.
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-import pigeon  # noqa: E402
+import pigeon
 
 
 def main() -> None:

@@ -7,12 +7,8 @@ Run several: with a queue group, each request goes to exactly one of them.
 """
 
 import argparse
-import os
-import sys
 
-# Run from the source tree without installing: the package is one level up.
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-import pigeon  # noqa: E402
+import pigeon
 
 
 def main() -> None:

@@ -8,12 +8,8 @@ restart: reconnect=True re-subscribes and the loop carries on.
 """
 
 import argparse
-import os
-import sys
 
-# Run from the source tree without installing: the package is one level up.
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-import pigeon  # noqa: E402
+import pigeon
 
 
 def main() -> None:

@@ -15,14 +15,15 @@ Errors are PigeonError subclasses (pigeon.errors).  Needs only the standard
 library and msgpack.
 """
 
-from . import aio, errors, topic
+from . import address, aio, errors, topic
+from .address import Address, parse_address
 from .aio import AsyncClient, AsyncSubscription
 from .client import Client, Subscription, connect
-from .errors import (AuthFailed, AuthRequired, BadFrame, BadParams, BadTopic, BufferFull,
-                     ClientClosed, ConnectError, ConnectionLost, Forbidden, LimitError,
-                     NoResponders, PayloadError, PigeonError, SlowConsumer,  # noqa: F401
-                     TimeoutError, TooLarge, UnknownMethod)
-from .protocol import Backoff, Message, parse_address
+from .errors import (AuthFailed, AuthRequired, BadAddress, BadFrame, BadParams, BadTopic,
+                     BufferFull, ClientClosed, ConnectError, ConnectionLost, Forbidden,
+                     LimitError, NoResponders, PayloadError, PigeonError,  # noqa: F401
+                     SlowConsumer, TimeoutError, TooLarge, UnknownMethod)
+from .protocol import Backoff, Message
 from .topic import check_pattern, check_topic, matches
 
 __version__ = "0.1.0"
@@ -30,8 +31,9 @@ __version__ = "0.1.0"
 # TimeoutError stays out of __all__: a star import would shadow the builtin.
 __all__ = [
     "connect", "Client", "Subscription", "Message", "Backoff", "aio", "AsyncClient",
-    "AsyncSubscription", "errors", "topic", "parse_address", "check_topic", "check_pattern",
-    "matches", "PigeonError", "BadFrame", "UnknownMethod", "BadParams", "BadTopic", "TooLarge",
-    "AuthRequired", "AuthFailed", "Forbidden", "SlowConsumer", "LimitError", "ConnectError",
-    "ConnectionLost", "ClientClosed", "BufferFull", "PayloadError", "NoResponders",
+    "AsyncSubscription", "errors", "topic", "address", "Address", "parse_address", "check_topic",
+    "check_pattern", "matches", "PigeonError", "BadAddress", "BadFrame", "UnknownMethod",
+    "BadParams", "BadTopic", "TooLarge", "AuthRequired", "AuthFailed", "Forbidden",
+    "SlowConsumer", "LimitError", "ConnectError", "ConnectionLost", "ClientClosed", "BufferFull",
+    "PayloadError", "NoResponders",
 ]

@@ -5,9 +5,13 @@
         for msg in c.subscribe("orders.>"):
             print(msg.topic, msg.payload)
 
+The session's state and rules are session.py's (shared with the asyncio
+client); this file is the blocking I/O around them.
+
 Threads.  Each connection has a reader thread that owns the socket's input:
-it cuts frames, completes calls waiting for a response, and queues messages
-on their subscriptions.  A supervisor thread pings the broker when the
+it cuts frames, hands them to the session (under _lock), then wakes the
+calls waiting for a response and queues messages on their subscriptions
+(with no lock: session.py's effects).  A supervisor thread pings the broker when the
 client has been silent for ping_interval and, with reconnect on, brings the
 connection back after a loss.  Program threads write frames themselves,
 whole and one at a time under a write lock.
@@ -25,53 +29,35 @@ several threads at once (each message goes to one of them).  A Message is
 not changed after it is made.
 """
 
-import itertools
-import logging
-import secrets
 import threading
 import time
-from collections import deque
-from typing import Any, Callable, Deque, Dict, Iterator, Mapping, Optional
+from typing import Any, Callable, Iterator, Mapping, Optional
 
 from . import protocol as proto
-from .errors import (AuthFailed, AuthRequired, BadParams, BufferFull, ClientClosed,
-                     ConnectError, ConnectionLost, NoResponders, PigeonError, TimeoutError,
-                     error_for)
+from .address import open_socket
+from .errors import (AuthFailed, AuthRequired, BadParams, ClientClosed, ConnectError,
+                     ConnectionLost, PigeonError, TimeoutError)
 from .protocol import Backoff, Message
+from .session import (CLOSED, CONNECTED, CONNECTING, DEFAULT_MAX_BUFFER,  # noqa: F401
+                      DEFAULT_MAX_PENDING, DEFAULT_PING_INTERVAL, DEFAULT_TIMEOUT, LOST,
+                      RECONNECTING, Link, OnDone, Session, SessionFacade, SubscriptionQueue,
+                      log, run)
 from .topic import check_pattern
-
-log = logging.getLogger("pigeon")
-
-# Client states.
-CONNECTING = "connecting"      # the first connection is being made
-CONNECTED = "connected"        # hello done, subscriptions in place
-RECONNECTING = "reconnecting"  # lost; the supervisor is bringing it back
-LOST = "lost"                  # lost for good (reconnect off, or gave up)
-CLOSED = "closed"              # close() was called
-
-DEFAULT_TIMEOUT = 10.0
-DEFAULT_PING_INTERVAL = 60.0
-DEFAULT_MAX_BUFFER = 8 << 20
-DEFAULT_MAX_PENDING = 65536
 
 
 # --------------------------------------------------------------- calls ----
 
 class _Call:
-    """One call waiting for its answer: a response, or a reply message.
+    """A waiter (session.py) for a thread: one call waiting for its answer,
+    a response or a reply message.  .conn is the connection a request's
+    message went out on."""
 
-    ON_DONE, when given, runs in the reader thread with the client's _lock
-    held as soon as the response is read: that is where a sub's sid is
-    recorded, before any message for it can be dispatched.
-    """
+    __slots__ = ("event", "error", "result", "conn")
 
-    __slots__ = ("event", "error", "result", "on_done", "conn")
-
-    def __init__(self, on_done: Optional[Callable[[Any, Any], None]] = None):
+    def __init__(self) -> None:
         self.event = threading.Event()
         self.error: Optional[BaseException] = None
         self.result: Any = None
-        self.on_done = on_done
         self.conn: Optional[_Conn] = None
 
     def finish(self, error: Optional[BaseException], result: Any = None) -> None:
@@ -87,31 +73,12 @@ class _Call:
         return self.result
 
 
-def request_pub_failure(topic: str, err: Any, result: Any) -> Optional[PigeonError]:
-    """What ends a request at once, given the broker's response to its pub
-    (sent as a request): its refusal, or NoResponders for a delivery count
-    of zero.  None when someone got it, so a reply may come."""
-    if err is not None:
-        if isinstance(err, list) and len(err) == 2:
-            return error_for(*err)
-        return PigeonError("malformed error %r" % (err,))
-    if result == 0:
-        return NoResponders("no responders on %s" % topic)
-    return None
-
-
-class _Conn:
-    """One socket's life: its reader thread and the state tied to it."""
+class _Conn(Link):
+    """One socket's life: the session's Link, plus the socket and its reader thread."""
 
     def __init__(self, sock, gen: int):
+        super().__init__(gen)
         self.sock = sock
-        self.gen = gen
-        self.decoder = proto.FrameDecoder()
-        self.pending: Dict[int, _Call] = {}     # msgid -> call
-        self.subs: Dict[int, Subscription] = {}  # the broker's sid -> subscription
-        self.last_send = time.monotonic()
-        self.error: Optional[PigeonError] = None  # the broker's last error notification
-        self.alive = True
         self.thread: Optional[threading.Thread] = None
 
     def abort(self) -> None:
@@ -130,62 +97,7 @@ class _Conn:
 
 # -------------------------------------------------------- subscriptions ----
 
-class _SubscriptionQueue:
-    """What both clients' subscriptions share: who they are, and the queue of
-    messages received and not yet taken, bounded by max_pending.  The
-    subclasses add how a reader waits for it (a Condition; an asyncio.Event)
-    and hold whatever lock that needs around _push and _stop."""
-
-    def __init__(self, sid: int, pattern: str, queue: Optional[str], raw: bool,
-                 max_pending: Optional[int]):
-        self.sid = sid
-        self.pattern = pattern
-        self.queue = queue
-        self.raw = raw
-        self.max_pending = max_pending
-        self.dropped = 0
-        self._msgs: Deque[Message] = deque()
-        self._ended = False
-        self._error: Optional[PigeonError] = None
-        self._dropping = False
-
-    def _push(self, msg: Message) -> bool:
-        """Queues MSG; False when it was not (ended, or dropped past max_pending)."""
-        if self._ended:
-            return False
-        if self.max_pending and len(self._msgs) >= self.max_pending:
-            self.dropped += 1
-            if not self._dropping:
-                self._dropping = True
-                log.warning("subscription %d (%s): %d messages queued unread; dropping",
-                            self.sid, self.pattern, len(self._msgs))
-            return False
-        self._dropping = False
-        self._msgs.append(msg)
-        return True
-
-    def _stop(self, error: Optional[PigeonError], discard: bool) -> bool:
-        """Ends the queue (emptied when DISCARD); False when it had ended already."""
-        if self._ended:
-            return False
-        self._ended = True
-        self._error = error
-        if discard:
-            self._msgs.clear()
-        return True
-
-    @property
-    def active(self) -> bool:
-        """False once unsubscribed, closed or lost for good."""
-        return not self._ended
-
-    @property
-    def pending(self) -> int:
-        """Messages received and not yet taken."""
-        return len(self._msgs)
-
-
-class Subscription(_SubscriptionQueue):
+class Subscription(SubscriptionQueue):
     """A subscription: iterate it for Messages.
 
         for msg in sub:            # blocks; ends after unsubscribe()/close()
@@ -204,10 +116,6 @@ class Subscription(_SubscriptionQueue):
         super().__init__(sid, pattern, queue, raw, max_pending)
         self._client = client
         self._cond = threading.Condition()
-        # On the wire; guarded by the client's _lock.
-        self._call: Optional[_Call] = None   # the latest sub request
-        self._conn: Optional[_Conn] = None    # the connection _server_sid is on
-        self._server_sid: Optional[int] = None
 
     # Reader thread side.
     def _deliver(self, msg: Message) -> None:
@@ -270,12 +178,14 @@ class Subscription(_SubscriptionQueue):
 
 # --------------------------------------------------------------- client ----
 
-class Client:
+class Client(SessionFacade):
     """A connection to a Pigeon broker.  Make one with pigeon.connect().
 
     See connect() for the options.  server_info holds the broker's hello
     result (server, version, proto, client_id, max_payload).
     """
+
+    _repr_name = "Client"
 
     def __init__(self, address: Optional[str] = None, *, name: Optional[str] = None,
                  timeout: float = DEFAULT_TIMEOUT, reconnect: bool = False,
@@ -286,72 +196,25 @@ class Client:
                  on_error: Optional[Callable[[PigeonError], None]] = None,
                  token: Optional[str] = None, user: Optional[str] = None,
                  password: Optional[str] = None):
-        if buffer_full not in ("raise", "drop"):
-            raise ValueError("buffer_full must be 'raise' or 'drop'")
-        self.address = proto.parse_address(address)
-        self.name = name if name is not None else proto.default_name()
-        self.timeout = timeout
-        self.reconnect = reconnect
-        self.backoff = proto.make_backoff(backoff, max_attempts)
-        self.ping_interval = ping_interval or None
-        self.max_buffer = max_buffer
-        self.buffer_full = buffer_full
-        self.max_pending = max_pending
-        self.on_error = on_error
-        self._credentials = {"token": token, "user": user, "password": password}
-
-        self.server_info: Dict[str, Any] = {}
-        self.reconnects = 0           # successful reconnections so far
-        self.dropped_publishes = 0    # publications dropped by buffer_full="drop"
-
         self._wlock = threading.Lock()
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
-        self._state = CONNECTING
-        self._conn: Optional[_Conn] = None
-        self._gen = itertools.count(1)
-        self._msgids = itertools.count(1)
-        self._sids = itertools.count(1)
-        self._subs: Dict[int, Subscription] = {}
-        self._buffer: Deque[bytes] = deque()
-        self._buffered = 0
-        self._lost_error: Optional[ConnectionLost] = None
+        # Every call on the session is made with _lock held (its `changed`
+        # is this condition's notify_all).
+        self._session = Session(address, name=name, timeout=timeout, reconnect=reconnect,
+                                max_attempts=max_attempts, backoff=backoff,
+                                ping_interval=ping_interval, max_buffer=max_buffer,
+                                buffer_full=buffer_full, max_pending=max_pending,
+                                on_error=on_error, token=token, user=user, password=password,
+                                changed=self._cond.notify_all)
         self._inbox_lock = threading.Lock()
-        self._inbox: Optional[Subscription] = None
-        self._inbox_prefix = "_INBOX." + secrets.token_hex(11)
-        self._tokens = itertools.count(1)
-        self._replies: Dict[str, _Call] = {}
         self._supervisor: Optional[threading.Thread] = None
-
-    # ------------------------------------------------------- properties
-
-    @property
-    def max_payload(self) -> int:
-        """The broker's frame limit in bytes (from hello)."""
-        return int(self.server_info.get("max_payload", proto.DEFAULT_MAX_PAYLOAD))
-
-    @property
-    def client_id(self) -> Optional[int]:
-        """The broker's id for this connection (changes on reconnect)."""
-        return self.server_info.get("client_id")
-
-    @property
-    def is_connected(self) -> bool:
-        return self._state == CONNECTED
-
-    @property
-    def state(self) -> str:
-        """connecting, connected, reconnecting, lost or closed."""
-        return self._state
 
     def __enter__(self) -> "Client":
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-    def __repr__(self) -> str:
-        return "<pigeon.Client %s %s>" % (self.address, self._state)
 
     # ----------------------------------------------------------- verbs
 
@@ -412,30 +275,23 @@ class Client:
     def request_msg(self, topic: str, payload: Any = None, *, timeout: Optional[float] = None,
                     headers: Optional[Mapping[str, str]] = None, raw: bool = False) -> Message:
         """Like request(), but returns the whole reply Message (headers too)."""
-        timeout = self.timeout if timeout is None else timeout
+        s = self._session
+        timeout = s.timeout if timeout is None else timeout
         deadline = time.monotonic() + timeout
-        token = str(next(self._tokens))
-        data, opts = proto.check_publish(topic, payload, raw, self._inbox_prefix + "." + token,
-                                         headers, False)
+        token, reply_to = s.new_reply_to()
+        data, opts = proto.check_publish(topic, payload, raw, reply_to, headers, False)
         frame = proto.encode_pub(topic, data, opts, None, self.max_payload)
         self._ensure_inbox(deadline - time.monotonic())
         call = _Call()
-
-        def pub_done(err: Any, result: Any) -> None:  # reader thread, _lock held
-            failure = request_pub_failure(topic, err, result)
-            if failure is not None and self._replies.get(token) is call:
-                del self._replies[token]
-                call.finish(failure)
-
         with self._lock:
-            self._replies[token] = call
+            s.await_reply(token, call)
         try:
             # On a live connection the pub is a request, so that a refusal
             # or a delivery to nobody ends the wait at once; buffered for a
             # reconnect it stays a notification, and only the timeout ends it.
             conn = self._send_or_buffer(
                 frame, lambda msgid: proto.encode_pub(topic, data, opts, msgid, self.max_payload),
-                pub_done)
+                s.reply_pub_done(token, call, topic))
             with self._lock:
                 call.conn = conn
                 if conn is not None and not conn.alive:
@@ -444,7 +300,7 @@ class Client:
                              "no reply on %s within %gs" % (topic, timeout))
         finally:
             with self._lock:
-                self._replies.pop(token, None)
+                s.drop_reply(token)
 
     def reply(self, msg: Message, payload: Any = None, *,
               headers: Optional[Mapping[str, str]] = None, raw: bool = False) -> None:
@@ -471,33 +327,21 @@ class Client:
         Subscriptions end (their iterators stop); publications still
         buffered for a reconnect are dropped.
         """
+        s = self._session
         with self._lock:
-            if self._state == CLOSED:
+            if s.state == CLOSED:
                 return
-            conn = self._conn if self._state == CONNECTED else None
+            conn = s.link if s.state == CONNECTED else None
         if conn is not None:
             try:
-                self._call_on(conn, "ping", [], min(timeout, self.timeout))
+                self._call_on(conn, "ping", [], min(timeout, s.timeout))
             except PigeonError:
                 pass
         with self._lock:
-            self._state = CLOSED
-            conn = self._conn
-            subs = list(self._subs.values())
-            self._subs.clear()
-            calls = list(self._replies.values())
-            if conn is not None:
-                calls += conn.pending.values()
-                conn.pending.clear()
-            if self._buffer:
-                log.warning("closing with %d buffered publications unsent", len(self._buffer))
-            self._buffer.clear()
-            self._buffered = 0
-            self._cond.notify_all()
-        for call in calls:
-            call.finish(ClientClosed("client closed"))
-        for sub in subs:
-            sub._end(None, discard=True)
+            if s.state == CLOSED:
+                return
+            conn, effects = s.close()
+        run(effects)
         if conn is not None:
             conn.close()
         sup = self._supervisor
@@ -508,6 +352,7 @@ class Client:
 
     def _start(self) -> "Client":
         """Makes the first connection (retrying per backoff with reconnect)."""
+        s = self._session
         attempt = 0
         while True:
             try:
@@ -518,14 +363,14 @@ class Client:
                 raise
             except (OSError, PigeonError) as e:
                 attempt += 1
-                if not self.reconnect or self.backoff.exhausted(attempt):
+                if not s.reconnect or s.backoff.exhausted(attempt):
                     self._set_lost(None)
-                    raise ConnectError("cannot connect to %s: %s" % (self.address, e)) from e
-                log.info("cannot connect to %s (%s); retrying", self.address, e)
+                    raise ConnectError("cannot connect to %s: %s" % (s.address, e)) from e
+                log.info("cannot connect to %s (%s); retrying", s.address, e)
                 with self._lock:
-                    if self._state == CLOSED:
+                    if s.state == CLOSED:
                         raise ClientClosed("client closed") from None
-                    self._cond.wait(self.backoff.delay(attempt))
+                    self._cond.wait(s.backoff.delay(attempt))
         self._supervisor = threading.Thread(target=self._supervise, daemon=True,
                                             name="pigeon-supervisor")
         self._supervisor.start()
@@ -536,75 +381,39 @@ class Client:
 
         Raises OSError or PigeonError; the state is CONNECTED on return.
         """
+        s = self._session
         try:
-            sock = proto.open_socket(self.address, self.timeout)
+            sock = open_socket(s.address, s.timeout)
         except OSError as e:
             raise ConnectError(str(e)) from e
-        conn = _Conn(sock, next(self._gen))
+        conn = _Conn(sock, s.next_gen())
         conn.thread = threading.Thread(target=self._read_loop, args=(conn,), daemon=True,
                                        name="pigeon-reader-%d" % conn.gen)
         conn.thread.start()  # before close() can see conn, so it can always join it
         with self._lock:
-            closed = self._state == CLOSED
+            closed = s.state == CLOSED
             if not closed:
-                self._conn = conn
+                s.link = conn
         if closed:
             conn.close()
             raise ClientClosed("client closed")
         try:
-            info = self._call_on(conn, "hello",
-                                 proto.hello_params(self.name, self._credentials),
-                                 self.timeout)
-            if not isinstance(info, dict):
-                raise PigeonError("hello answered %r" % (info,))
-            self.server_info = info
+            s.hello_done(self._call_on(conn, "hello", s.hello_params(), s.timeout))
             with self._wlock:
                 with self._lock:
-                    if self._state == CLOSED:
+                    if s.state == CLOSED:
                         raise ClientClosed("client closed")
                     if not conn.alive:
                         raise ConnectionLost("connection lost during set-up", conn.error)
-                    frames = [self._sub_frame(conn, sub) for sub in self._subs.values()]
-                    frames += self._take_buffer()
-                    data = b"".join(frames)
+                    data = s.resume(conn, _Call)
                 self._write(conn, data)
                 with self._lock:
                     if not conn.alive:
                         raise ConnectionLost("connection lost during set-up", conn.error)
-                    self._state = CONNECTED
-                    self._cond.notify_all()
+                    s.set_state(CONNECTED)
         except BaseException:
             conn.close()
             raise
-
-    def _take_buffer(self) -> list:
-        """The buffered frames that fit the broker's limit (with _lock held)."""
-        frames = [f for f in self._buffer if len(f) <= self.max_payload]
-        if len(frames) != len(self._buffer):
-            log.warning("dropped %d buffered publications above the new max_payload",
-                        len(self._buffer) - len(frames))
-        self._buffer.clear()
-        self._buffered = 0
-        return frames
-
-    def _sub_frame(self, conn: _Conn, sub: Subscription) -> bytes:
-        """A sub request for SUB on CONN, its call registered (with _lock held)."""
-        msgid = next(self._msgids) & proto.MSGID_MASK
-        call = _Call(lambda err, result: self._sub_done(conn, sub, err, result))
-        conn.pending[msgid] = call
-        sub._call = call
-        return proto.encode_request(msgid, "sub", proto.sub_params(sub.pattern, sub.queue))
-
-    def _sub_done(self, conn: _Conn, sub: Subscription, err: Any, sid: Any) -> None:
-        """A sub's response, in the reader thread with _lock held."""
-        if err is not None:
-            if self._subs.get(sub.sid) is sub:
-                del self._subs[sub.sid]
-            sub._end(error_for(*err) if isinstance(err, list) and len(err) == 2
-                     else PigeonError("sub failed: %r" % (err,)))
-            return
-        conn.subs[sid] = sub
-        sub._conn, sub._server_sid = conn, sid
 
     # ----------------------------------------------------------- writing
 
@@ -613,67 +422,50 @@ class Client:
         conn.sock.sendall(data)
         conn.last_send = time.monotonic()
 
-    def _buffer_frame(self, frame: bytes) -> None:
-        """Keeps FRAME for after the reconnect (with _lock held)."""
-        if self._buffered + len(frame) > self.max_buffer:
-            if self.buffer_full == "raise":
-                raise BufferFull("reconnect buffer full (%d bytes queued, max_buffer %d)"
-                                 % (self._buffered, self.max_buffer))
-            self.dropped_publishes += 1
-            return
-        self._buffer.append(frame)
-        self._buffered += len(frame)
-
     def _send_or_buffer(self, frame: bytes, build: Optional[Callable[[int], bytes]] = None,
-                        on_done: Optional[Callable[[Any, Any], None]] = None
-                        ) -> Optional[_Conn]:
+                        on_done: Optional[OnDone] = None) -> Optional[_Conn]:
         """Writes a notification FRAME now, or buffers it while reconnecting.
 
         With BUILD, what is written on a live connection is BUILD(msgid)
-        instead, a request whose response goes to ON_DONE (in the reader
-        thread, with _lock held); FRAME is still what is buffered.
-        Returns the connection it was written to, or None when buffered.
+        instead, a request whose response goes to ON_DONE (the session's);
+        FRAME is still what is buffered.  Returns the connection it was
+        written to, or None when buffered.
         """
+        s = self._session
         with self._wlock:
             with self._lock:
-                self._check_usable()
-                conn = self._conn
-                if self._state != CONNECTED:
-                    self._buffer_frame(frame)
+                s.check_usable()
+                conn = s.link
+                if s.state != CONNECTED:
+                    s.buffer_frame(frame)
                     return None
                 out = frame
                 if build is not None:
-                    msgid = next(self._msgids) & proto.MSGID_MASK
+                    msgid = s.next_msgid()
                     out = build(msgid)
-                    conn.pending[msgid] = _Call(on_done)
+                    s.register(conn, msgid, None, on_done)
             try:
                 self._write(conn, out)
                 return conn
             except OSError as e:
                 self._lost(conn, e)
                 with self._lock:
-                    if self._state == RECONNECTING:
+                    if s.state == RECONNECTING:
                         # The broker never got the whole frame: safe to resend.
-                        self._buffer_frame(frame)
+                        s.buffer_frame(frame)
                         return None
                 raise ConnectionLost("connection lost while publishing", conn.error) from e
 
-    def _check_usable(self) -> None:
-        """Raises unless the client can still be used (with _lock held)."""
-        if self._state == CLOSED:
-            raise ClientClosed("client closed")
-        if self._state == LOST:
-            raise self._lost_error or ConnectionLost("not connected")
-
     def _wait_connected(self, deadline: float) -> _Conn:
+        s = self._session
         with self._lock:
             while True:
-                self._check_usable()
-                if self._state == CONNECTED:
-                    return self._conn
+                s.check_usable()
+                if s.state == CONNECTED:
+                    return s.link
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise TimeoutError("not connected to %s" % (self.address,))
+                    raise TimeoutError("not connected to %s" % (s.address,))
                 self._cond.wait(left)
 
     def _call(self, method: Optional[str], params: Any, timeout: Optional[float],
@@ -683,18 +475,19 @@ class Client:
 
         BUILD, when given, makes the frame from the msgid instead.
         """
-        timeout = self.timeout if timeout is None else timeout
+        s = self._session
+        timeout = s.timeout if timeout is None else timeout
         deadline = time.monotonic() + timeout
         while True:
             conn = self._wait_connected(deadline)
             with self._wlock:
                 with self._lock:
-                    if conn is not self._conn or self._state != CONNECTED:
+                    if conn is not s.link or s.state != CONNECTED:
                         continue
-                    msgid = next(self._msgids) & proto.MSGID_MASK
+                    msgid = s.next_msgid()
                     frame = build(msgid) if build else proto.encode_request(msgid, method, params)
                     call = _Call()
-                    conn.pending[msgid] = call
+                    s.register(conn, msgid, call)
                 try:
                     self._write(conn, frame)
                 except OSError as e:
@@ -703,13 +496,14 @@ class Client:
 
     def _call_on(self, conn: _Conn, method: str, params: Any, timeout: float) -> Any:
         """A request on CONN whatever the client's state (set-up, pings)."""
+        s = self._session
         with self._wlock:
             with self._lock:
                 if not conn.alive:
                     raise ConnectionLost("connection lost", conn.error)
-                msgid = next(self._msgids) & proto.MSGID_MASK
+                msgid = s.next_msgid()
                 call = _Call()
-                conn.pending[msgid] = call
+                s.register(conn, msgid, call)
             try:
                 self._write(conn, proto.encode_request(msgid, method, params))
             except OSError as e:
@@ -722,25 +516,25 @@ class Client:
                              % what)
         except TimeoutError:
             with self._lock:
-                conn.pending.pop(msgid, None)
+                self._session.forget(conn, msgid)
             raise
 
     # ---------------------------------------------------- subscriptions
 
     def _subscribe(self, pattern: str, queue: Optional[str], raw: bool,
-                   max_pending: Optional[int], timeout: Optional[float],
-                   inbox: bool = False) -> Subscription:
-        timeout = self.timeout if timeout is None else timeout
+                   max_pending: Optional[int], timeout: Optional[float]) -> Subscription:
+        s = self._session
+        timeout = s.timeout if timeout is None else timeout
         deadline = time.monotonic() + timeout
-        sub = Subscription(self, next(self._sids), pattern, queue, raw, max_pending)
+        sub = Subscription(self, s.next_sid(), pattern, queue, raw, max_pending)
         with self._wlock:
             with self._lock:
-                self._check_usable()
-                self._subs[sub.sid] = sub
-                conn = self._conn if self._state == CONNECTED else None
+                s.check_usable()
+                s.add_sub(sub)
+                conn = s.link if s.state == CONNECTED else None
                 if conn is not None:
-                    frame = self._sub_frame(conn, sub)
-                    call = sub._call
+                    call = _Call()
+                    frame = s.sub_frame(conn, sub, call)
             if conn is not None:
                 try:
                     self._write(conn, frame)
@@ -752,25 +546,25 @@ class Client:
             call.wait(deadline - time.monotonic(), "no response to sub %s" % pattern)
         except ConnectionLost:
             with self._lock:
-                if self._state == RECONNECTING:
+                if s.state == RECONNECTING:
                     return sub  # made again on the new connection
-                self._subs.pop(sub.sid, None)
+                s.remove_sub(sub)
             raise
         except TimeoutError:
             with self._lock:
-                self._subs.pop(sub.sid, None)
+                s.remove_sub(sub)
             sub._end(None, discard=True)
             raise
         return sub
 
     def _unsubscribe(self, sub: Subscription, timeout: Optional[float]) -> None:
-        timeout = self.timeout if timeout is None else timeout
+        s = self._session
+        timeout = s.timeout if timeout is None else timeout
         deadline = time.monotonic() + timeout
         with self._lock:
-            if self._subs.get(sub.sid) is not sub:
+            if not s.remove_sub(sub):
                 sub._end(None, discard=True)
                 return
-            del self._subs[sub.sid]
             call = sub._call
         sub._end(None, discard=True)
         if call is not None:
@@ -779,22 +573,23 @@ class Client:
             except PigeonError:
                 return  # never made, or its connection is gone
         with self._lock:
-            conn, sid = sub._conn, sub._server_sid
-            if conn is not self._conn or self._state != CONNECTED or sid is None:
-                return
+            target = s.unsub_target(sub)
+        if target is None:
+            return
+        conn, sid = target
         try:
             self._call_on(conn, "unsub", [sid], max(0.0, deadline - time.monotonic()))
         except (ConnectionLost, BadParams):
             pass
         with self._lock:
-            conn.subs.pop(sid, None)
+            s.unsubscribed(conn, sid)
 
     def _ensure_inbox(self, timeout: float) -> None:
         """Subscribes to this client's reply inbox once."""
+        s = self._session
         with self._inbox_lock:
-            if self._inbox is None or not self._inbox.active:
-                self._inbox = self._subscribe(self._inbox_prefix + ".*", None, False, None,
-                                              timeout)
+            if s.inbox is None or not s.inbox.active:
+                s.inbox = self._subscribe(s.inbox_pattern(), None, False, None, timeout)
 
     # ----------------------------------------------------------- reading
 
@@ -808,8 +603,10 @@ class Client:
                 n = conn.sock.recv_into(buf)
                 if n == 0:
                     break
-                for frame in conn.decoder.feed(view[:n]):
-                    self._dispatch(conn, frame)
+                frames = conn.decoder.feed(view[:n])
+                with self._lock:
+                    effects = self._session.receive(conn, frames)
+                run(effects)
         except (OSError, PigeonError) as e:
             exc = e
         except Exception as e:  # a bug: report it, and treat the stream as lost
@@ -823,167 +620,82 @@ class Client:
             with self._wlock:
                 conn.sock.close()
 
-    def _dispatch(self, conn: _Conn, frame: Any) -> None:
-        if isinstance(frame, proto.MsgFrame):
-            self._on_msg(conn, frame)
-        elif isinstance(frame, proto.Response):
-            with self._lock:
-                call = conn.pending.pop(frame.msgid, None)
-                if call is None:
-                    return
-                if call.on_done is not None:
-                    call.on_done(frame.error, frame.result)
-            if frame.error is None:
-                call.finish(None, frame.result)
-            elif isinstance(frame.error, list) and len(frame.error) == 2:
-                call.finish(error_for(*frame.error))
-            else:
-                call.finish(PigeonError("malformed error %r" % (frame.error,)))
-        elif frame.method == "error":
-            p = frame.params
-            err = (error_for(p[0], p[1]) if isinstance(p, list) and len(p) == 2
-                   else PigeonError("malformed error notification %r" % (p,)))
-            conn.error = err
-            self._report(err)
-        else:
-            log.debug("ignoring notification %r", frame.method)
-
-    def _on_msg(self, conn: _Conn, f: proto.MsgFrame) -> None:
-        with self._lock:
-            sub = conn.subs.get(f.sid)
-            if sub is None:
-                return
-            if sub is self._inbox:
-                call = self._replies.pop(f.topic[len(self._inbox_prefix) + 1:], None)
-                if call is None:
-                    return  # late, or a second reply
-        msg = proto.message_from_frame(f.topic, f.raw, f.opts, sub, sub.sid, sub.raw)
-        if sub is self._inbox:
-            call.finish(None, msg)
-        else:
-            sub._deliver(msg)
-
-    def _report(self, err: PigeonError) -> None:
-        if self.on_error is None:
-            log.warning("pigeon %s: %s", self.address, err)
-            return
-        try:
-            self.on_error(err)
-        except Exception:
-            log.exception("pigeon on_error callback failed")
-
     def _lost(self, conn: _Conn, exc: Optional[BaseException]) -> None:
         """CONN is gone: fail what waited on it and start reconnecting."""
         with self._lock:
-            if not conn.alive:
-                return
-            conn.alive = False
-            reason = conn.error
-            if reason is None and isinstance(exc, PigeonError):
-                reason = exc
-            lost = ConnectionLost("connection to %s lost" % (self.address,), reason)
-            calls = list(conn.pending.values())
-            conn.pending.clear()
-            for token in [t for t, c in self._replies.items() if c.conn is conn]:
-                calls.append(self._replies.pop(token))  # popped: _on_msg can't finish it too
-            subs = []
-            current = conn is self._conn
-            if current and self._state == CONNECTED:
-                if self.reconnect:
-                    self._state = RECONNECTING
-                else:
-                    subs = self._set_lost_locked(lost)
-            self._cond.notify_all()
+            was_alive, effects = self._session.lose(conn, exc)
+        if not was_alive:
+            return
         conn.abort()
-        for call in calls:
-            call.finish(lost)
-        for sub in subs:
-            sub._end(lost)
-        if current and exc is not None or reason is not None:
-            log.info("pigeon %s: connection lost (%s)", self.address, reason or exc)
-
-    def _set_lost_locked(self, error: Optional[ConnectionLost]) -> list:
-        """Moves to LOST for good (with _lock held); returns the subs to end."""
-        self._state = LOST
-        self._lost_error = error or ConnectionLost("not connected to %s" % (self.address,))
-        subs = list(self._subs.values())
-        self._subs.clear()
-        self._buffer.clear()
-        self._buffered = 0
-        for call in self._replies.values():
-            call.finish(self._lost_error)
-        self._cond.notify_all()
-        return subs
+        run(effects)
 
     def _set_lost(self, error: Optional[ConnectionLost]) -> None:
         with self._lock:
-            if self._state == CLOSED:
-                return
-            subs = self._set_lost_locked(error)
-        for sub in subs:
-            sub._end(self._lost_error)
+            effects = self._session.set_lost(error)
+        run(effects)
 
     # ------------------------------------------------------- supervisor
 
     def _supervise(self) -> None:
         """Pings when the client has been silent; reconnects after a loss."""
+        s = self._session
         while True:
             with self._lock:
                 while True:
-                    if self._state in (CLOSED, LOST):
+                    if s.state in (CLOSED, LOST):
                         return
-                    if self._state == RECONNECTING:
+                    if s.state == RECONNECTING:
                         break
-                    conn = self._conn
-                    if self.ping_interval is None:
+                    conn = s.link
+                    if s.ping_interval is None:
                         self._cond.wait()
                         continue
-                    due = conn.last_send + self.ping_interval - time.monotonic()
+                    due = conn.last_send + s.ping_interval - time.monotonic()
                     if due <= 0:
                         break
                     self._cond.wait(due)
-                state = self._state
+                state = s.state
             if state == RECONNECTING:
                 self._reconnect()
             else:
                 self._keepalive(conn)
 
     def _keepalive(self, conn: _Conn) -> None:
+        s = self._session
         try:
-            self._call_on(conn, "ping", [], self.timeout)
+            self._call_on(conn, "ping", [], s.timeout)
         except TimeoutError:
-            log.warning("pigeon %s: no pong within %gs; reconnecting", self.address,
-                        self.timeout)
+            log.warning("pigeon %s: no pong within %gs; reconnecting", s.address, s.timeout)
             conn.abort()
         except PigeonError:
             pass  # the reader reports the loss
 
     def _reconnect(self) -> None:
+        s = self._session
         attempt = 0
         last: Optional[BaseException] = None
         while True:
             with self._lock:
-                if self._state != RECONNECTING:
+                if s.state != RECONNECTING:
                     return
-                if self.backoff.exhausted(attempt):
+                if s.backoff.exhausted(attempt):
                     break
-                delay = self.backoff.delay(attempt)
+                delay = s.backoff.delay(attempt)
                 if delay > 0:
                     self._cond.wait(delay)
-                    if self._state != RECONNECTING:
+                    if s.state != RECONNECTING:
                         return
             attempt += 1
             try:
                 self._establish()
-                self.reconnects += 1
-                log.info("pigeon %s: reconnected", self.address)
+                s.reconnects += 1
+                log.info("pigeon %s: reconnected", s.address)
                 return
             except (OSError, PigeonError) as e:
                 last = e
-                log.debug("pigeon %s: reconnect attempt %d failed: %s", self.address,
-                          attempt, e)
+                log.debug("pigeon %s: reconnect attempt %d failed: %s", s.address, attempt, e)
         self._set_lost(ConnectionLost("gave up reconnecting to %s after %d attempts"
-                                      % (self.address, attempt),
+                                      % (s.address, attempt),
                                       last if isinstance(last, PigeonError) else None))
 
 
@@ -1014,7 +726,8 @@ def connect(address: Optional[str] = None, *, name: Optional[str] = None,
                    and counted in Subscription.dropped (None or 0: no limit)
     on_error       called with broker errors not tied to a call (from the
                    reader thread); by default they are logged
-    token, user, password   credentials, for brokers that want them
+    token, user, password   sent in hello; reserved for authentication,
+                   which the broker does not have yet
 
     Raises ConnectError when the broker cannot be reached (after the
     attempts allowed), AuthFailed for bad credentials.

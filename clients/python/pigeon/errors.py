@@ -67,17 +67,18 @@ class TooLarge(PigeonError, ValueError):
 
 
 class AuthRequired(PigeonError):
-    """Code 6: the broker wants a hello with credentials first (fatal)."""
+    """Code 6: the broker wants a hello with credentials first (fatal).
+    Reserved: the broker has no authentication yet."""
     code = 6
 
 
 class AuthFailed(PigeonError):
-    """Code 7: wrong credentials (fatal)."""
+    """Code 7: wrong credentials (fatal).  Reserved, as AuthRequired."""
     code = 7
 
 
 class Forbidden(PigeonError):
-    """Code 8: the ACL denies this, or a publication to a '$' topic."""
+    """Code 8: a publication to a '$' topic (later also what an ACL denies)."""
     code = 8
 
 
@@ -93,6 +94,11 @@ class LimitError(PigeonError):
 
 
 # ------------------------------------------------ the client's own ----
+
+class BadAddress(PigeonError, ValueError):
+    """An address that is none of the forms pigeon.address lists: the
+    message names it and says what is wrong."""
+
 
 class ConnectError(PigeonError, builtins.ConnectionError):
     """The broker could not be reached (no one listening, no such host)."""

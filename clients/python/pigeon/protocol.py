@@ -1,11 +1,12 @@
-"""protocol.py - the wire format, and everything the two clients share that
-does no I/O.
+"""protocol.py - the wire format: frames out and in, and the values both
+clients share with it.  What the frames mean to a client, its session, is
+session.py's; neither does I/O.
 
-Layers, top-down: constants; addresses; the Message type; encoding frames
+Layers, top-down: constants; the Message type; encoding frames
 (payload checks included); decoding the byte stream into frames; the
 reconnect backoff.
 
-A frame is a MessagePack-RPC array (see PROTOCOL.md):
+A frame is a MessagePack-RPC array (see docs/protocol.md):
 
     request       [0, msgid, method, params]
     response      [1, msgid, error, result]
@@ -20,10 +21,8 @@ what the publisher sent and is decoded only when asked for.
 import itertools
 import os
 import random
-import socket
 import sys
 from collections import namedtuple
-from dataclasses import dataclass
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
 
 import msgpack
@@ -33,8 +32,6 @@ from .errors import BadFrame, BadParams, Forbidden, PayloadError, TooLarge
 
 REQUEST, RESPONSE, NOTIFICATION = 0, 1, 2
 PROTO_VERSION = 1
-DEFAULT_PORT = 7400
-DEFAULT_SERVER = "127.0.0.1:%d" % DEFAULT_PORT
 MAX_DEPTH = 32
 """Nesting limit of a frame; the frame's array is level 1, params level 2."""
 PAYLOAD_MAX_DEPTH = MAX_DEPTH - 2
@@ -44,88 +41,6 @@ DEFAULT_MAX_PAYLOAD = 1 << 20
 READ_CHUNK = 256 * 1024
 """Bytes asked of the socket per read: large, so big messages take few."""
 MSGID_MASK = 0xFFFFFFFF
-
-
-# ------------------------------------------------------------ addresses ----
-
-@dataclass(frozen=True)
-class Address:
-    """Where a broker listens: TCP host and port, or a unix socket path."""
-
-    host: Optional[str]
-    port: Optional[int]
-    path: Optional[str]
-
-    @property
-    def is_unix(self) -> bool:
-        return self.path is not None
-
-    def __str__(self) -> str:
-        if self.path is not None:
-            return "unix:" + self.path
-        if ":" in self.host:
-            return "[%s]:%d" % (self.host, self.port)
-        return "%s:%d" % (self.host, self.port)
-
-
-def parse_address(address: Optional[str] = None) -> Address:
-    """Parses `host:port`, `host`, `[v6]:port`, `[v6]` or `unix:/path`.
-
-    None means $PIGEON_SERVER, else 127.0.0.1:7400.  Raises ValueError.
-    """
-    if address is None:
-        address = os.environ.get("PIGEON_SERVER") or DEFAULT_SERVER
-    if not isinstance(address, str):
-        raise TypeError("address must be a str, not %s" % type(address).__name__)
-    addr = address.strip()
-    if addr.startswith("unix:"):
-        path = addr[5:]
-        if not path:
-            raise ValueError("empty unix socket path in %r" % address)
-        return Address(None, None, path)
-    port = DEFAULT_PORT
-    if addr.startswith("["):
-        end = addr.find("]")
-        if end < 0:
-            raise ValueError("missing ']' in %r" % address)
-        host, rest = addr[1:end], addr[end + 1:]
-        if rest:
-            if not rest.startswith(":"):
-                raise ValueError("junk after ']' in %r" % address)
-            port = _parse_port(rest[1:], address)
-    elif addr.count(":") > 1:
-        raise ValueError("an IPv6 address needs brackets: [%s]:port" % addr)
-    elif ":" in addr:
-        host, p = addr.split(":")
-        port = _parse_port(p, address)
-    else:
-        host = addr
-    if not host:
-        raise ValueError("empty host in %r" % address)
-    return Address(host, port, None)
-
-
-def _parse_port(text: str, address: str) -> int:
-    if not text.isdigit() or not 0 < int(text) < 65536:
-        raise ValueError("bad port in %r" % address)
-    return int(text)
-
-
-def open_socket(addr: Address, timeout: Optional[float]) -> socket.socket:
-    """A connected, blocking stream socket to ADDR (raises OSError)."""
-    if addr.is_unix:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            sock.settimeout(timeout)
-            sock.connect(addr.path)
-        except BaseException:
-            sock.close()
-            raise
-    else:
-        sock = socket.create_connection((addr.host, addr.port), timeout)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    sock.settimeout(None)
-    return sock
 
 
 # ------------------------------------------------------------- messages ----
@@ -241,10 +156,14 @@ def check_depth(obj: Any, limit: int = PAYLOAD_MAX_DEPTH) -> None:
 def encode_payload(obj: Any) -> bytes:
     """OBJ as MessagePack (bin for bytes, str for str); depth checked.
 
-    Raises TypeError for what MessagePack cannot hold, BadFrame when too deep.
+    Raises TypeError for what MessagePack cannot hold, BadFrame when too
+    deep or for a str with no UTF-8 form (a lone surrogate).
     """
     check_depth(obj)
-    return msgpack.packb(obj, use_bin_type=True)
+    try:
+        return msgpack.packb(obj, use_bin_type=True)
+    except UnicodeEncodeError as e:
+        raise BadFrame("payload holds a str that is not valid UTF-8 (%s)" % e.reason) from e
 
 
 def _skip_object(data: memoryview, pos: int) -> Tuple[int, int]:
@@ -338,6 +257,17 @@ def encode_request(msgid: int, method: str, params: List[Any]) -> bytes:
 _PUB_NOTIFY = bytes([0x93, NOTIFICATION]) + pack("pub")
 
 
+def _utf8_ok(s: str) -> bool:
+    """True when S has a UTF-8 form: no lone surrogate."""
+    if s.isascii():
+        return True
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def check_pub_options(reply_to: Optional[str], headers: Optional[Mapping[str, str]],
                       retain: bool) -> Optional[Dict[str, Any]]:
     """The opts map of a pub, checked; None when there is nothing in it."""
@@ -349,6 +279,10 @@ def check_pub_options(reply_to: Optional[str], headers: Optional[Mapping[str, st
         if not isinstance(headers, Mapping) or not all(
                 isinstance(k, str) and isinstance(v, str) for k, v in headers.items()):
             raise BadParams("headers must be a mapping of str to str")
+        for k, v in headers.items():
+            if not (_utf8_ok(k) and _utf8_ok(v)):
+                raise BadParams("header %r: %r is not valid UTF-8 (a lone surrogate)"
+                                % (k, v if _utf8_ok(k) else k))
         opts["headers"] = dict(headers)
     if retain:
         opts["retain"] = True

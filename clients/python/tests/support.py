@@ -1,9 +1,12 @@
 """support.py - what the Python client's tests share.
 
-Puts the pigeon package (clients/python) and the integration harness
-(tests/integration/harness.py) on sys.path, and gives test cases that start
-a real pigeond per test through harness.Broker ($PIGEOND names the daemon,
-as for the integration tests).
+Gives test cases that start a real pigeond per test through the
+integration harness's Broker (tests/integration/harness.py, or the one
+$PIGEON_HARNESS_DIR names; $PIGEOND names the daemon, as for the
+integration tests).  The harness is loaded from its file by name, not
+found on sys.path; the pigeon package is the installed one: meson installs
+it into a venv in the build directory and runs the tests with that venv's
+python (testvenv.py), so they test what `pip install` gives a user.
 
 Waits are polls with generous deadlines (harness.DEADLINE, 30 s unless
 $PIGEON_TEST_DEADLINE says otherwise): the tests must pass on a loaded
@@ -11,6 +14,7 @@ $PIGEON_TEST_DEADLINE says otherwise): the tests must pass on a loaded
 """
 
 import asyncio
+import importlib.util
 import os
 import signal
 import socket
@@ -18,16 +22,27 @@ import sys
 import threading
 import unittest
 
+import msgpack
+
+import pigeon
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.normpath(os.path.join(HERE, "..")))
-sys.path.append(os.path.normpath(os.path.join(HERE, "..", "..", "..", "tests", "integration")))
+HARNESS_DIR = os.environ.get("PIGEON_HARNESS_DIR") or os.path.join(HERE, "..", "..", "..",
+                                                                    "tests", "integration")
 
-import harness  # noqa: E402
-from harness import DEADLINE, Broker, wait_for  # noqa: E402,F401  (re-exported)
 
-import msgpack  # noqa: E402
+def _load_harness():
+    """tests/integration/harness.py, as the module `harness`."""
+    spec = importlib.util.spec_from_file_location("harness", os.path.join(HARNESS_DIR,
+                                                                          "harness.py"))
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["harness"] = module
+    spec.loader.exec_module(module)
+    return module
 
-import pigeon  # noqa: E402
+
+harness = _load_harness()
+DEADLINE, Broker, wait_for = harness.DEADLINE, harness.Broker, harness.wait_for  # re-exported
 
 
 def free_port() -> int:

@@ -107,6 +107,32 @@ class PubSub(BrokerCase):
         self.assertEqual(sub.next_msg(DEADLINE).payload, 2)
         raw.close()
 
+    def test_bare_port_address(self):
+        # "PORT" is 127.0.0.1:PORT, not the IPv4 address the number spells.
+        port = str(self.broker.port())
+        with pigeon.connect(port) as c:
+            self.assertEqual(str(c.address), "127.0.0.1:" + port)
+            self.assertEqual(c.publish("bare", 1, confirm=True), 0)
+
+    def test_lone_surrogate_is_the_clients_own_error(self):
+        # A str with no UTF-8 form is refused before anything is sent, with
+        # a PigeonError, not a bare UnicodeEncodeError; the connection lives.
+        c = self.connect()
+        sub = c.subscribe("s")
+        for headers in ({"k": "\ud800"}, {"\udc80": "v"}, {"ok": "fine", "k": "a\udfffb"}):
+            with self.subTest(headers=headers):
+                with self.assertRaises(pigeon.BadParams) as cm:
+                    c.publish("s", 1, headers=headers)
+                self.assertIn("not valid UTF-8", str(cm.exception))
+                with self.assertRaises(pigeon.BadParams):
+                    c.request("s", 1, headers=headers, timeout=DEADLINE)
+        for payload in ("\ud800", {"k": ["x\udcff"]}, {"\ud800": 1}):
+            with self.subTest(payload=payload), self.assertRaises(pigeon.BadFrame):
+                c.publish("s", payload)
+        c.publish("s", 2, headers={"k": "\u00e9"})
+        msg = sub.next_msg(DEADLINE)
+        self.assertEqual((msg.payload, msg.headers), (2, {"k": "\u00e9"}))
+
     def test_own_publications_in_order(self):
         c = self.connect()
         sub = c.subscribe("seq")

@@ -5,40 +5,97 @@ import random
 import unittest
 from unittest import mock
 
-import support  # noqa: F401  (sets sys.path)
+import support  # noqa: F401
 from support import EVERY_TYPE, same
 
 import msgpack
 
 import pigeon
-from pigeon import errors, protocol as proto
+from pigeon import address, errors, protocol as proto
 
 
 class Addresses(unittest.TestCase):
+    """The forms of src/common/addr.h (docs/cli.md), as the C clients take them."""
+
     def test_forms(self):
-        p = proto.parse_address
-        self.assertEqual(p("10.0.0.1:7401"), proto.Address("10.0.0.1", 7401, None))
-        self.assertEqual(p("broker.example"), proto.Address("broker.example", 7400, None))
-        self.assertEqual(p("[::1]:7402"), proto.Address("::1", 7402, None))
-        self.assertEqual(p("[fe80::1]"), proto.Address("fe80::1", 7400, None))
+        p, A = address.parse_address, address.Address
+        self.assertEqual(p("10.0.0.1:7401"), A("10.0.0.1", 7401, None))
+        self.assertEqual(p("broker.example"), A("broker.example", 7400, None))
+        self.assertEqual(p("my_host-2.internal:007400"), A("my_host-2.internal", 7400, None))
+        self.assertEqual(p("[::1]:7402"), A("::1", 7402, None))
+        self.assertEqual(p("[fe80::1]"), A("fe80::1", 7400, None))
+        self.assertEqual(p("[fe80::1%eth0]:9"), A("fe80::1%eth0", 9, None))
         self.assertEqual(p("unix:/run/pigeon/pigeond.sock"),
-                         proto.Address(None, None, "/run/pigeon/pigeond.sock"))
+                         A(None, None, "/run/pigeon/pigeond.sock"))
+        self.assertEqual(p("unix:relative.sock"), A(None, None, "relative.sock"))
+        self.assertEqual(p("unix:/" + "a" * 106).path, "/" + "a" * 106)  # 107 bytes: the most
         self.assertEqual(str(p("[::1]:7402")), "[::1]:7402")
         self.assertEqual(str(p("unix:/x")), "unix:/x")
         self.assertEqual(str(p("h:1")), "h:1")
         self.assertEqual("%s" % p("h:1"), "h:1")  # not a tuple: formats as one value
+        self.assertEqual(p("h:1").scheme, "")
+        self.assertIs(pigeon.parse_address, address.parse_address)
+
+    def test_bare_number_is_a_local_port(self):
+        # Not the IPv4 address 0.0.83.152 on port 7400.
+        self.assertEqual(address.parse_address("21400"), address.Address("127.0.0.1", 21400, None))
+        self.assertEqual(str(address.parse_address("1")), "127.0.0.1:1")
 
     def test_default_from_env(self):
         with mock.patch.dict(os.environ, {"PIGEON_SERVER": "unix:/tmp/p.sock"}):
-            self.assertEqual(proto.parse_address(None).path, "/tmp/p.sock")
+            self.assertEqual(address.parse_address(None).path, "/tmp/p.sock")
+        with mock.patch.dict(os.environ, {"PIGEON_SERVER": "7401"}):
+            self.assertEqual(address.parse_address(None).port, 7401)
         with mock.patch.dict(os.environ, {}, clear=True):
-            self.assertEqual(proto.parse_address(None), proto.Address("127.0.0.1", 7400, None))
+            self.assertEqual(address.parse_address(None),
+                             address.Address("127.0.0.1", 7400, None))
 
     def test_bad(self):
-        for bad in ("::1:7400", "h:0", "h:65536", "h:x", "h:", "unix:", "[::1", "[::1]x",
-                    ":7400", "[]:1"):
-            with self.subTest(bad=bad), self.assertRaises(ValueError):
-                proto.parse_address(bad)
+        # Each refusal with the message libpigeon gives (unit_addr.c).
+        cases = {
+            "": "empty address",
+            "::1:7400": "an IPv6 address needs brackets: [addr]:port",
+            "h:0": "the port must be a number from 1 to 65535",
+            "0": "the port must be a number from 1 to 65535",
+            "65536": "the port must be a number from 1 to 65535",
+            "h:65536": "the port must be a number from 1 to 65535",
+            "h:x": "the port must be a number from 1 to 65535",
+            "h:\u0661": "the port must be a number from 1 to 65535",
+            "h:": "missing port after ':'",
+            ":7400": "missing host before ':'",
+            "unix:": "empty unix socket path",
+            "unix:/run/pigeon/": "the socket path names a directory",
+            "unix:/" + "a" * 107: "the socket path is 108 bytes, the most a unix socket takes is 107",
+            "[::1": "expected [v6addr]:port or [v6addr]",
+            "[::1]x": "expected [v6addr]:port or [v6addr]",
+            "[]:1": "not an IPv6 address inside [ ]",
+            "[1.2.3.4]:1": "not an IPv6 address inside [ ]",
+            "[fe80::1%]:1": "not an IPv6 address inside [ ]",
+            "300.1.1.1:7400": "not an IPv4 address or a host name",
+            "127.1:7400": "not an IPv4 address or a host name",
+            "bad..name": "not an IPv4 address or a host name",
+            "a b:1": "not an IPv4 address or a host name",
+            " 127.0.0.1:1": "not an IPv4 address or a host name",
+            "caf\u00e9:1": "not an IPv4 address or a host name",
+            "tls://broker.example:7400": "unsupported scheme 'tls://': expected host:port, "
+                                         "[v6addr]:port or unix:/path",
+        }
+        for bad, why in cases.items():
+            with self.subTest(bad=bad):
+                with self.assertRaises(pigeon.BadAddress) as cm:
+                    address.parse_address(bad)
+                shown = bad if len(bad) <= 64 else bad[:64] + "..."
+                self.assertEqual(str(cm.exception), "bad address '%s': %s" % (shown, why))
+                self.assertIsInstance(cm.exception, ValueError)
+                self.assertIsInstance(cm.exception, pigeon.PigeonError)
+
+    def test_connect_names_the_address(self):
+        with self.assertRaises(pigeon.BadAddress) as cm:
+            pigeon.connect("127.0.0.1:99999")
+        self.assertEqual(str(cm.exception), "bad address '127.0.0.1:99999': the port must be a "
+                         "number from 1 to 65535")
+        with self.assertRaises(pigeon.BadAddress):
+            pigeon.aio.AsyncClient("tls://h:1")
 
 
 class Errors(unittest.TestCase):

@@ -1,5 +1,5 @@
 /*
- * conn.c - the transport to the broker (see conn.h).
+ * transport.c - the connection to the broker (see transport.h).
  *
  * The socket is driven by plain events rather than a bufferevent: reads go
  * into our own contiguous buffer, where frames are scanned and handed up
@@ -7,7 +7,7 @@
  * would have to be pulled up), and writes use send(MSG_NOSIGNAL), which a
  * bufferevent cannot (it would raise SIGPIPE in the user's process).
  */
-#include "conn.h"
+#include "transport.h"
 
 #include <errno.h>
 #include <netinet/in.h>
@@ -24,21 +24,21 @@
 #include "frame.h"
 #include "pigeon.h"
 
-#define CONN_READ_CHUNK (256 * 1024) /* room for one read() */
-#define CONN_WRITE_NOW  (64 * 1024)  /* output that is sent without waiting */
+#define TRANSPORT_READ_CHUNK (256 * 1024) /* room for one read() */
+#define TRANSPORT_WRITE_NOW  (64 * 1024)  /* output that is sent without waiting */
 
-enum conn_state {
-    CONN_IDLE,
-    CONN_CONNECTING,
-    CONN_UP,
-    CONN_FAILING, /* socket closed; `down` runs from defer_ev */
+enum transport_state {
+    TRANSPORT_IDLE,
+    TRANSPORT_CONNECTING,
+    TRANSPORT_UP,
+    TRANSPORT_FAILING, /* socket closed; `down` runs from defer_ev */
 };
 
-struct conn {
+struct transport {
     struct event_base *base; /* borrowed */
-    struct conn_handlers h;
+    struct transport_handlers h;
     void *arg;
-    enum conn_state state;
+    enum transport_state state;
     int fd;
     struct event *rd_ev;    /* EV_READ on fd; owned, per socket */
     struct event *wr_ev;    /* EV_WRITE on fd (connect, or a full socket); owned */
@@ -60,17 +60,17 @@ struct conn {
     char down_why[192];
 };
 
-static void conn_read_cb(evutil_socket_t fd, short what, void *arg);
-static void conn_write_cb(evutil_socket_t fd, short what, void *arg);
-static void conn_flush_cb(evutil_socket_t fd, short what, void *arg);
-static void conn_defer_cb(evutil_socket_t fd, short what, void *arg);
+static void transport_read_cb(evutil_socket_t fd, short what, void *arg);
+static void transport_write_cb(evutil_socket_t fd, short what, void *arg);
+static void transport_flush_cb(evutil_socket_t fd, short what, void *arg);
+static void transport_defer_cb(evutil_socket_t fd, short what, void *arg);
 
 /* ---------------------------------------------------------------- set-up */
 
-int conn_new(struct event_base *base, const struct conn_handlers *h, void *arg, uint32_t max_in,
-             struct conn **out)
+int transport_new(struct event_base *base, const struct transport_handlers *h, void *arg,
+                  uint32_t max_in, struct transport **out)
 {
-    struct conn *c = calloc(1, sizeof(*c));
+    struct transport *c = calloc(1, sizeof(*c));
     if (c == NULL)
         return PIGEON_ENOMEM;
     c->base = base;
@@ -80,10 +80,10 @@ int conn_new(struct event_base *base, const struct conn_handlers *h, void *arg, 
     c->max_in = max_in;
     buf_init(&c->in);
     buf_init(&c->out);
-    c->flush_ev = event_new(base, -1, 0, conn_flush_cb, c);
-    c->defer_ev = event_new(base, -1, 0, conn_defer_cb, c);
+    c->flush_ev = event_new(base, -1, 0, transport_flush_cb, c);
+    c->defer_ev = event_new(base, -1, 0, transport_defer_cb, c);
     if (c->flush_ev == NULL || c->defer_ev == NULL) {
-        conn_free(c);
+        transport_free(c);
         return PIGEON_ENOMEM;
     }
     *out = c;
@@ -91,7 +91,7 @@ int conn_new(struct event_base *base, const struct conn_handlers *h, void *arg, 
 }
 
 /* Closes the socket and its events; buffers are emptied, memory kept. */
-static void conn_close_socket(struct conn *c)
+static void transport_close_socket(struct transport *c)
 {
     if (c->rd_ev != NULL) {
         event_free(c->rd_ev);
@@ -112,11 +112,11 @@ static void conn_close_socket(struct conn *c)
     buf_clear(&c->out);
 }
 
-void conn_free(struct conn *c)
+void transport_free(struct transport *c)
 {
     if (c == NULL)
         return;
-    conn_close_socket(c);
+    transport_close_socket(c);
     if (c->flush_ev != NULL)
         event_free(c->flush_ev);
     if (c->defer_ev != NULL)
@@ -126,54 +126,54 @@ void conn_free(struct conn *c)
     free(c);
 }
 
-void conn_drop(struct conn *c)
+void transport_drop(struct transport *c)
 {
-    conn_close_socket(c);
+    transport_close_socket(c);
     event_del(c->defer_ev);
-    c->state = CONN_IDLE;
+    c->state = TRANSPORT_IDLE;
 }
 
 /* Closes the socket and reports ERR from the loop. */
-static void conn_fail(struct conn *c, int err, const char *why)
+static void transport_fail(struct transport *c, int err, const char *why)
 {
-    conn_close_socket(c);
-    c->state = CONN_FAILING;
+    transport_close_socket(c);
+    c->state = TRANSPORT_FAILING;
     c->down_err = err;
     snprintf(c->down_why, sizeof(c->down_why), "%s", why);
     event_active(c->defer_ev, EV_TIMEOUT, 0);
 }
 
 /* Fails with ERR and "WHAT PEER: <the system's message for SYSERR>". */
-static void conn_fail_errno(struct conn *c, int err, const char *what, int syserr)
+static void transport_fail_errno(struct transport *c, int err, const char *what, int syserr)
 {
     char why[192], buf[96];
     /* GNU strerror_r (_GNU_SOURCE): thread-safe, may return a static string. */
     const char *msg = strerror_r(syserr, buf, sizeof(buf));
     snprintf(why, sizeof(why), "%s %s: %s", what, c->peer, msg);
-    conn_fail(c, err, why);
+    transport_fail(c, err, why);
 }
 
-bool conn_is_up(const struct conn *c)
+bool transport_is_up(const struct transport *c)
 {
-    return c->state == CONN_UP;
+    return c->state == TRANSPORT_UP;
 }
 
-bool conn_is_idle(const struct conn *c)
+bool transport_is_idle(const struct transport *c)
 {
-    return c->state == CONN_IDLE;
+    return c->state == TRANSPORT_IDLE;
 }
 
-struct buf *conn_out(struct conn *c)
+struct buf *transport_out(struct transport *c)
 {
     return &c->out;
 }
 
-int64_t conn_last_rx(const struct conn *c)
+int64_t transport_last_rx(const struct transport *c)
 {
     return c->last_rx;
 }
 
-int64_t conn_last_tx(const struct conn *c)
+int64_t transport_last_tx(const struct transport *c)
 {
     return c->last_tx;
 }
@@ -181,14 +181,14 @@ int64_t conn_last_tx(const struct conn *c)
 /* ------------------------------------------------------------ connecting */
 
 /* The socket of the current target connected: start reading. */
-static void conn_established(struct conn *c)
+static void transport_established(struct transport *c)
 {
     event_del(c->wr_ev);
-    c->state = CONN_UP;
+    c->state = TRANSPORT_UP;
     c->last_rx = c->last_tx = clock_now_ms();
     frame_scanner_init(&c->scan, c->max_in);
     if (event_add(c->rd_ev, NULL) < 0) {
-        conn_fail(c, PIGEON_ENOMEM, "cannot watch the socket");
+        transport_fail(c, PIGEON_ENOMEM, "cannot watch the socket");
         return;
     }
     c->h.up(c->arg);
@@ -199,7 +199,7 @@ static void conn_established(struct conn *c)
  * progress.  Returns 1 when connected at once, 0 when in progress, -1
  * when every target failed (SYSERR says why the last did).
  */
-static int conn_try_targets(struct conn *c, int *syserr)
+static int transport_try_targets(struct transport *c, int *syserr)
 {
     while (c->next_target < c->n_targets) {
         const struct addr_target *t = &c->targets[c->next_target++];
@@ -213,11 +213,11 @@ static int conn_try_targets(struct conn *c, int *syserr)
             setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         }
         c->fd = fd;
-        c->rd_ev = event_new(c->base, fd, EV_READ | EV_PERSIST, conn_read_cb, c);
-        c->wr_ev = event_new(c->base, fd, EV_WRITE | EV_PERSIST, conn_write_cb, c);
+        c->rd_ev = event_new(c->base, fd, EV_READ | EV_PERSIST, transport_read_cb, c);
+        c->wr_ev = event_new(c->base, fd, EV_WRITE | EV_PERSIST, transport_write_cb, c);
         if (c->rd_ev == NULL || c->wr_ev == NULL) {
             *syserr = ENOMEM;
-            conn_close_socket(c);
+            transport_close_socket(c);
             return -1;
         }
         int rc;
@@ -233,71 +233,71 @@ static int conn_try_targets(struct conn *c, int *syserr)
         } else {
             *syserr = errno;
         }
-        conn_close_socket(c);
+        transport_close_socket(c);
     }
     return -1;
 }
 
 /* Moves to the next target after a failure, or gives up. */
-static void conn_next_target(struct conn *c, int syserr)
+static void transport_next_target(struct transport *c, int syserr)
 {
-    int rc = conn_try_targets(c, &syserr);
+    int rc = transport_try_targets(c, &syserr);
     if (rc > 0)
-        conn_established(c);
+        transport_established(c);
     else if (rc < 0)
-        conn_fail_errno(c, PIGEON_ECONNECT, "connect to", syserr);
+        transport_fail_errno(c, PIGEON_ECONNECT, "connect to", syserr);
 }
 
-int conn_open(struct conn *c, const struct addr *a)
+int transport_open(struct transport *c, const struct addr *a)
 {
     const char *why;
     int syserr = ECONNREFUSED;
 
-    conn_drop(c);
+    transport_drop(c);
     addr_format(a, c->peer, sizeof(c->peer));
-    c->state = CONN_CONNECTING;
+    c->state = TRANSPORT_CONNECTING;
     c->n_targets = addr_resolve(a, c->targets, &why);
     c->next_target = 0;
     if (c->n_targets < 0) {
         char msg[192];
         c->n_targets = 0;
         snprintf(msg, sizeof(msg), "cannot resolve %s: %s", c->peer, why);
-        conn_fail(c, PIGEON_ECONNECT, msg); /* maybe a passing DNS failure: retry */
+        transport_fail(c, PIGEON_ECONNECT, msg); /* maybe a passing DNS failure: retry */
         return 0;
     }
-    int rc = conn_try_targets(c, &syserr);
+    int rc = transport_try_targets(c, &syserr);
     if (rc < 0) {
         if (syserr == ENOMEM) {
-            c->state = CONN_IDLE;
+            c->state = TRANSPORT_IDLE;
             return PIGEON_ENOMEM;
         }
-        conn_fail_errno(c, PIGEON_ECONNECT, "connect to", syserr);
+        transport_fail_errno(c, PIGEON_ECONNECT, "connect to", syserr);
     } else if (rc > 0) {
         /* Connected at once (a unix socket): report from the loop. */
-        c->state = CONN_CONNECTING;
+        c->state = TRANSPORT_CONNECTING;
         c->down_err = 0;
         event_active(c->defer_ev, EV_TIMEOUT, 0);
     }
     return 0;
 }
 
-/* Runs `down`, or `up` for a socket that connected inside conn_open. */
-static void conn_defer_cb(evutil_socket_t fd, short what, void *arg)
+/* Runs `down`, or `up` for a socket that connected inside transport_open. */
+static void transport_defer_cb(evutil_socket_t fd, short what, void *arg)
 {
-    struct conn *c = arg;
+    struct transport *c = arg;
 
-    if (c->state == CONN_FAILING) {
-        c->state = CONN_IDLE;
+    if (c->state == TRANSPORT_FAILING) {
+        c->state = TRANSPORT_IDLE;
         c->h.down(c->arg, c->down_err, c->down_why);
-    } else if (c->state == CONN_CONNECTING && c->fd >= 0) {
-        conn_established(c);
+    } else if (c->state == TRANSPORT_CONNECTING && c->fd >= 0) {
+        transport_established(c);
     }
 }
 
 /* --------------------------------------------------------------- writing */
 
 /* Sends until the output is empty or the socket is full. */
-static void conn_send(struct conn *c)
+static void transport_send(struct transport *c)
 {
     while (buf_size(&c->out) > 0) {
         ssize_t n =
@@ -314,7 +314,7 @@ static void conn_send(struct conn *c)
                 c->writing = true;
             return;
         }
-        conn_fail_errno(c, PIGEON_ECONNLOST, "send to", n < 0 ? errno : EPIPE);
+        transport_fail_errno(c, PIGEON_ECONNLOST, "send to", n < 0 ? errno : EPIPE);
         return;
     }
     if (c->writing) {
@@ -323,12 +323,12 @@ static void conn_send(struct conn *c)
     }
 }
 
-void conn_kick(struct conn *c)
+void transport_kick(struct transport *c)
 {
-    if (c->state != CONN_UP || c->writing)
+    if (c->state != TRANSPORT_UP || c->writing)
         return; /* not connected, or wr_ev will send it */
-    if (buf_size(&c->out) >= CONN_WRITE_NOW) {
-        conn_send(c);
+    if (buf_size(&c->out) >= TRANSPORT_WRITE_NOW) {
+        transport_send(c);
         return;
     }
     if (!c->flush_pending) {
@@ -337,39 +337,39 @@ void conn_kick(struct conn *c)
     }
 }
 
-void conn_write_now(struct conn *c)
+void transport_write_now(struct transport *c)
 {
-    if (c->state == CONN_UP)
-        conn_send(c);
+    if (c->state == TRANSPORT_UP)
+        transport_send(c);
 }
 
-static void conn_flush_cb(evutil_socket_t fd, short what, void *arg)
+static void transport_flush_cb(evutil_socket_t fd, short what, void *arg)
 {
-    struct conn *c = arg;
+    struct transport *c = arg;
 
     c->flush_pending = false;
-    if (c->state == CONN_UP && !c->writing)
-        conn_send(c);
+    if (c->state == TRANSPORT_UP && !c->writing)
+        transport_send(c);
 }
 
-static void conn_write_cb(evutil_socket_t fd, short what, void *arg)
+static void transport_write_cb(evutil_socket_t fd, short what, void *arg)
 {
-    struct conn *c = arg;
+    struct transport *c = arg;
 
-    if (c->state == CONN_CONNECTING) {
+    if (c->state == TRANSPORT_CONNECTING) {
         int err = 0;
         socklen_t len = sizeof(err);
         if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
             err = errno;
         if (err == 0) {
-            conn_established(c);
+            transport_established(c);
         } else {
-            conn_close_socket(c);
-            conn_next_target(c, err);
+            transport_close_socket(c);
+            transport_next_target(c, err);
         }
         return;
     }
-    conn_send(c);
+    transport_send(c);
 }
 
 /* --------------------------------------------------------------- reading */
@@ -378,13 +378,13 @@ static void conn_write_cb(evutil_socket_t fd, short what, void *arg)
  * Offers the frame at the front of the input to the owner's fast path.
  * Returns 1 when it took one, 0 when it did not, -1 when told to stop.
  */
-static int conn_take_quick(struct conn *c)
+static int transport_take_quick(struct transport *c)
 {
     size_t used = 0;
 
     if (!c->h.quick(c->arg, c->in.data + c->in.off, c->in.len - c->in.off, &used))
         return -1; /* C may be gone: touch nothing */
-    if (c->state != CONN_UP)
+    if (c->state != TRANSPORT_UP)
         return -1;
     if (used == 0)
         return 0;
@@ -393,11 +393,11 @@ static int conn_take_quick(struct conn *c)
 }
 
 /* Hands up every complete frame in the input. False when told to stop. */
-static bool conn_take_frames(struct conn *c)
+static bool transport_take_frames(struct transport *c)
 {
     while (c->in.off + c->scan.len < c->in.len) {
         if (c->scan.len == 0 && c->h.quick != NULL) {
-            int took = conn_take_quick(c);
+            int took = transport_take_quick(c);
             if (took < 0)
                 return false;
             if (took > 0)
@@ -410,7 +410,7 @@ static bool conn_take_frames(struct conn *c)
         if (st != FRAME_DONE) {
             char why[128];
             snprintf(why, sizeof(why), "the broker sent a bad frame: %s", frame_strerror(st));
-            conn_fail(c, PIGEON_EPROTO, why);
+            transport_fail(c, PIGEON_EPROTO, why);
             return false;
         }
         const uint8_t *frame = c->in.data + c->in.off;
@@ -419,31 +419,31 @@ static bool conn_take_frames(struct conn *c)
         /* The bytes stay where they are during the call: nothing writes
          * into `in` but this read path. */
         buf_consume(&c->in, len);
-        if (!c->h.frame(c->arg, frame, len) || c->state != CONN_UP)
+        if (!c->h.frame(c->arg, frame, len) || c->state != TRANSPORT_UP)
             return false;
     }
     return true;
 }
 
-static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
+static void transport_read_cb(evutil_socket_t fd, short what, void *arg)
 {
-    struct conn *c = arg;
-    uint8_t *p = buf_reserve(&c->in, CONN_READ_CHUNK);
+    struct transport *c = arg;
+    uint8_t *p = buf_reserve(&c->in, TRANSPORT_READ_CHUNK);
 
     if (p == NULL) {
-        conn_fail(c, PIGEON_ENOMEM, "out of memory for input");
+        transport_fail(c, PIGEON_ENOMEM, "out of memory for input");
         return;
     }
     ssize_t n = read(c->fd, p, c->in.cap - c->in.len);
     if (n > 0) {
         buf_commit(&c->in, (size_t)n);
         c->last_rx = clock_now_ms();
-        conn_take_frames(c);
+        transport_take_frames(c);
     } else if (n == 0) {
         char why[160];
         snprintf(why, sizeof(why), "%s closed the connection", c->peer);
-        conn_fail(c, PIGEON_ECONNLOST, why);
+        transport_fail(c, PIGEON_ECONNLOST, why);
     } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-        conn_fail_errno(c, PIGEON_ECONNLOST, "read from", errno);
+        transport_fail_errno(c, PIGEON_ECONNLOST, "read from", errno);
     }
 }

@@ -1,11 +1,12 @@
 /*
- * conn.h - one socket to the broker: connecting, reading whole frames,
+ * transport.h - one socket to the broker: connecting, reading whole frames,
  * writing the output in batches.  The client (client.c) owns policy:
- * what to send, when to reconnect; this is only the transport.
+ * what to send, when to reconnect; this is only the transport.  (Named
+ * apart from pigeond's `struct conn`, the broker's side of a connection.)
  *
  * States: IDLE (no socket), CONNECTING, UP, and FAILING (the socket is
  * closed and the `down` handler is about to run).  Handlers are never
- * called from inside a conn_* call: a failure met while writing on the
+ * called from inside a transport_* call: a failure met while writing on the
  * caller's behalf is reported from the event loop, so no user callback
  * ever runs inside pigeon_publish and the like.
  *
@@ -17,13 +18,14 @@
  * it cannot take whole is scanned, so the bound holds for every frame that
  * is still arriving.
  *
- * Writing: frames are appended to conn_out(); conn_kick schedules one
- * send() for the end of the current loop turn, so a burst of publications
- * goes out in one system call, or sends at once when 64 KiB are waiting.
+ * Writing: frames are appended to transport_out(); transport_kick
+ * schedules one send() for the end of the current loop turn, so a burst of
+ * publications goes out in one system call, or sends at once when 64 KiB
+ * are waiting.
  * send() uses MSG_NOSIGNAL: no SIGPIPE, and no signal handler needed.
  */
-#ifndef PIGEON_CONN_H
-#define PIGEON_CONN_H
+#ifndef PIGEON_TRANSPORT_H
+#define PIGEON_TRANSPORT_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -33,16 +35,16 @@
 #include "buf.h"
 
 struct event_base;
-struct conn;
+struct transport;
 
-struct conn_handlers {
+struct transport_handlers {
     /* The socket is connected; nothing has been sent yet. */
     void (*up)(void *arg);
     /* A complete frame, borrowed for the call.  Return false to stop
      * reading now (the owner dropped the connection or is closing). */
     bool (*frame)(void *arg, const uint8_t *frame, size_t len);
     /* The attempt failed or the connection ended: ERR is a PIGEON_E* code,
-     * WHY a phrase (borrowed for the call).  The conn is IDLE again. */
+     * WHY a phrase (borrowed for the call).  The transport is IDLE again. */
     void (*down)(void *arg, int err, const char *why);
     /*
      * Optional fast path, tried at each frame boundary with every byte read
@@ -55,41 +57,41 @@ struct conn_handlers {
 };
 
 /*
- * Creates an idle conn on BASE (borrowed).  H is copied; ARG is passed to
- * the handlers.  Returns 0 and *OUT (the caller's: conn_free), or
+ * Creates an idle transport on BASE (borrowed).  H is copied; ARG is passed to
+ * the handlers.  Returns 0 and *OUT (the caller's: transport_free), or
  * PIGEON_ENOMEM.
  */
-int conn_new(struct event_base *base, const struct conn_handlers *h, void *arg, uint32_t max_in,
-             struct conn **out);
+int transport_new(struct event_base *base, const struct transport_handlers *h, void *arg,
+                  uint32_t max_in, struct transport **out);
 
 /* Closes the socket without calling any handler and frees C. NULL is fine. */
-void conn_free(struct conn *c);
+void transport_free(struct transport *c);
 
 /*
- * Starts connecting an IDLE conn to A (borrowed for the call; resolved
+ * Starts connecting an IDLE transport to A (borrowed for the call; resolved
  * now).  The outcome comes through `up` or `down`.  Returns 0, or
- * PIGEON_ENOMEM (the conn stays IDLE, no handler runs).
+ * PIGEON_ENOMEM (the transport stays IDLE, no handler runs).
  */
-int conn_open(struct conn *c, const struct addr *a);
+int transport_open(struct transport *c, const struct addr *a);
 
 /* Closes the socket, if any, without calling a handler; C is IDLE, its
  * buffers empty. */
-void conn_drop(struct conn *c);
+void transport_drop(struct transport *c);
 
-bool conn_is_up(const struct conn *c);
-bool conn_is_idle(const struct conn *c);
+bool transport_is_up(const struct transport *c);
+bool transport_is_idle(const struct transport *c);
 
-/* The output buffer (borrowed): append whole frames, then conn_kick. */
-struct buf *conn_out(struct conn *c);
+/* The output buffer (borrowed): append whole frames, then transport_kick. */
+struct buf *transport_out(struct transport *c);
 
-/* Schedules sending what conn_out holds (see the top). */
-void conn_kick(struct conn *c);
+/* Schedules sending what transport_out holds (see the top). */
+void transport_kick(struct transport *c);
 
 /* Sends what the socket takes now, e.g. before closing. */
-void conn_write_now(struct conn *c);
+void transport_write_now(struct transport *c);
 
 /* Monotonic ms of the last byte received and sent on this connection. */
-int64_t conn_last_rx(const struct conn *c);
-int64_t conn_last_tx(const struct conn *c);
+int64_t transport_last_rx(const struct transport *c);
+int64_t transport_last_tx(const struct transport *c);
 
 #endif
