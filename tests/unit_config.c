@@ -162,7 +162,7 @@ START_TEST(test_key_table)
     for (i = 0; config_key_at(i, &section, &key); i++)
         ck_assert(strcmp(section, "broker") == 0 || strcmp(section, "listener") == 0 ||
                   strcmp(section, "http") == 0);
-    ck_assert_uint_eq(i, 18);
+    ck_assert_uint_eq(i, 20);
     ck_assert(config_key_at(0, &section, &key));
     ck_assert_str_eq(key, "io_backend");
 }

@@ -1332,9 +1332,12 @@ static int key_format(const struct config *conf, const struct key_def *k, char *
     memcpy(&u32, field, sizeof(u32));
     if (k->set == set_size32) {
         size_format(buf, len, u32);
-    } else if (k->set == set_size64) {
+    } else if (k->set == set_size64 || k->set == set_max_memory) {
         memcpy(&u64, field, sizeof(u64));
-        size_format(buf, len, u64);
+        if (k->set == set_max_memory && u64 == 0)
+            snprintf(buf, len, "auto");
+        else
+            size_format(buf, len, u64);
     } else if (k->set == set_count32) {
         snprintf(buf, len, "%" PRIu32, u32);
     } else if (k->set == set_duration32 || k->set == set_stats_interval) {

@@ -576,6 +576,23 @@ static bool conn_keep_partial(struct conn *c, const uint8_t *data, size_t len)
     return true;
 }
 
+/* Dispatches the frame the input buffer holds, now complete, and empties it. */
+static void conn_dispatch_in(struct conn *c)
+{
+    size_t flen = c->in_len;
+
+    if (flen >= CONN_SHARE_MIN) {
+        struct block *blk = block_new(flen);
+        evbuffer_copyout(c->in, blk->data, flen);
+        conn_in_drain(c, flen);
+        conn_dispatch(c, blk->data, flen, blk);
+        block_unref(blk);
+    } else {
+        conn_dispatch(c, evbuffer_pullup(c->in, -1), flen, NULL);
+        conn_in_drain(c, flen);
+    }
+}
+
 /*
  * Feeds DATA to the frame under way in the input buffer.  Returns the bytes
  * it took: all of them while the frame goes on; when it completes, the
@@ -595,17 +612,7 @@ static size_t conn_read_rest(struct conn *c, const uint8_t *data, size_t len)
         return used;
     }
     conn_in_add(c, data, used);
-    size_t flen = c->in_len;
-    if (flen >= CONN_SHARE_MIN) {
-        struct block *blk = block_new(flen);
-        evbuffer_copyout(c->in, blk->data, flen);
-        conn_in_drain(c, flen);
-        conn_dispatch(c, blk->data, flen, blk);
-        block_unref(blk);
-    } else {
-        conn_dispatch(c, evbuffer_pullup(c->in, -1), flen, NULL);
-        conn_in_drain(c, flen);
-    }
+    conn_dispatch_in(c);
     return used;
 }
 
@@ -665,12 +672,15 @@ static ssize_t conn_read_body(struct conn *c, size_t cap, short *want)
         evbuffer_commit_space(c->in, &v, 1);
         return n;
     }
-    frame_scan(&c->scan, v.iov_base, (size_t)n, &used); /* body bytes: FRAME_MORE */
+    /* Body bytes only: the frame goes on, or ends with the last of them. */
+    enum frame_status st = frame_scan(&c->scan, v.iov_base, (size_t)n, &used);
     v.iov_len = (size_t)n;
     evbuffer_commit_space(c->in, &v, 1);
     c->in_len += (size_t)n;
     c->loop->mem_in += (size_t)n;
     c->stats.bytes_in += (size_t)n;
+    if (st == FRAME_DONE)
+        conn_dispatch_in(c);
     return n;
 }
 

@@ -170,8 +170,13 @@ class PublisherPushback(BudgetTest):
         p = self.client()
         value = harness.pack(b"v" * (512 * 1024))
         n = 40  # 20 MB of retained values: past the 16 MB budget
-        p.send_raw(b"".join(pub_frame_raw("big.%d" % i, value, {"retain": True}, msgid=100 + i)
-                            for i in range(n)))
+        data = b"".join(pub_frame_raw("big.%d" % i, value, {"retain": True}, msgid=100 + i)
+                        for i in range(n))
+        # Sent from a thread: the broker stops reading it, so TCP pushes back
+        # and the send blocks until the memory is given back.
+        sender = threading.Thread(target=p.send_raw, args=(data,), daemon=True)
+        sender.start()
+        self.addCleanup(sender.join, harness.DEADLINE)
         # The publisher stops being read once the store passes the budget:
         # some of its requests wait unanswered.
         p.pump_for(1.0)
