@@ -33,7 +33,11 @@ RSS_BOUND_KIB = (192 + (96 if harness.SANITIZED else 0)) * 1024
 # docs/performance.md; twice that here, so that a loaded 2-core machine
 # passes, while a broker that stops reading for good still fails.
 PING_BOUND = 6.0 if harness.SANITIZED else 2.0
-ASAN = harness.asan_env(quarantine_size_mb=16) if harness.SANITIZED else None
+# meson test sets MALLOC_PERTURB_, which makes glibc write over every block
+# it hands out or takes back: memory allocated and never touched (the unused
+# end of a buffer) would count as resident.  Off here, as in production.
+ENV = dict(harness.asan_env(quarantine_size_mb=16) if harness.SANITIZED else {},
+           MALLOC_PERTURB_="0")
 
 
 def peak_rss_kib(broker):
@@ -76,7 +80,7 @@ class Pinger(threading.Thread):
 
 
 class BudgetTest(BrokerTest):
-    ENV = ASAN
+    ENV = ENV
 
 
 class NeverReadingFlood(BudgetTest):
