@@ -482,6 +482,71 @@ START_TEST(test_wakeup_budget_yields)
 }
 END_TEST
 
+/* Reads what P's socket holds now, without running the loop; returns the msg frames in it. */
+static uint64_t drain_msgs(struct peer *p)
+{
+    msgpack_unpacked u;
+    uint64_t n = 0;
+    ssize_t got;
+
+    msgpack_unpacked_init(&u);
+    do {
+        msgpack_unpacker_reserve_buffer(&p->up, 64 * 1024);
+        got = read(p->fd, msgpack_unpacker_buffer(&p->up), 64 * 1024);
+        if (got > 0)
+            msgpack_unpacker_buffer_consumed(&p->up, (size_t)got);
+        while (msgpack_unpacker_next(&p->up, &u) == MSGPACK_UNPACK_SUCCESS)
+            n += arr(&u.data, 0)->via.u64 == 2 && str_is(arr(&u.data, 1), "msg");
+    } while (got > 0);
+    msgpack_unpacked_destroy(&u);
+    return n;
+}
+
+/*
+ * A subscriber whose socket was full has its write event armed.  In one loop
+ * iteration a publisher's frames are staged into its output (space reserved
+ * at the end) and then its socket turns writable: the write must not lose
+ * the staged messages (it once wrote the output with the reservation
+ * outstanding, and the commit after it failed silently).
+ */
+START_TEST(test_write_between_stage_and_flush)
+{
+    struct peer sub, pub;
+    struct pub big = {"t", 0, false, 4000};
+    uint64_t sent = 0, got = 0;
+
+    peer_open(&sub);
+    peer_open(&pub);
+    response(&sub, request(&sub, "sub", "t", -1), NULL);
+    for (int round = 0; round < 20; round++) {
+        /* Fill the subscriber's socket until the broker must wait to write. */
+        while (!sub.c->writing) {
+            send_obj(&pub, pack_pub, &big);
+            sent++;
+            spin();
+        }
+        /* The publisher's frame first, then room on the subscriber's socket:
+         * one poll reports both, in that order. */
+        for (int i = 0; i < 8; i++) {
+            publish(&pub, "t", round * 100 + i, false);
+            sent++;
+        }
+        got += drain_msgs(&sub);
+        event_base_loop(srv.loop.base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+        spin();
+        got += drain_msgs(&sub);
+    }
+    for (int i = 0; i < 100 && got < sent; i++) {
+        spin();
+        got += drain_msgs(&sub);
+    }
+    ck_assert_uint_eq(sub.c->stats.msgs_out, sent);
+    ck_assert_uint_eq(got, sent);
+    peer_close(&sub);
+    peer_close(&pub);
+}
+END_TEST
+
 /* ----------------------------------------------------------------- main ---- */
 
 static void setup_limits(void)
@@ -506,6 +571,7 @@ static Suite *session_suite(void)
     tcase_add_test(tc, test_replay_in_steps_and_order);
     tcase_add_test(tc, test_cut_queue_counts_loss);
     tcase_add_test(tc, test_wakeup_budget_yields);
+    tcase_add_test(tc, test_write_between_stage_and_flush);
     tcase_set_timeout(tc, 60);
     suite_add_tcase(s, tc);
 

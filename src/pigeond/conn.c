@@ -214,7 +214,8 @@ static void conn_stage_commit(struct conn *c)
     if (c->stage.iov_base == NULL)
         return;
     c->stage.iov_len = c->stage_used;
-    evbuffer_commit_space(c->out, &c->stage, 1);
+    if (evbuffer_commit_space(c->out, &c->stage, 1) < 0)
+        abort(); /* the reservation was lost: never drop bytes silently */
     c->stage.iov_base = NULL;
     c->stage_used = 0;
 }
@@ -354,6 +355,12 @@ static void conn_written(struct conn *c, size_t n)
 static void conn_write_now(struct conn *c)
 {
     short want = EV_WRITE;
+
+    /* Space reserved at the end of the output must be committed before any
+     * of it is written: a write drains chains, and could free the one the
+     * reservation lies in (the write event can fire between a fan-out that
+     * staged messages and the flush job). */
+    conn_stage_commit(c);
     ssize_t n = transport_write(c->tp, c->out, CONN_MAX_SINGLE_WRITE, &want);
 
     if (n < 0) {
