@@ -291,6 +291,17 @@ void *sublist_group_pick(struct sublist_group *g, bool (*ready)(void *item, void
     return g->members[start]->item;
 }
 
+size_t sublist_group_size(const struct sublist_group *g)
+{
+    return g->n_members;
+}
+
+void *sublist_group_item(const struct sublist_group *g, size_t i)
+{
+    assert(i < g->n_members);
+    return g->members[i]->item;
+}
+
 /* ------------------------------------------------------- insert/remove ---- */
 
 static void plain_push(struct sublist_entry **head, struct sublist_entry *e)

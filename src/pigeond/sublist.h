@@ -86,6 +86,15 @@ const struct sublist_result *sublist_match(struct sublist *sl, const char *topic
  */
 void *sublist_group_pick(struct sublist_group *g, bool (*ready)(void *item, void *arg), void *arg);
 
+/*
+ * A group's members, for a caller that chooses among them itself (the
+ * backplane weighs remote nodes by their member counts, interest.h):
+ * how many there are, and the item of member I (I below that count), in
+ * no promised order.  Valid until the next insert or remove.
+ */
+size_t sublist_group_size(const struct sublist_group *g);
+void *sublist_group_item(const struct sublist_group *g, size_t i);
+
 /* Subscriptions in the index (a group's members each count). */
 size_t sublist_count(const struct sublist *sl);
 
