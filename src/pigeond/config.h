@@ -82,6 +82,23 @@ struct config_http {
     int line;                         /* line of the section header */
 };
 
+/* [cluster]: the Redis backplane (cluster.h).  Standalone unless the section sets redis. */
+struct config_cluster {
+    bool enabled;             /* the file has a [cluster] section with redis set */
+    char *redis;              /* the value as written; owned; NULL when standalone */
+    char *redis_host;         /* TCP: address without brackets; owned; NULL for a unix socket */
+    uint16_t redis_port;      /* TCP: 6379 unless given */
+    char *redis_path;         /* unix socket; owned; NULL for TCP */
+    char *redis_user;         /* AUTH user, or NULL; owned */
+    char *redis_password;     /* AUTH password, or NULL; owned; never logged or formatted */
+    char *node;               /* this node's name; owned; NULL: hostname-pid */
+    char *prefix;             /* of every Redis key and channel; owned; NULL: "pigeon" */
+    uint32_t heartbeat_ms;    /* 1s between heartbeats */
+    uint32_t node_timeout_ms; /* 5s without a heartbeat and a node's interest expires */
+    uint64_t max_pending;     /* 16mb sent to Redis and not yet acknowledged */
+    int line;                 /* line of the section header */
+};
+
 struct config {
     uint32_t refs; /* references (config_ref); the last config_unref frees it */
     char *path;    /* the file read, or NULL for built-in defaults; owned */
@@ -107,6 +124,7 @@ struct config {
     bool listeners_from_args; /* the command line's, which replace the file's */
 
     struct config_http http;
+    struct config_cluster cluster;
 };
 
 /* Where a file went wrong: "FILE:LINE: REASON". */

@@ -25,6 +25,7 @@
 
 #include "activation.h"
 #include "clock.h"
+#include "cluster.h"
 #include "conn.h"
 #include "encode.h"
 #include "http.h"
@@ -329,6 +330,7 @@ void server_shutdown(struct server *srv)
         return;
     srv->draining = true;
     notify_stopping(srv->notify);
+    cluster_shutdown(srv->cluster); /* the other nodes drop this one's interest now */
     while ((l = TAILQ_FIRST(&srv->listeners)) != NULL)
         server_close_listener(srv, l);
     /* conn_close never frees, so walking the list while closing is safe. */
@@ -440,6 +442,11 @@ int server_init(struct server *srv, struct config *conf, const char *conf_path,
     srv->router = router_new(srv);
     if (budget_init(srv) < 0)
         return -1;
+    if (conf->cluster.enabled) {
+        if (cluster_new(srv, &conf->cluster, &srv->cluster) < 0)
+            return -1;
+        router_set_cluster(srv->router, srv->cluster);
+    }
     if (activation_new(&srv->log, &srv->activation) < 0)
         return -1;
     for (size_t i = 0; i < conf->n_listeners; i++)
@@ -485,6 +492,9 @@ void server_fini(struct server *srv)
     while ((c = TAILQ_FIRST(&srv->loop.conns)) != NULL)
         conn_destroy(c);
     budget_fini(srv);
+    if (srv->router != NULL)
+        router_set_cluster(srv->router, NULL);
+    cluster_free(srv->cluster);
     notify_free(srv->notify);
     sysstats_free(srv->sysstats);
     http_free(srv->http);
