@@ -19,16 +19,21 @@
  * rule across one section's keys is the section's finish hook; a rule
  * across sections is in config_validate().
  *
- * To add a key: its field in its section's struct (config.h), a row in the
- * section's key table, and a line in conf/pigeond.conf,
- * docs/configuration.md and man/pigeond.conf.5 (unit tests check all three).
- * To add a section: its struct (one that comes once: a member of struct
- * config, with `bool enabled; int line;` if optional; a named one: an array
- * and a size_t count in struct config, of elements with `char *name; int
- * line;`), its key table, its id in enum section_id and its row in
- * sections[], with any of the hooks finish, release and clash.  Headers,
- * required keys, duplicates, hints, defaults, config_value_format and
- * config_diff follow from the tables.
+ * To add a key: its field in its section's struct (config.h), a row with
+ * its default in the section's key table, and a line in conf/pigeond.conf,
+ * docs/configuration.md and man/pigeond.conf.5 (unit tests check all
+ * three).  A new kind of value is one more struct key_type.
+ *
+ * To add a section: its struct in config.h (for one that comes once, a
+ * member of struct config, with `bool enabled; int line;` if optional; for
+ * a named one, an array and a size_t count in struct config, of elements
+ * with `char *name; int line;`), its key table, its id in enum section_id
+ * and its row in sections[] (OPTIONAL() and NAMED() fill in the offsets).
+ * Its hooks, each optional: finish checks across its keys as it ends,
+ * release frees what its struct owns, clash refuses two elements of a
+ * named kind that cannot both be.  The rest follows from the tables:
+ * headers, names, duplicates, required keys, "it belongs in" hints,
+ * defaults, freeing, config_value_format and config_diff.
  *
  * inih splits "key = value" lines and calls handler_cb() for each.  Between
  * the text and inih sits our own line reader, reader_cb(), because of how
@@ -771,7 +776,7 @@ static void defaults_set(const struct section_def *sec, void *obj)
 
     for (const struct key_def *k = sec->keys; k < sec->keys + sec->n_keys; k++)
         if (k->def != NULL && k->type->parse(k, (char *)obj + k->at, k->def, why, sizeof(why)) < 0)
-            abort(); /* the table's own default does not parse: unit_config says which */
+            abort(); /* a default of the table that does not parse: every test fails */
 }
 
 /* Appends an element named NAME (LEN bytes, copied), its header at LINE; returns it. */
