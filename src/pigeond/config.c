@@ -330,6 +330,21 @@ static void http_release(void *obj)
     free(h->host);
 }
 
+static void cluster_release(void *obj)
+{
+    struct config_cluster *c = obj;
+
+    free(c->redis);
+    free(c->redis_host);
+    free(c->redis_path);
+    free(c->redis_user);
+    if (c->redis_password != NULL)
+        memset(c->redis_password, 0, strlen(c->redis_password));
+    free(c->redis_password);
+    free(c->node);
+    free(c->prefix);
+}
+
 /* ------------------------------------------------------ the key types ---- */
 
 /* The member of type T at offset AT in OBJ: the tables hold offsets, the structs the types. */
@@ -538,6 +553,96 @@ static void mode_format(const struct key_def *k, const void *field, char *buf, s
         buf[0] = '\0';
 }
 
+/* True when the address V (addr.h's forms) names a port: "host" and "[v6]" do not. */
+static bool addr_has_port(const char *v)
+{
+    if (v[0] == '[')
+        return strstr(v, "]:") != NULL;
+    return strchr(v, ':') != NULL || strspn(v, "0123456789") == strlen(v);
+}
+
+/* [cluster] redis (config_cluster.redis): host:port (6379 if none), [v6]:port, or unix:/path. */
+static int redis_addr_parse(const struct key_def *k, void *field, const char *value, char *why,
+                            size_t why_len)
+{
+    struct config_cluster *c = CONTAINER_OF(field, struct config_cluster, redis);
+    struct addr a;
+
+    if (addr_parse(value, ADDR_CONNECT, &a, why, why_len) < 0)
+        return -1;
+    free(c->redis); /* set already by a duplicate key (collecting errors) */
+    free(c->redis_host);
+    free(c->redis_path);
+    c->redis_host = c->redis_path = NULL;
+    c->redis = xstrdup(value);
+    if (a.kind == ADDR_UNIX) {
+        c->redis_path = xstrdup(a.path);
+    } else {
+        c->redis_host = xstrdup(a.host);
+        c->redis_port = addr_has_port(value) ? a.port : 6379;
+    }
+    return 0;
+}
+
+static bool name_ok(const char *s, size_t len);
+
+/* Replaces the string (char *) at FIELD with a copy of VALUE. */
+static void string_set(void *field, const char *value)
+{
+    free(MEMBER(char *, field, 0));
+    MEMBER(char *, field, 0) = xstrdup(value);
+}
+
+/* A name that goes into Redis keys and channels ([cluster] node, prefix): 1 to 64 of A-Z a-z 0-9 _
+ * . - */
+static int name_parse(const struct key_def *k, void *field, const char *value, char *why,
+                      size_t why_len)
+{
+    if (!name_ok(value, strlen(value))) {
+        snprintf(why, why_len, "use 1 to 64 of A-Z a-z 0-9 _ . -");
+        return -1;
+    }
+    string_set(field, value);
+    return 0;
+}
+
+/* A word: 1 to 128 printable bytes, no blank ([cluster] redis_user). */
+static int word_parse(const struct key_def *k, void *field, const char *value, char *why,
+                      size_t why_len)
+{
+    size_t len = strlen(value);
+
+    for (size_t i = 0; i < len; i++) {
+        if ((unsigned char)value[i] <= 0x20 || value[i] == 0x7f) {
+            snprintf(why, why_len, "expected a word: no blank or control character");
+            return -1;
+        }
+    }
+    if (len > 128) {
+        snprintf(why, why_len, "at most 128 bytes");
+        return -1;
+    }
+    string_set(field, value);
+    return 0;
+}
+
+/* A secret ([cluster] redis_password): any value, kept; never written back. */
+static int secret_parse(const struct key_def *k, void *field, const char *value, char *why,
+                        size_t why_len)
+{
+    char *old = MEMBER(char *, field, 0);
+
+    if (old != NULL)
+        memset(old, 0, strlen(old));
+    string_set(field, value);
+    return 0;
+}
+
+static void secret_format(const struct key_def *k, const void *field, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s", MEMBER(const char *, field, 0) != NULL ? "(hidden)" : "");
+}
+
 static const struct key_type type_size32 = {number_parse, number_format, &sizes, false};
 static const struct key_type type_size64 = {number_parse, number_format, &sizes, true};
 static const struct key_type type_size_auto = {size_auto_parse, size_auto_format, &sizes, true};
@@ -548,6 +653,10 @@ static const struct key_type type_names = {names_parse, names_format, NULL, fals
 static const struct key_type type_listen_bind = {listen_bind_parse, string_format, NULL, false};
 static const struct key_type type_http_bind = {http_bind_parse, string_format, NULL, false};
 static const struct key_type type_mode = {mode_parse, mode_format, NULL, false};
+static const struct key_type type_redis_addr = {redis_addr_parse, string_format, NULL, false};
+static const struct key_type type_name = {name_parse, string_format, NULL, false};
+static const struct key_type type_word = {word_parse, string_format, NULL, false};
+static const struct key_type type_secret = {secret_parse, secret_format, NULL, false};
 
 /* Enums and modes go through uint32_t, as their field's type (unsigned int) is. */
 _Static_assert(sizeof(enum config_io_backend) == 4 && sizeof(enum config_slow_policy) == 4 &&
@@ -606,10 +715,26 @@ static const struct key_def http_keys[] = {
 };
 KEYS_FIT(http_keys);
 
+/* [cluster]: struct config_cluster (docs/scale-out.md). */
+static const struct key_def cluster_keys[] = {
+    {KEY("redis", type_redis_addr, config_cluster, redis)},
+    {KEY("node", type_name, config_cluster, node)},
+    {KEY("redis_user", type_word, config_cluster, redis_user)},
+    {KEY("redis_password", type_secret, config_cluster, redis_password)},
+    {KEY("prefix", type_name, config_cluster, prefix), .def = "pigeon"},
+    {KEY("heartbeat", type_duration, config_cluster, heartbeat_ms), RANGE(100, MIN_MS),
+     .def = "1s"},
+    {KEY("node_timeout", type_duration, config_cluster, node_timeout_ms), RANGE(500, 10 * MIN_MS),
+     .def = "5s"},
+    {KEY("max_pending", type_size64, config_cluster, max_pending), RANGE(MIB, 16 * GIB),
+     .def = "16mb"},
+};
+KEYS_FIT(cluster_keys);
+
 /* ------------------------------------------------------ parse state ---- */
 
 /* The kinds of section: sections[]'s rows, in the order of messages and config_key_at. */
-enum section_id { SEC_BROKER, SEC_LISTENER, SEC_HTTP, SEC_COUNT };
+enum section_id { SEC_BROKER, SEC_LISTENER, SEC_HTTP, SEC_CLUSTER, SEC_COUNT };
 
 struct parse {
     struct config *conf;       /* being built; freed by the caller on failure */
@@ -696,6 +821,7 @@ struct section_def {
 
 static void listener_finish(struct parse *p, void *obj);
 static void listener_clash(struct parse *p, const void *a, const void *b);
+static void cluster_finish(struct parse *p, void *obj);
 
 #define FIELD(s, f) offsetof(struct s, f)
 #define KEYS(t)     .keys = (t), .n_keys = ARRAY_SIZE(t)
@@ -720,6 +846,11 @@ static const struct section_def sections[SEC_COUNT] = {
                   KEYS(http_keys),
                   OPTIONAL(config_http, http),
                   .release = http_release},
+    [SEC_CLUSTER] = {.name = "cluster",
+                     KEYS(cluster_keys),
+                     OPTIONAL(config_cluster, cluster),
+                     .finish = cluster_finish,
+                     .release = cluster_release},
 };
 
 static const struct key_def *key_find(const struct section_def *sec, const char *name)
@@ -844,6 +975,19 @@ static void listener_clash(struct parse *p, const void *obj_a, const void *obj_b
     if (a->bind != NULL && b->bind != NULL && listener_addr_clash(a, b)) /* NULL: failed */
         parse_fail(p, b->line, "listener '%s' binds %s, as listener '%s' does (line %d)", b->name,
                    b->bind, a->name, a->line);
+}
+
+/* A node is declared dead after node_timeout without a heartbeat: at least two must fit in it. */
+static void cluster_finish(struct parse *p, void *obj)
+{
+    const struct config_cluster *c = obj;
+    int line = key_line_of(p, SEC_CLUSTER, "node_timeout");
+
+    if ((uint64_t)c->node_timeout_ms < 2 * (uint64_t)c->heartbeat_ms)
+        parse_fail(p, line ? line : key_line_of(p, SEC_CLUSTER, "heartbeat"),
+                   "node_timeout %" PRIu32 " ms is less than twice heartbeat %" PRIu32
+                   " ms: a node would expire between two of its heartbeats",
+                   c->node_timeout_ms, c->heartbeat_ms);
 }
 
 /* Checks the section that ends here: its required keys, then its finish hook. */
@@ -1120,6 +1264,20 @@ static void validate_payload_outbound(struct parse *p)
                conf->max_payload, conf->max_outbound);
 }
 
+/* [cluster] max_pending must let the largest message through to the backplane. */
+static void validate_pending_payload(struct parse *p)
+{
+    const struct config *conf = p->conf;
+    int line = key_line_of(p, SEC_CLUSTER, "max_pending");
+
+    if (!conf->cluster.enabled || conf->cluster.max_pending >= (uint64_t)conf->max_payload)
+        return;
+    parse_fail(p, line ? line : key_line_of(p, SEC_BROKER, "max_payload"),
+               "[cluster] max_pending %" PRIu64 " is smaller than max_payload %" PRIu32
+               ": the largest messages could never reach other nodes",
+               conf->cluster.max_pending, conf->max_payload);
+}
+
 /* Each pair of a named kind, in file order: no name twice, nothing its clash hook refuses. */
 static void validate_named(struct parse *p, const struct section_def *sec)
 {
@@ -1143,6 +1301,7 @@ static void validate_named(struct parse *p, const struct section_def *sec)
 static void config_validate(struct parse *p)
 {
     validate_payload_outbound(p);
+    validate_pending_payload(p);
     if (p->conf->n_listeners == 0)
         listener_add_default(p->conf);
     for (size_t i = 0; i < SEC_COUNT; i++)

@@ -18,6 +18,10 @@
  *   [http]                the monitoring endpoint, off without the section:
  *                         bind = host:port, max_clients, timeout,
  *                         header_timeout, max_clients_per_address
+ *   [cluster]             the Redis backplane, standalone without redis:
+ *                         redis = host:port | unix:/path, node, redis_user,
+ *                         redis_password, prefix, heartbeat, node_timeout,
+ *                         max_pending
  *
  * Sizes take an optional k/kb/m/mb/g/gb suffix (powers of 1024), durations
  * ms/s/m/h (a bare number is seconds).  Unknown sections and keys, bad values
@@ -84,7 +88,7 @@ struct config_http {
 
 /* [cluster]: the Redis backplane (cluster.h).  Standalone unless the section sets redis. */
 struct config_cluster {
-    bool enabled;             /* the file has a [cluster] section with redis set */
+    bool enabled;             /* the file has a [cluster] section (clustered when redis is set) */
     char *redis;              /* the value as written; owned; NULL when standalone */
     char *redis_host;         /* TCP: address without brackets; owned; NULL for a unix socket */
     uint16_t redis_port;      /* TCP: 6379 unless given */

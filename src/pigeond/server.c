@@ -250,7 +250,9 @@ static void server_log_change_cb(void *arg, const char *section, const char *key
     struct server *srv = arg;
     bool broker = strcmp(section, "broker") == 0;
 
-    if (old_value == NULL)
+    if (strcmp(section, "cluster") == 0) /* the link is made once (cluster.h) */
+        log_warning(&srv->log, "SIGHUP: [cluster] %s takes effect at the next start", key);
+    else if (old_value == NULL)
         log_notice(&srv->log, "SIGHUP: [%s] added: %s %s", section, key, new_value);
     else if (new_value == NULL)
         log_notice(&srv->log, "SIGHUP: [%s] removed (%s %s)", section, key, old_value);
@@ -442,10 +444,12 @@ int server_init(struct server *srv, struct config *conf, const char *conf_path,
     srv->router = router_new(srv);
     if (budget_init(srv) < 0)
         return -1;
-    if (conf->cluster.enabled) {
+    if (conf->cluster.enabled && conf->cluster.redis != NULL) {
         if (cluster_new(srv, &conf->cluster, &srv->cluster) < 0)
             return -1;
         router_set_cluster(srv->router, srv->cluster);
+    } else if (conf->cluster.enabled) {
+        log_notice(&srv->log, "[cluster] sets no redis: running standalone");
     }
     if (activation_new(&srv->log, &srv->activation) < 0)
         return -1;
