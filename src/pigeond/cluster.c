@@ -174,6 +174,7 @@ struct cluster {
     size_t cap_groups;
 
     /* Retained values. */
+    uint64_t retained_seq; /* the number of the last change applied */
     bool retained_loading;
     bool retained_reload; /* the load missed changes: load again */
     struct held_list retained_held;
@@ -866,6 +867,7 @@ static void retained_message_cb(void *arg, const char *data, size_t len, void *p
     }
     if (!c->retained_loading) {
         retained_apply(c, &rec);
+        c->retained_seq = seq;
         return;
     }
     if (c->retained_held_bytes + len > CLUSTER_RETAIN_BUF) {
@@ -896,15 +898,37 @@ static void sweep_cb(const char *topic, size_t len, void *arg)
     sw->victims[sw->n++] = xstrndup(topic, len);
 }
 
-/* Clears the values held here that the cluster's store no longer has (LOADED) nor the outbox. */
-static void retained_sweep(struct cluster *c, struct hmap *loaded)
+/* Puts TOPIC's value here into the outbox, to be sent to the cluster's store. */
+static void retained_resend(struct cluster *c, const char *topic, size_t tlen)
+{
+    const uint8_t *body, *opts;
+    size_t blen, olen;
+
+    if (!router_retained_get(c->srv->router, topic, tlen, &body, &blen, &opts, &olen))
+        return;
+    msgpack_sbuffer_clear(&c->scratch);
+    bpwire_record_write(&c->scratch, BPWIRE_RETAINED, body, blen, opts, olen, NULL, 0);
+    outbox_put(c, topic, tlen, c->scratch.data, c->scratch.size);
+}
+
+/*
+ * The values held here that the cluster's store does not have (LOADED,
+ * and not in the outbox either): cleared, when the store is current (they
+ * were cleared while this node was away); sent to it again, when Redis
+ * lost the store (RESEED: restarted empty, or restored from an old copy).
+ */
+static void retained_sweep(struct cluster *c, struct hmap *loaded, bool reseed)
 {
     struct sweep sw = {.loaded = loaded, .outbox = &c->outbox};
 
     router_retained_foreach(c->srv->router, sweep_cb, &sw);
     for (size_t i = 0; i < sw.n; i++) {
-        router_store_retained(c->srv->router, c->srv->conf, sw.victims[i], strlen(sw.victims[i]),
-                              NULL, 0, NULL, 0);
+        size_t len = strlen(sw.victims[i]);
+        if (reseed)
+            retained_resend(c, sw.victims[i], len);
+        else
+            router_store_retained(c->srv->router, c->srv->conf, sw.victims[i], len, NULL, 0, NULL,
+                                  0);
         free(sw.victims[i]);
     }
     free(sw.victims);
@@ -921,8 +945,10 @@ static void retained_replay(struct cluster *c, uint64_t seq)
     while ((h = STAILQ_FIRST(&c->retained_held)) != NULL) {
         STAILQ_REMOVE_HEAD(&c->retained_held, link);
         if (h->seq > seq &&
-            bpwire_retained_read(h->data, h->len, max_record(c), &s, &rec, &why) == 0)
+            bpwire_retained_read(h->data, h->len, max_record(c), &s, &rec, &why) == 0) {
             retained_apply(c, &rec);
+            c->retained_seq = s;
+        }
         free(h);
     }
     c->retained_held_bytes = 0;
@@ -956,8 +982,15 @@ static void retained_loaded_cb(void *arg, const redisReply *r, void *priv)
         retained_apply(c, &rec);
         hmap_put(&loaded, rec.topic, rec.topic_len, (void *)rec.topic); /* borrowed from R */
     }
-    retained_sweep(c, &loaded);
+    bool lost = seq < c->retained_seq;
+    if (lost)
+        log_warning(c->log,
+                    "backplane: Redis lost the cluster's retained values (their change count "
+                    "went from %" PRIu64 " to %" PRIu64 "); this node stores its own again",
+                    c->retained_seq, seq);
+    retained_sweep(c, &loaded, lost);
     hmap_release(&loaded);
+    c->retained_seq = seq;
     c->retained_loading = false;
     retained_replay(c, seq);
     outbox_flush(c);

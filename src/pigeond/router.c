@@ -177,6 +177,20 @@ int router_store_retained(struct router *r, const struct config *conf, const cha
     return retained_put(r, conf, topic, tlen, body, blen, opts, olen);
 }
 
+bool router_retained_get(const struct router *r, const char *topic, size_t tlen,
+                         const uint8_t **body, size_t *blen, const uint8_t **opts, size_t *olen)
+{
+    const struct retained *rv = retain_get(r->retained, topic, tlen);
+
+    if (rv == NULL)
+        return false;
+    *body = rv->blk->data;
+    *blen = rv->body_len;
+    *opts = rv->blk->data + rv->body_len;
+    *olen = rv->opts_len;
+    return true;
+}
+
 struct foreach_arg {
     void (*fn)(const char *topic, size_t len, void *arg);
     void *arg;

@@ -137,6 +137,14 @@ int router_store_retained(struct router *r, const struct config *conf, const cha
                           size_t tlen, const uint8_t *body, size_t blen, const uint8_t *opts,
                           size_t olen);
 
+/*
+ * TOPIC's retained value as stored: *BODY (topic and payload) and *OPTS
+ * (the opts its replays carry), borrowed until the value changes.  False
+ * when TOPIC has none.
+ */
+bool router_retained_get(const struct router *r, const char *topic, size_t tlen,
+                         const uint8_t **body, size_t *blen, const uint8_t **opts, size_t *olen);
+
 /* Calls FN(topic, len, ARG) for every retained topic but the '$' ones; FN must not change them. */
 void router_retained_foreach(struct router *r, void (*fn)(const char *topic, size_t len, void *arg),
                              void *arg);

@@ -20,16 +20,28 @@ or three pigeond nodes on it, and talks to them through real sockets:
 import json
 import signal
 import subprocess
+import threading
 import time
 
 from clusterlib import ClusterTest, http_get, metrics
-from harness import PIGEOND, SANITIZED, main, wait_for
+from harness import DEADLINE, PIGEOND, SANITIZED, main, wait_for
 
 SYS = "$SYS.broker.stats"
 
 
 def payloads(client, sid=None):
     return [m[2] for m in client.messages if sid is None or m[0] == sid]
+
+
+def retained_values(node, pattern):
+    """The values a new subscription to PATTERN on NODE is replayed, sorted."""
+    c = node.client()
+    try:
+        c.sub(pattern)
+        c.sync()
+        return sorted(m[2] for m in c.messages if len(m) > 3 and m[3].get("retained"))
+    finally:
+        c.close()
 
 
 class FanOutTest(ClusterTest):
@@ -195,27 +207,18 @@ class RetainedTest(ClusterTest):
         b = self.start_node(redis, "b1")
         self.client(a).pub("config.x", "v1", retain=True)
         on_b = self.client(b)
-        wait_for(lambda: self._replayed(b, "config.>") == ["v1"], what="a1's value on b1")
+        wait_for(lambda: retained_values(b, "config.>") == ["v1"], what="a1's value on b1")
         # A node that starts later loads the values.
         c = self.start_node(redis, "c1")
-        self.assertEqual(self._replayed(c, "config.>"), ["v1"])
+        self.assertEqual(retained_values(c, "config.>"), ["v1"])
         # Cleared on one node, gone on every node.
         on_b.pub("config.x", None, retain=True)
-        wait_for(lambda: self._replayed(a, "config.>") == [] and self._replayed(c, "config.>") == [],
+        wait_for(lambda: retained_values(a, "config.>") == [] and retained_values(c, "config.>") == [],
                  what="the clear everywhere")
         # Replaced, from the node that loaded them.
         self.client(c).pub("config.x", "v2", retain=True)
         for node in (a, b):
-            wait_for(lambda: self._replayed(node, "config.>") == ["v2"], what="v2 everywhere")
-
-    def _replayed(self, node, pattern):
-        c = node.client()
-        try:
-            c.sub(pattern)
-            c.sync()
-            return [m[2] for m in c.messages if len(m) > 3 and m[3].get("retained")]
-        finally:
-            c.close()
+            wait_for(lambda: retained_values(node, "config.>") == ["v2"], what="v2 everywhere")
 
 
 class RequestReplyTest(ClusterTest):
@@ -251,10 +254,12 @@ class FailureTest(ClusterTest):
         self.wait_interest(a, 1)
         pub = self.client(a)
         pub.pub("orders.x", "before")
+        pub.pub("config.kept", "v1", retain=True)
         remote.wait_messages(1)
 
         redis.kill()
         a.wait_log("backplane down")
+        pub.pub("config.new", "v2", retain=True)  # while Redis is away
         for i in range(100):  # local delivery goes on, untouched
             pub.pub_notify("orders.x", i)
         pub.sync()
@@ -279,6 +284,49 @@ class FailureTest(ClusterTest):
         a.wait_log("backplane back after")
         self.assertGreaterEqual(self.metric(a, "pigeon_cluster_reconnects_total"), 1)
         self.assertEqual(self.metric(a, "pigeon_cluster_up"), 1)
+        # Redis came back empty: the nodes stored their retained values again,
+        # the one set while it was away included, so a node that starts now has both.
+        a.wait_log("Redis lost the cluster's retained values")
+        c = self.start_node(redis, "c1")
+        wait_for(lambda: retained_values(c, "config.>") == ["v1", "v2"],
+                 what="the retained values on a node started after the restart")
+
+    def test_slow_redis_holds_publishers_and_bounds_memory(self):
+        redis = self.start_redis()
+        self.NODE_TIMEOUT = "3s"
+        a = self.start_node(redis, "a1", cluster="max_pending = 1mb\n")
+        b = self.start_node(redis, "b1")
+        remote = self.client(b)
+        remote.sub("bulk.>")
+        local = self.client(a)
+        local.sub("bulk.>")
+        self.wait_interest(a, 1)
+        pub = self.client(a)
+        pub.pub("bulk.first", 0)
+        remote.wait_messages(1)
+        redis.proc.send_signal(signal.SIGSTOP)  # Redis alive, connected, and not reading
+        try:
+            n, blob = 400, b"x" * 10000
+            sender = threading.Thread(
+                target=lambda: [pub.pub_notify("bulk.x", [i, blob]) for i in range(n)])
+            sender.start()
+            # Past half of max_pending the publisher is held: what the node holds stays bounded.
+            self.wait_metric(a, "pigeon_cluster_publishers_held_total", lambda v: v >= 1)
+            for _ in range(10):
+                self.assertLessEqual(self.metric(a, "pigeon_cluster_pending_bytes"),
+                                     1024 * 1024 + 20000)
+                time.sleep(0.05)
+            # Redis answers nothing for node_timeout: the link is reset, and local delivery
+            # goes on with the rest dropped for the other node.
+            a.wait_log("backplane down: Redis .*(no reply within|heartbeats stopped)")
+            sender.join(DEADLINE)
+            pub.sync()
+            local.wait_messages(n + 1)
+            self.assertEqual([p[0] for p in payloads(local)[1:]], list(range(n)))
+            self.assertGreater(self.metric(a, "pigeon_cluster_dropped_total"), 0)
+        finally:
+            redis.proc.send_signal(signal.SIGCONT)
+        a.wait_log("backplane back after")
 
     def test_node_killed_interest_expires(self):
         redis = self.start_redis()
