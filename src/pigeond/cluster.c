@@ -324,6 +324,9 @@ static void cluster_flush_cb(evutil_socket_t fd, short what, void *arg)
     cluster_announce_flush(c); /* before the batches: see cluster_impl.h, Ordering */
     while ((n = TAILQ_FIRST(&c->batched)) != NULL)
         batch_send(c, n);
+    /* Written now, as conn.c writes before the loop sleeps, rather than on the next
+     * writable event: that would cost every batch another trip through epoll. */
+    redislink_flush_now(c->link);
 }
 
 /* ------------------------------------------------------------- messages in ---- */
