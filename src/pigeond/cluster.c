@@ -432,6 +432,8 @@ static void cluster_link_up(void *arg)
     c->up = true;
     c->synced = c->snap_done = c->members_done = c->retained_done = false;
     c->echo_ms = clock_now_ms();
+    if (c->leaving)
+        return; /* back while shutting down: messages go out, the node is not announced */
     cluster_announce_snapshot(c); /* first: what follows is ordered after it */
     cluster_peers_up(c);
     cluster_retained_load(c);

@@ -83,8 +83,10 @@ static void linterest_change(struct cluster *c, const char *pattern, const char 
         hmap_put(&c->local, li->field, li->flen, li);
     }
     li->count = by > 0 ? li->count + 1 : li->count - 1;
-    if (!c->up) {
-        /* Not announced now: the snapshot at the next connect says it all. */
+    if (!c->up || c->leaving) {
+        /* Not announced now: the snapshot at the next connect says it all (after a
+         * bye, nothing: the connections closing at shutdown must not announce the
+         * node again). */
         if (li->count == 0)
             linterest_free(c, li);
         return;
@@ -112,7 +114,7 @@ static void delta_reply_cb(void *arg, const redisReply *r, void *priv)
 {
     struct cluster *c = arg;
 
-    if (r != NULL && r->type == REDIS_REPLY_INTEGER && r->integer == 0 && c->up) {
+    if (r != NULL && r->type == REDIS_REPLY_INTEGER && r->integer == 0 && c->up && !c->leaving) {
         log_warning(c->log, "backplane: this node's interest was gone from Redis; announcing it "
                             "again");
         cluster_announce_snapshot(c);
@@ -241,7 +243,8 @@ static void expire_reply_cb(void *arg, const redisReply *r, void *priv)
 {
     struct cluster *c = arg;
 
-    if (r != NULL && r->type == REDIS_REPLY_INTEGER && r->integer == 0 && c->synced) {
+    if (r != NULL && r->type == REDIS_REPLY_INTEGER && r->integer == 0 && c->synced &&
+        !c->leaving) {
         log_warning(c->log, "backplane: this node's interest was gone from Redis; announcing it "
                             "again");
         cluster_announce_snapshot(c);

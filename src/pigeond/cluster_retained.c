@@ -76,12 +76,41 @@ static void retained_apply(struct cluster *c, const struct bpwire_record *rec)
     }
 }
 
+static struct outboxed *outboxed_new(const char *topic, size_t tlen, const void *record, size_t len)
+{
+    struct outboxed *o = xmalloc(sizeof(*o) + len);
+
+    o->topic = xstrndup(topic, tlen);
+    o->tlen = tlen;
+    o->len = len;
+    memcpy(o->record, record, len);
+    return o;
+}
+
+static void outboxed_free(struct outboxed *o)
+{
+    free(o->topic);
+    free(o);
+}
+
+static void outbox_put(struct cluster *c, const char *topic, size_t tlen, const void *record,
+                       size_t len);
+
+/*
+ * The reply to a change sent (PRIV, its copy): a change the link lost
+ * before Redis answered goes back to the outbox, to be sent again once the
+ * link is back, unless a later change of the topic waits there already.
+ */
 static void retained_reply_cb(void *arg, const redisReply *r, void *priv)
 {
     struct cluster *c = arg;
+    struct outboxed *o = priv;
 
-    if (r != NULL && r->type == REDIS_REPLY_ERROR)
+    if (r == NULL && hmap_get(&c->outbox, o->topic, o->tlen) == NULL)
+        outbox_put(c, o->topic, o->tlen, o->record, o->len);
+    else if (r != NULL && r->type == REDIS_REPLY_ERROR)
         log_warning(c->log, "backplane: storing a retained value failed: %s", r->str);
+    outboxed_free(o);
 }
 
 /* Sends RECORD (LEN bytes) for TOPIC to the cluster's store: the script numbers it and broadcasts
@@ -101,7 +130,11 @@ static void retained_send(struct cluster *c, const char *topic, size_t tlen, boo
                      tlen,
                      1,
                      len};
-    redislink_command(c->link, retained_reply_cb, NULL, 9, argv, lens);
+    struct outboxed *o = outboxed_new(topic, tlen, record, len);
+    if (redislink_command(c->link, retained_reply_cb, o, 9, argv, lens) < 0) {
+        outbox_put(c, topic, tlen, record, len);
+        outboxed_free(o);
+    }
 }
 
 /* Keeps a retained change made while the link is down, for when it is back (the last per topic). */
@@ -112,18 +145,13 @@ static void outbox_put(struct cluster *c, const char *topic, size_t tlen, const 
 
     if (o != NULL) {
         c->outbox_bytes -= o->len + o->tlen;
-        free(o->topic);
-        free(o);
+        outboxed_free(o);
     }
     if (c->outbox_bytes + len + tlen > c->max_pending) {
         c->st.dropped++;
         return;
     }
-    o = xmalloc(sizeof(*o) + len);
-    o->topic = xstrndup(topic, tlen);
-    o->tlen = tlen;
-    o->len = len;
-    memcpy(o->record, record, len);
+    o = outboxed_new(topic, tlen, record, len);
     hmap_put(&c->outbox, o->topic, o->tlen, o);
     c->outbox_bytes += len + tlen;
 }
@@ -131,19 +159,20 @@ static void outbox_put(struct cluster *c, const char *topic, size_t tlen, const 
 /* Sends what the outbox holds (the load is done, so these come after it) and empties it. */
 static void outbox_flush(struct cluster *c)
 {
+    struct hmap sending = c->outbox; /* a send that fails puts into a fresh outbox */
     size_t pos = 0;
     struct outboxed *o;
     struct bpwire_record rec;
     const char *why;
 
-    while ((o = hmap_next(&c->outbox, &pos, NULL, NULL)) != NULL) {
+    hmap_init(&c->outbox);
+    c->outbox_bytes = 0;
+    while ((o = hmap_next(&sending, &pos, NULL, NULL)) != NULL) {
         if (bpwire_retained_value_read(o->record, o->len, UINT32_MAX, &rec, &why) == 0)
             retained_send(c, o->topic, o->tlen, rec.payload_nil, o->record, o->len);
-        free(o->topic);
-        free(o);
+        outboxed_free(o);
     }
-    hmap_release(&c->outbox);
-    c->outbox_bytes = 0;
+    hmap_release(&sending);
 }
 
 /* A retained publication here: to the cluster's store, now or once the link is back. */
@@ -339,10 +368,8 @@ void cluster_retained_free(struct cluster *c)
     size_t pos = 0;
     struct outboxed *o;
 
-    while ((o = hmap_next(&c->outbox, &pos, NULL, NULL)) != NULL) {
-        free(o->topic);
-        free(o);
-    }
+    while ((o = hmap_next(&c->outbox, &pos, NULL, NULL)) != NULL)
+        outboxed_free(o);
     hmap_release(&c->outbox);
     cluster_held_clear(&c->retained_held, &c->retained_held_bytes);
 }
