@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hmap.h"
 #include "interest.h"
 #include "topic.h"
 
@@ -28,7 +29,7 @@ static int set(struct interest *in, struct interest_node *n, const char *field, 
 static const struct interest_route *route(struct interest *in, const char *topic)
 {
     ck_assert_int_eq(topic_check(topic, strlen(topic), TOPIC_PUBLISH), TOPIC_OK);
-    return interest_route(in, topic, strlen(topic), NULL, NULL);
+    return interest_route(in, topic, strlen(topic), hmap_hash(topic, strlen(topic)), NULL, NULL);
 }
 
 /* The target for OWNER in R, or NULL. */
@@ -67,7 +68,10 @@ START_TEST(test_fields)
     ck_assert_int_eq(interest_field_split("a ", 2, &p, &plen, &q, &qlen), -1);
     ck_assert_int_eq(interest_field_split("a b c", 5, &p, &plen, &q, &qlen), -1);
 
+    uint64_t g0 = interest_generation(in);
+    ck_assert_uint_ne(g0, 0);
     ck_assert_int_eq(set(in, n, "a.>", 2), 0);
+    ck_assert_uint_ne(interest_generation(in), g0); /* any change of an entry moves it */
     ck_assert_int_eq(set(in, n, "a.> workers", 3), 0);
     ck_assert_int_eq(set(in, n, "a..b", 1), -1);    /* not a pattern */
     ck_assert_int_eq(set(in, n, "a.> x.*", 1), -1); /* not a group name */
@@ -207,14 +211,14 @@ START_TEST(test_group_local_first)
     set(in, n, "jobs.* w", 4);
     set(in, n, "jobs.* other", 1);
     const struct interest_route *r =
-        interest_route(in, "jobs.x", 6, local_w, &asked); /* "w" is served here */
+        interest_route(in, "jobs.x", 6, hmap_hash("jobs.x", 6), local_w, &asked); /* "w" here */
     ck_assert_int_eq(asked, 2);
     ck_assert_uint_eq(r->n_picks, 1);
     ck_assert_str_eq(r->picks[0].queue, "other");
     ck_assert_uint_eq(r->n_targets, 1);
     ck_assert_uint_eq(r->targets[0].subs, 1);
     set(in, n, "jobs.* other", 0);
-    r = interest_route(in, "jobs.x", 6, local_w, &asked);
+    r = interest_route(in, "jobs.x", 6, hmap_hash("jobs.x", 6), local_w, &asked);
     ck_assert_uint_eq(r->n_targets, 0); /* no remote turn at all */
     interest_node_remove(in, n);
     interest_free(in);

@@ -282,16 +282,24 @@ static void batch_add(struct cluster *c, struct cluster_peer *n, const struct ro
 }
 
 long cluster_forward(struct cluster *c, const struct router_msg *m,
-                     const struct sublist_result *local)
+                     const struct sublist_result *local, uint32_t topic_hash)
 {
     if (m->retain)
         cluster_retained_publish(c, m);
     if (interest_entry_count(c->remote) == 0)
         return 0;
-    const struct interest_route *rt =
-        interest_route(c->remote, m->topic, m->topic_len, local_group_cb, (void *)local);
-    if (rt->n_targets == 0)
+    /* The local match cache remembers that this topic had no remote interest, as of
+     * the index's generation: then the message costs this compare, not a lookup. */
+    uint64_t none = interest_generation(c->remote);
+    if (local->memo != NULL && *local->memo == none)
         return 0;
+    const struct interest_route *rt = interest_route(c->remote, m->topic, m->topic_len, topic_hash,
+                                                     local_group_cb, (void *)local);
+    if (rt->n_targets == 0) {
+        if (local->memo != NULL)
+            *local->memo = none;
+        return 0;
+    }
     if (!c->up) {
         c->st.dropped += rt->n_targets;
         return 0;

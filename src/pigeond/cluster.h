@@ -98,10 +98,11 @@ void cluster_interest_remove(struct cluster *c, const char *pattern, const char 
 /*
  * Sends M, just routed locally with result LOCAL (borrowed), to the other
  * nodes that want it, and, when M is retained, to the cluster's store.
+ * TOPIC_HASH is hmap_hash of M's topic, computed once for both lookups.
  * Returns the number of remote subscriptions it was sent toward.
  */
 long cluster_forward(struct cluster *c, const struct router_msg *m,
-                     const struct sublist_result *local);
+                     const struct sublist_result *local, uint32_t topic_hash);
 
 /* C's figures now. */
 void cluster_stats(const struct cluster *c, struct cluster_stats *out);

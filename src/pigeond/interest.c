@@ -49,7 +49,8 @@ struct interest {
     struct sublist *trie;
     size_t n_entries;
     size_t n_nodes;
-    uint64_t gen; /* bumped by every route */
+    uint64_t changes; /* bumped by every change of an entry (interest_generation) */
+    uint64_t gen;     /* bumped by every route */
     struct interest_target *targets;
     size_t cap_targets;
     struct interest_pick *picks;
@@ -66,6 +67,7 @@ static size_t entry_key_len(const struct in_entry *e)
 
 static void entry_free(struct interest *in, struct in_entry *e)
 {
+    in->changes++;
     sublist_remove(in->trie, e->se);
     in->n_entries--;
     free(e);
@@ -109,6 +111,7 @@ int interest_set(struct interest *in, struct interest_node *node, const char *pa
         klen += 1 + qlen;
     }
     e = hmap_get(&node->entries, key, klen);
+    in->changes++;
     if (e != NULL && count > 0) {
         e->count = count;
     } else if (e != NULL) {
@@ -238,9 +241,9 @@ static void route_add_pick(struct interest *in, uint32_t target, const struct in
 }
 
 const struct interest_route *interest_route(struct interest *in, const char *topic, size_t len,
-                                            interest_local_fn local, void *arg)
+                                            uint32_t hash, interest_local_fn local, void *arg)
 {
-    const struct sublist_result *res = sublist_match(in->trie, topic, len);
+    const struct sublist_result *res = sublist_match_h(in->trie, topic, len, hash);
 
     in->route.n_targets = 0;
     in->route.n_picks = 0;
@@ -287,6 +290,11 @@ void interest_free(struct interest *in)
 }
 
 /* ------------------------------------------------------- introspection ---- */
+
+uint64_t interest_generation(const struct interest *in)
+{
+    return in->changes + 1;
+}
 
 size_t interest_entry_count(const struct interest *in)
 {

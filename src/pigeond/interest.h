@@ -101,12 +101,15 @@ int interest_set_field(struct interest *in, struct interest_node *node, const ch
                        size_t len, uint32_t count);
 
 /*
- * Routes TOPIC (a checked published topic): the nodes that want it, each
- * once, and a node for each queue group for which LOCAL (may be NULL)
- * returns false.  The result is borrowed (see above).
+ * Routes TOPIC (a checked published topic, whose hmap_hash is HASH): the
+ * nodes that want it, each once, and a node for each queue group for which
+ * LOCAL (may be NULL) returns false.  The result is borrowed (see above).
  */
 const struct interest_route *interest_route(struct interest *in, const char *topic, size_t len,
-                                            interest_local_fn local, void *arg);
+                                            uint32_t hash, interest_local_fn local, void *arg);
+
+/* A number that changes whenever any entry does (never 0). */
+uint64_t interest_generation(const struct interest *in);
 
 /* Entries in the index, over every node; and of NODE. */
 size_t interest_entry_count(const struct interest *in);

@@ -22,6 +22,7 @@
 #include "block.h"
 #include "cluster.h"
 #include "config.h"
+#include "hmap.h"
 #include "proto.h"
 #include "retain.h"
 #include "session.h"
@@ -267,7 +268,8 @@ long router_publish(struct router *r, const struct config *conf, const struct ro
         if (rc < 0)
             return rc;
     }
-    const struct sublist_result *res = sublist_match(r->subs, m->topic, m->topic_len);
+    uint32_t hash = hmap_hash(m->topic, m->topic_len); /* once, for both indexes */
+    const struct sublist_result *res = sublist_match_h(r->subs, m->topic, m->topic_len, hash);
     for (size_t i = 0; i < res->n_items; i++)
         n += session_deliver(res->items[i], m);
     if (res->n_groups > 0) {
@@ -278,7 +280,7 @@ long router_publish(struct router *r, const struct config *conf, const struct ro
     }
     /* Deliveries never change the index (closing is deferred), so RES is still good here. */
     if (r->cluster != NULL && !m->remote)
-        n += cluster_forward(r->cluster, m, res);
+        n += cluster_forward(r->cluster, m, res, hash);
     return n;
 }
 
