@@ -246,7 +246,10 @@ START_TEST(test_durations)
     ck_assert_int_eq(config_parse_duration_ms("s", UINT64_MAX, &v), -1);
     ck_assert_int_eq(config_parse_duration_ms("-5s", UINT64_MAX, &v), -1);
     ck_assert_int_eq(config_parse_duration_ms("5 s", UINT64_MAX, &v), -1);
-    ck_assert_int_eq(config_parse_duration_ms("1d", UINT64_MAX, &v), -1);
+    ck_assert_int_eq(config_parse_duration_ms("1d", UINT64_MAX, &v), 0);
+    ck_assert_uint_eq(v, 24 * 3600 * 1000);
+    v = 42; /* failures below leave it alone */
+    ck_assert_int_eq(config_parse_duration_ms("1w", UINT64_MAX, &v), -1);
     ck_assert_int_eq(config_parse_duration_ms("1.5s", UINT64_MAX, &v), -1);
     ck_assert_int_eq(config_parse_duration_ms("5sec", UINT64_MAX, &v), -1);
     ck_assert_int_eq(config_parse_duration_ms("18446744073709551615", UINT64_MAX, &v), -1);
@@ -718,8 +721,8 @@ START_TEST(test_bad_values)
     LOAD_BAD("[broker]\nmax_outbound = 1025g\n", 2, "must be from 1kb to 1024gb");
     LOAD_BAD("[broker]\nmax_retained = 64q\n", 2, "expected a size");
     LOAD_BAD("[broker]\nmax_retained = 2048g\n", 2, "must be from 0 to 1024gb");
-    LOAD_BAD("[broker]\nidle_timeout = 1d\n", 2, "bad idle_timeout '1d': expected a duration");
-    LOAD_BAD("[broker]\nidle_timeout = 25h\n", 2, "must be from 0 to 24h");
+    LOAD_BAD("[broker]\nidle_timeout = 1w\n", 2, "bad idle_timeout '1w': expected a duration");
+    LOAD_BAD("[broker]\nidle_timeout = 25h\n", 2, "must be from 0 to 1d");
     LOAD_BAD("[broker]\nidle_timeout = -5s\n", 2, "expected a duration");
     LOAD_BAD("[broker]\ndrain_timeout = 3601s\n", 2,
              "bad drain_timeout '3601s': must be from 0 to 1h");
@@ -736,8 +739,8 @@ START_TEST(test_overflow)
     LOAD_BAD("[broker]\nmax_outbound = 17179869184g\n", 2, "must be from 1kb to 1024gb");
     LOAD_BAD("[broker]\nmax_payload = 4294967296\n", 2, "must be from 1kb to 1gb");
     LOAD_BAD("[broker]\nmax_connections = 4294967297\n", 2, "must be from 1 to 1000000");
-    LOAD_BAD("[broker]\nidle_timeout = 99999999999999999999h\n", 2, "must be from 0 to 24h");
-    LOAD_BAD("[broker]\nidle_timeout = 5124095576030432h\n", 2, "must be from 0 to 24h");
+    LOAD_BAD("[broker]\nidle_timeout = 99999999999999999999h\n", 2, "must be from 0 to 1d");
+    LOAD_BAD("[broker]\nidle_timeout = 5124095576030432h\n", 2, "must be from 0 to 1d");
 }
 END_TEST
 

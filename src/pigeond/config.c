@@ -95,6 +95,7 @@
 #include <ini.h>
 
 #include "addr.h"
+#include "units.h"
 #include "xalloc.h"
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
@@ -102,13 +103,12 @@
 /* The struct TYPE whose MEMBER is at PTR. */
 #define CONTAINER_OF(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
 
-#define KIB ((uint64_t)1024)
-#define MIB (KIB * 1024)
-#define GIB (MIB * 1024)
+#define KIB UNITS_KIB
+#define MIB UNITS_MIB
+#define GIB UNITS_GIB
 
-#define SEC_MS  ((uint64_t)1000)
-#define MIN_MS  (SEC_MS * 60)
-#define HOUR_MS (MIN_MS * 60)
+#define SEC_MS  UNITS_SEC_MS
+#define HOUR_MS UNITS_HOUR_MS
 
 #define DEFAULT_LISTENER_NAME "default"
 #define DEFAULT_LISTENER_BIND "127.0.0.1:7400"
@@ -161,80 +161,13 @@ static void str_append(char *buf, size_t len, const char *s)
     buf[used + n] = '\0';
 }
 
-/* ------------------------------------------------ numbers and units ---- */
+/* ------------------------------------------------------------ units ---- */
 
-struct unit {
-    const char *suffix;
-    uint64_t mult;
-};
-
-/*
- * A kind of number: the suffixes it is read with (in any case), and why a
- * malformed one is refused.  It is written back in the largest unit that
- * states it exactly, the last listed of those with one multiplier; 0 bare.
- */
-struct measure {
-    const struct unit *units;
-    size_t n_units;
-    const char *expected;
-};
-
-static const struct unit size_units[] = {
-    {"", 1}, {"k", KIB}, {"kb", KIB}, {"m", MIB}, {"mb", MIB}, {"g", GIB}, {"gb", GIB},
-};
-static const struct unit duration_units[] = {
-    {"", SEC_MS}, {"ms", 1}, {"s", SEC_MS}, {"m", MIN_MS}, {"h", HOUR_MS},
-};
-static const struct unit count_units[] = {{"", 1}};
-
-static const struct measure sizes = {
-    size_units, ARRAY_SIZE(size_units),
-    "expected a size: a number with an optional k, kb, m, mb, g or gb"};
-static const struct measure durations = {
-    duration_units, ARRAY_SIZE(duration_units),
-    "expected a duration: a number with ms, s, m or h (seconds if bare)"};
-static const struct measure counts = {count_units, ARRAY_SIZE(count_units),
-                                      "expected a whole number, digits only"};
-
-/* Digits (no sign, no blank), then a suffix of M: 0 and *OUT, -EINVAL if malformed, -ERANGE. */
-static int measure_parse(const struct measure *m, const char *s, uint64_t *out)
-{
-    char *end;
-    uint64_t v;
-    bool overflow;
-
-    if (*s < '0' || *s > '9') /* strtoull would skip a blank and take a sign */
-        return -EINVAL;
-    errno = 0;
-    v = strtoull(s, &end, 10);
-    overflow = errno == ERANGE;
-    for (size_t i = 0; i < m->n_units; i++) {
-        if (strcasecmp(end, m->units[i].suffix) != 0)
-            continue;
-        if (overflow || v > UINT64_MAX / m->units[i].mult)
-            return -ERANGE;
-        *out = v * m->units[i].mult;
-        return 0;
-    }
-    return -EINVAL;
-}
-
-/* V as the file writes it: "1gb", "64kb", "1000"; "1h", "500ms", "0". */
-static void measure_format(const struct measure *m, char *buf, size_t len, uint64_t v)
-{
-    const struct unit *u = NULL;
-
-    for (size_t i = 0; i < m->n_units && v != 0; i++)
-        if (v % m->units[i].mult == 0 && (u == NULL || m->units[i].mult >= u->mult))
-            u = &m->units[i];
-    snprintf(buf, len, "%" PRIu64 "%s", u != NULL ? v / u->mult : v, u != NULL ? u->suffix : "");
-}
-
-static int measure_parse_max(const struct measure *m, const char *s, uint64_t max, uint64_t *out)
+static int parse_max(const struct units_kind *k, const char *s, uint64_t max, uint64_t *out)
 {
     uint64_t v;
 
-    if (measure_parse(m, s, &v) < 0 || v > max)
+    if (units_parse(k, s, &v) < 0 || v > max)
         return -1;
     *out = v;
     return 0;
@@ -242,12 +175,12 @@ static int measure_parse_max(const struct measure *m, const char *s, uint64_t ma
 
 int config_parse_size(const char *s, uint64_t max, uint64_t *out)
 {
-    return measure_parse_max(&sizes, s, max, out);
+    return parse_max(&units_size, s, max, out);
 }
 
 int config_parse_duration_ms(const char *s, uint64_t max_ms, uint64_t *out)
 {
-    return measure_parse_max(&durations, s, max_ms, out);
+    return parse_max(&units_duration, s, max_ms, out);
 }
 
 /* ------------------------------------------------------- listeners ---- */
@@ -344,7 +277,7 @@ struct key_type {
                  size_t why_len);
     /* FIELD's value into BUF as the file would write it. */
     void (*format)(const struct key_def *k, const void *field, char *buf, size_t len);
-    const struct measure *measure; /* numbers: their units */
+    const struct units_kind *units; /* numbers: their units */
     bool wide;                     /* numbers: a uint64_t field, else a uint32_t (or an enum) */
 };
 
@@ -380,8 +313,8 @@ static void range_why(const struct key_def *k, const char *prefix, char *why, si
 {
     char lo[32], hi[32];
 
-    measure_format(k->type->measure, lo, sizeof(lo), k->min);
-    measure_format(k->type->measure, hi, sizeof(hi), k->max);
+    units_format(k->type->units, lo, sizeof(lo), k->min);
+    units_format(k->type->units, hi, sizeof(hi), k->max);
     snprintf(why, why_len, "must be %sfrom %s to %s", prefix, lo, hi);
 }
 
@@ -390,10 +323,10 @@ static int number_parse(const struct key_def *k, void *field, const char *value,
                         size_t why_len)
 {
     uint64_t v = 0;
-    int rc = measure_parse(k->type->measure, value, &v);
+    int rc = units_parse(k->type->units, value, &v);
 
     if (rc == -EINVAL) {
-        snprintf(why, why_len, "%s", k->type->measure->expected);
+        snprintf(why, why_len, "%s", k->type->units->expected);
         return -1;
     }
     if (rc < 0 || v < k->min || v > k->max) {
@@ -406,7 +339,7 @@ static int number_parse(const struct key_def *k, void *field, const char *value,
 
 static void number_format(const struct key_def *k, const void *field, char *buf, size_t len)
 {
-    measure_format(k->type->measure, buf, len, number_get(k, field));
+    units_format(k->type->units, buf, len, number_get(k, field));
 }
 
 /* "auto" (0: budget.h works it out from the machine), or a size in K's range. */
@@ -538,12 +471,12 @@ static void mode_format(const struct key_def *k, const void *field, char *buf, s
         buf[0] = '\0';
 }
 
-static const struct key_type type_size32 = {number_parse, number_format, &sizes, false};
-static const struct key_type type_size64 = {number_parse, number_format, &sizes, true};
-static const struct key_type type_size_auto = {size_auto_parse, size_auto_format, &sizes, true};
-static const struct key_type type_count32 = {number_parse, number_format, &counts, false};
-static const struct key_type type_duration = {number_parse, number_format, &durations, false};
-static const struct key_type type_interval = {interval_parse, number_format, &durations, false};
+static const struct key_type type_size32 = {number_parse, number_format, &units_size, false};
+static const struct key_type type_size64 = {number_parse, number_format, &units_size, true};
+static const struct key_type type_size_auto = {size_auto_parse, size_auto_format, &units_size, true};
+static const struct key_type type_count32 = {number_parse, number_format, &units_count, false};
+static const struct key_type type_duration = {number_parse, number_format, &units_duration, false};
+static const struct key_type type_interval = {interval_parse, number_format, &units_duration, false};
 static const struct key_type type_names = {names_parse, names_format, NULL, false};
 static const struct key_type type_listen_bind = {listen_bind_parse, string_format, NULL, false};
 static const struct key_type type_http_bind = {http_bind_parse, string_format, NULL, false};

@@ -20,7 +20,7 @@
  *                         header_timeout, max_clients_per_address
  *
  * Sizes take an optional k/kb/m/mb/g/gb suffix (powers of 1024), durations
- * ms/s/m/h (a bare number is seconds).  Unknown sections and keys, bad values
+ * ms/s/m/h/d (a bare number is seconds).  Unknown sections and keys, bad values
  * and duplicate listeners are errors with the file, line and reason.  A file
  * with no [listener] section gets the default listener, 127.0.0.1:7400.
  */
@@ -206,7 +206,7 @@ size_t config_diff(const struct config *old, const struct config *new, config_di
 /*
  * Units, shared with the command line: 0 and *OUT on success, -1 if malformed
  * or above MAX.  Digits only (no sign, no blank), then for a size an optional
- * k/kb/m/mb/g/gb (powers of 1024), for a duration ms/s/m/h (bare: seconds);
+ * k/kb/m/mb/g/gb (powers of 1024), for a duration ms/s/m/h/d (bare: seconds);
  * suffixes in any case.
  */
 int config_parse_size(const char *s, uint64_t max, uint64_t *out);
