@@ -8,6 +8,7 @@
  */
 #include <check.h>
 #include <crypt.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -29,10 +30,12 @@ static void make_hash(const char *prefix, unsigned long cost, const char *passwo
     struct crypt_data *cd = calloc(1, sizeof(*cd));
     const char *h;
 
-    ck_assert_ptr_nonnull(crypt_gensalt_rn(prefix, cost, NULL, 0, setting, sizeof(setting)));
-    h = crypt_r(password, setting, cd);
-    ck_assert_ptr_nonnull(h);
-    ck_assert_int_ne(h[0], '*');
+    /* Called from main, outside any test: no ck_assert here. */
+    if (crypt_gensalt_rn(prefix, cost, NULL, 0, setting, sizeof(setting)) == NULL ||
+        (h = crypt_r(password, setting, cd)) == NULL || h[0] == '*') {
+        fprintf(stderr, "cannot make a %s hash\n", prefix);
+        exit(EXIT_FAILURE);
+    }
     strcpy(out, h);
     free(cd);
 }
@@ -330,6 +333,7 @@ int main(void)
     SRunner *sr = srunner_create(authpool_suite());
     int failed;
 
+    hashes_setup(); /* once, so that each forked test inherits them */
     srunner_run_all(sr, CK_ENV);
     failed = srunner_ntests_failed(sr);
     srunner_free(sr);
