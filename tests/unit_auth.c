@@ -294,7 +294,7 @@ START_TEST(test_nul_and_long_secrets)
 {
     struct auth_options o = quick();
     struct answer a[3] = {{0}};
-    static char long_pw[AUTH_SECRET_MAX + 2];
+    static char long_pw[AUTH_TOKEN_MAX + 2];
     struct auth_creds c = {
         .user = "alice", .user_len = 5, .password = "alice-pw\0x", .password_len = 10};
 

@@ -52,6 +52,8 @@
 #include "users.h"
 #include "xalloc.h"
 
+_Static_assert(AUTH_PASSWORD_MAX == CRYPT_MAX_PASSPHRASE_SIZE - 1, "crypt's passphrase limit");
+
 #define HMAC_BYTES      32
 #define CACHE_KEY_MAX   (1 + USERS_NAME_MAX + HMAC_BYTES)
 #define ADDR_KEY_MAX    9 /* family byte + an IPv4 address or an IPv6 /64 */
@@ -525,13 +527,13 @@ struct auth_req *auth_hello(struct auth *a, const struct sockaddr *peer, socklen
     if (c->token != NULL && (has_user || has_pw)) {
         req_decide(r, AUTH_BOTH, NULL);
     } else if (c->token != NULL) {
-        struct user *u = c->token_len <= AUTH_SECRET_MAX
+        struct user *u = c->token_len <= AUTH_TOKEN_MAX
                              ? users_find_token(a->users, c->token, c->token_len)
                              : NULL;
         req_decide(r, u != NULL ? AUTH_OK : AUTH_BAD, u != NULL ? user_ref(u) : NULL);
     } else if (!has_user || !has_pw || c->user_len == 0) {
         req_decide(r, AUTH_MISSING, NULL);
-    } else if (c->password_len > AUTH_SECRET_MAX || c->user_len > USERS_NAME_MAX ||
+    } else if (c->password_len > AUTH_PASSWORD_MAX || c->user_len > USERS_NAME_MAX ||
                memchr(c->password, '\0', c->password_len) != NULL) {
         /* crypt(3) would stop at a NUL byte: "pw\0anything" must not pass as "pw". */
         req_decide(r, AUTH_BAD, NULL);

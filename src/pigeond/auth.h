@@ -97,8 +97,13 @@ struct auth_creds {
     size_t token_len;
 };
 
-/* Passwords and tokens longer than this are refused (AUTH_BAD) before any work. */
-#define AUTH_SECRET_MAX 1024
+/*
+ * Longer secrets are refused (AUTH_BAD) before any work: crypt(3) hashes
+ * passwords of at most 511 bytes (CRYPT_MAX_PASSPHRASE_SIZE - 1), and no
+ * token pigeon passwd makes is near the limit.
+ */
+#define AUTH_PASSWORD_MAX 511
+#define AUTH_TOKEN_MAX    1024
 
 /*
  * Called on the loop's thread with the outcome.  On AUTH_OK, USER is a
