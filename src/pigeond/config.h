@@ -175,10 +175,11 @@ int config_set_listeners(struct config *conf, const char *const *binds, size_t n
 void config_keep_arg_listeners(struct config *next, const struct config *from);
 
 /*
- * The value of [SECTION] KEY (a "broker" or "http" key of the table) in
- * CONF, written as the file would write it, with the same units: "64mb",
- * "10s", "drop", "127.0.0.1:7480".  [http] keys read as "" while the
- * section is off.  0, or -1 (BUF "") for a key this cannot format.
+ * The value of [SECTION] KEY in CONF, written as the file would write it,
+ * with the same units: "64mb", "10s", "drop", "127.0.0.1:7480".  SECTION is
+ * named as config_diff names it: "broker", "http", "listener NAME".  [http]
+ * keys read as "" while the section is off, a TCP listener's mode as "".
+ * 0, or -1 (BUF "") for an unknown section, listener or key.
  */
 int config_value_format(const struct config *conf, const char *section, const char *key, char *buf,
                         size_t len);
@@ -187,16 +188,17 @@ int config_value_format(const struct config *conf, const char *section, const ch
  * One difference between two configs.  SECTION is "broker", "http" or
  * "listener NAME"; OLD_VALUE and NEW_VALUE are formatted as the file
  * writes them.  A whole [http] or [listener NAME] section added or removed
- * is reported once, with KEY "bind" and OLD_VALUE (added) or NEW_VALUE
- * (removed) NULL.  The strings are borrowed for the call.
+ * is reported once, by its first key ("bind"), with OLD_VALUE (added) or
+ * NEW_VALUE (removed) NULL.  The strings are borrowed for the call.
  */
 typedef void (*config_diff_fn)(void *arg, const char *section, const char *key,
                                const char *old_value, const char *new_value);
 
 /*
- * Calls FN for each setting that differs between OLD and NEW: [broker] and
- * [http] keys in table order, then listeners (matched by name: removed,
- * changed, then added).  Returns the number of calls.
+ * Calls FN for each setting that differs between OLD and NEW: the keys of
+ * the sections that come once ([broker], [http]) in table order, then
+ * those of named sections ([listener NAME], matched by name: removed or
+ * changed in OLD's order, then added).  Returns the number of calls.
  */
 size_t config_diff(const struct config *old, const struct config *new, config_diff_fn fn,
                    void *arg);

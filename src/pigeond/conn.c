@@ -76,6 +76,7 @@ static void conn_write_cb(evutil_socket_t fd, short what, void *arg);
 static void conn_timer_cb(evutil_socket_t fd, short what, void *arg);
 static void conn_drained(struct conn *c);
 static void conn_finish(struct conn *c);
+static void conn_arm_timer(struct conn *c, uint32_t ms);
 
 /* ---------------------------------------------------------------- set-up */
 
@@ -138,6 +139,8 @@ struct conn *conn_new(struct loop *lp, struct listener *l, evutil_socket_t fd,
     frame_scanner_init(&c->scan, lp->conf->max_payload);
     session_init(&c->sess, c, srv->router, ++srv->next_client_id);
     conn_arm_reading(c);
+    if (!tp->ops->ready(tp))
+        conn_arm_timer(c, CONN_HANDSHAKE_MS); /* conn_timer_cb while OPEN: see there */
 
     TAILQ_INSERT_TAIL(&lp->conns, c, link);
     lp->n_conns++;
@@ -214,7 +217,8 @@ static void conn_stage_commit(struct conn *c)
     if (c->stage.iov_base == NULL)
         return;
     c->stage.iov_len = c->stage_used;
-    evbuffer_commit_space(c->out, &c->stage, 1);
+    if (evbuffer_commit_space(c->out, &c->stage, 1) < 0)
+        abort(); /* the reservation was lost: never drop bytes silently */
     c->stage.iov_base = NULL;
     c->stage_used = 0;
 }
@@ -354,6 +358,12 @@ static void conn_written(struct conn *c, size_t n)
 static void conn_write_now(struct conn *c)
 {
     short want = EV_WRITE;
+
+    /* Space reserved at the end of the output must be committed before any
+     * of it is written: a write drains chains, and could free the one the
+     * reservation lies in (the write event can fire between a fan-out that
+     * staged messages and the flush job). */
+    conn_stage_commit(c);
     ssize_t n = transport_write(c->tp, c->out, CONN_MAX_SINGLE_WRITE, &want);
 
     if (n < 0) {
@@ -869,6 +879,8 @@ void conn_close(struct conn *c, const char *reason, int code, const char *messag
 {
     if (c->state != CONN_OPEN)
         return;
+    if (!c->tp->ops->ready(c->tp))
+        c->peer_gone = true; /* mid-handshake: nothing can be written */
     conn_begin_close(c, reason);
     if (code != 0)
         conn_append_error(c, code, message);
@@ -912,6 +924,10 @@ static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
     struct conn *c = arg;
     char why[128];
 
+    if (c->state == CONN_OPEN && !c->tp->ops->ready(c->tp)) {
+        conn_close(c, "TLS handshake timeout", 0, NULL);
+        return;
+    }
     if (c->state != CONN_CLOSING)
         return;
     if (c->discarding || c->peer_gone || c->ends.msgs == 0) {
@@ -945,6 +961,8 @@ static void conn_free(struct conn *c)
         evbuffer_free(c->in);
     evbuffer_free(c->out);
     free(c->ends.v);
+    if (!c->peer_gone)
+        c->tp->ops->shutdown(c->tp); /* TLS: close_notify */
     transport_free(c->tp);
     listener_conn_gone(c->listener, &c->stats);
     listener_unref(c->listener);

@@ -71,6 +71,9 @@ enum {
     CONN_HOLD_SESSION = 1 << 3, /* its session asked (a hello being checked) */
 };
 
+/* How long a TLS client may take to finish its handshake. */
+#define CONN_HANDSHAKE_MS 10000
+
 /* How long a client whose queue was cut gets to read the error that says so. */
 #define CONN_GRACE_MS 1000
 

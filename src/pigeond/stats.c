@@ -71,6 +71,39 @@ static const struct stats_field broker_fields[] = {
      "Messages dropped for slow consumers (slow_consumer = drop).", SNAP(slow_dropped), false},
     {"protocol_errors", "pigeon_protocol_errors_total", "counter",
      "Connections closed for a malformed or oversized frame.", SNAP(protocol_errors), false},
+    {"undelivered", "pigeon_undelivered_messages_total", "counter",
+     "Messages queued for a connection that closed before they were written (each client is "
+     "told the count in an error).",
+     SNAP(undelivered), false},
+    {"yields", "pigeon_connection_yields_total", "counter",
+     "Times a connection stopped with work left, to let others go first (work per wake-up is "
+     "bounded).",
+     SNAP(yields), false},
+    {"memory_budget", "pigeon_memory_budget_bytes", "gauge",
+     "The broker-wide memory budget, max_memory (auto resolved).", SNAP(mem_budget), false},
+    {"memory_used", "pigeon_memory_used_bytes", "gauge",
+     "Memory counted against max_memory: output, input, retained, subscriptions.",
+     SNAP(mem_used), false},
+    {"memory_output", "pigeon_memory_output_bytes", "gauge",
+     "Output queued for clients, with the bookkeeping of its frames.", SNAP(mem_output), false},
+    {"memory_input", "pigeon_memory_input_bytes", "gauge",
+     "Input kept between reads: frames still arriving or waiting their turn.", SNAP(mem_input),
+     false},
+    {"memory_subscriptions", "pigeon_memory_subscriptions_bytes", "gauge",
+     "Subscriptions and their share of the index.", SNAP(mem_subscriptions), false},
+    {"memory_over", "pigeon_memory_over", "gauge", "1 while usage is above max_memory.",
+     SNAP(mem_over), false},
+    {"memory_times_over", "pigeon_memory_over_total", "counter",
+     "Times usage went above max_memory.", SNAP(mem_times_over), false},
+    {"memory_slow_chosen", "pigeon_memory_slow_consumers_total", "counter",
+     "Connections the budget chose as slow consumers (the biggest queues).",
+     SNAP(mem_slow_chosen), false},
+    {"memory_held", "pigeon_memory_publishers_held", "gauge",
+     "Publishing connections not being read while over max_memory.", SNAP(mem_held), false},
+    {"memory_refused_frames", "pigeon_memory_refused_frames_total", "counter",
+     "Partial frames refused (error 10) while over max_memory.", SNAP(mem_refused_frames), false},
+    {"memory_refused_subs", "pigeon_memory_refused_subscriptions_total", "counter",
+     "Subscriptions refused (error 10) while over max_memory.", SNAP(mem_refused_subs), false},
 };
 
 static const struct stats_field listener_fields[] = {
@@ -139,6 +172,25 @@ static void gather_listeners(struct server *srv, struct stats_snapshot *s)
     }
 }
 
+static void gather_budget(struct server *srv, struct stats_snapshot *out)
+{
+    const struct budget *b = &srv->budget;
+    struct budget_usage u;
+
+    budget_usage(srv, &u);
+    out->mem_budget = b->limit;
+    out->mem_used = u.total;
+    out->mem_output = u.output;
+    out->mem_input = u.input;
+    out->mem_subscriptions = u.subscriptions;
+    out->mem_over = b->over;
+    out->mem_times_over = b->times_over;
+    out->mem_slow_chosen = b->slow_chosen;
+    out->mem_held = b->paused;
+    out->mem_refused_frames = b->refused_frames;
+    out->mem_refused_subs = b->refused_subs;
+}
+
 void stats_gather(struct server *srv, struct stats_snapshot *out)
 {
     const struct loop_stats *ls = &srv->loop.stats;
@@ -158,6 +210,9 @@ void stats_gather(struct server *srv, struct stats_snapshot *out)
     out->slow_disconnects = ls->slow_disconnects;
     out->slow_dropped = ls->slow_dropped;
     out->protocol_errors = ls->protocol_errors;
+    out->undelivered = ls->undelivered;
+    out->yields = ls->yields;
+    gather_budget(srv, out);
     if (srv->router != NULL) {
         out->subscriptions = router_sub_count(srv->router);
         out->retained_topics = router_retained_count(srv->router);

@@ -54,6 +54,16 @@ struct stats_snapshot {
     uint64_t slow_disconnects;        /* connections closed as slow consumers */
     uint64_t slow_dropped;            /* messages dropped for slow consumers */
     uint64_t protocol_errors;         /* connections closed for a bad frame */
+    uint64_t undelivered;             /* queued messages their closed connection never got */
+    uint64_t yields;                  /* times a connection yielded with work left (conn.h) */
+    /* The memory budget (budget.h), in bytes where not said otherwise: */
+    uint64_t mem_budget, mem_used, mem_output, mem_input, mem_subscriptions;
+    uint64_t mem_over;           /* 1 while over max_memory */
+    uint64_t mem_times_over;     /* times it went over */
+    uint64_t mem_slow_chosen;    /* connections chosen as slow consumers */
+    uint64_t mem_held;           /* publishers not being read now */
+    uint64_t mem_refused_frames; /* partial frames refused */
+    uint64_t mem_refused_subs;   /* subscriptions refused */
     struct stats_listener *listeners; /* owned array, in the server's order */
     size_t n_listeners;
 };

@@ -32,6 +32,10 @@ import msgpack
 
 PIGEOND = os.environ.get("PIGEOND", os.path.join(os.path.dirname(__file__), "../../build/src/pigeond/pigeond"))
 DEADLINE = float(os.environ.get("PIGEON_TEST_DEADLINE", "30"))  # seconds for any single wait
+# The transport the default listener uses: "tcp" (127.0.0.1, port 0) or
+# "unix" (a socket in the broker's temp dir).  meson runs the protocol and
+# routing suites over each, so that every transport passes the same suite.
+TRANSPORT = os.environ.get("PIGEON_TEST_TRANSPORT", "tcp")
 
 REQUEST, RESPONSE, NOTIFICATION = 0, 1, 2
 
@@ -222,7 +226,9 @@ class Broker:
         """Writes the config file: BROKER dict for [broker], LISTENERS name -> dict."""
         broker = dict(broker or {})
         broker.setdefault("log_level", "debug")
-        if listeners is None:
+        if listeners is None and TRANSPORT == "unix":
+            listeners = {"main": {"bind": "unix:" + os.path.join(self.dir.name, "main.sock")}}
+        elif listeners is None:
             listeners = {"main": {"bind": "127.0.0.1:0"}}
         lines = ["[broker]"] + ["%s = %s" % kv for kv in broker.items()]
         for name, keys in listeners.items():

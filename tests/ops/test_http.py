@@ -14,7 +14,7 @@ import signal
 import socket
 import time
 
-from opslib import (BrokerTest, Broker, OpsTest, http_get, http_json, main, metrics,
+from opslib import (LIMIT, BrokerTest, Broker, OpsTest, http_get, http_json, main, metrics,
                     wait_for, DEADLINE)
 from slowloris import Drip, healthz
 
@@ -194,6 +194,33 @@ class HttpTest(BrokerTest):
         m = metrics(self.http)
         self.assertEqual(m["pigeon_slow_consumer_disconnects_total"], 0)
         self.assertEqual(m["pigeon_connections"], 2)
+
+    def test_memory_budget_exported(self):
+        self.start(broker={"max_memory": "16mb", "max_retained": "64mb", "max_payload": "1mb"})
+        m = metrics(self.http)
+        self.assertEqual(m["pigeon_memory_budget_bytes"], 16 * 1024 * 1024)
+        self.assertEqual(m["pigeon_memory_over"], 0)
+        c = self.client()
+        c.sub("a.>")
+        m = metrics(self.http)
+        self.assertGreater(m["pigeon_memory_subscriptions_bytes"], 0)
+        self.assertGreaterEqual(m["pigeon_memory_used_bytes"], m["pigeon_memory_subscriptions_bytes"])
+        # Retained values past the budget: over it, and a new sub is refused.
+        for i in range(24):  # notifications: once held, c is not read any more
+            c.pub_notify("big.%d" % i, b"v" * (900 * 1024), retain=True)
+        wait_for(lambda: metrics(self.http)["pigeon_memory_over"] == 1, what="over the budget")
+        other = self.client()
+        self.assertEqual(other.request_error("sub", "x")[0], LIMIT)
+        m = metrics(self.http)
+        self.assertGreater(m["pigeon_memory_used_bytes"], 16 * 1024 * 1024)
+        self.assertEqual(m["pigeon_memory_over_total"], 1)
+        self.assertEqual(m["pigeon_memory_refused_subscriptions_total"], 1)
+        self.assertEqual(m["pigeon_memory_publishers_held"], 1)
+        for i in range(24):
+            other.pub("big.%d" % i, None, retain=True)
+        wait_for(lambda: metrics(self.http)["pigeon_memory_over"] == 0, what="back under")
+        wait_for(lambda: metrics(self.http)["pigeon_memory_publishers_held"] == 0,
+                 what="the publisher read again")
 
     # ------------------------------------------------------------ JSON
     def test_connections_paged(self):
