@@ -294,6 +294,8 @@ int inifile_parse(struct inifile *f, const char *text, size_t len)
     if (len >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0)
         f->pos += 3; /* a UTF-8 byte order mark */
     rc = ini_parse_stream(reader_cb, f, handler_cb, f);
+    if (f->finish != NULL && inifile_going(f))
+        f->finish(f);
     if (rc > 0 && f->errs == NULL && (!f->failed || rc < f->err->line)) {
         error_set(f->err, rc, SYNTAX_ERROR);
         f->failed = true;

@@ -13,8 +13,8 @@
  * gets a blank line instead), strips leading blanks, cuts comments that
  * start with ';' or '#' after a blank, and refuses "key: value".  What inih
  * still decides: the split at the first '=', trimming, and the syntax error
- * for a line without one.  config.c applies the same rules to pigeond.conf
- * with a copy of this reader of its own (it predates this file).
+ * for a line without one.  pigeond.conf (config.c) and the users file
+ * (users.c) are both read through it.
  *
  * Errors are "FILE:LINE: reason" (struct config_error, config.h).  A parse
  * either stops at its first error (loading) or collects every error up to a
@@ -37,10 +37,18 @@ typedef void (*inifile_section_fn)(struct inifile *f, const char *name, size_t l
 /* A "name = value" line at f->line: NAME non-empty, VALUE trimmed (maybe empty), both borrowed. */
 typedef void (*inifile_key_fn)(struct inifile *f, const char *name, const char *value);
 
+/*
+ * The end of the text, before inih's own syntax error (a line without '=')
+ * is weighed against the errors recorded: checks that close the last
+ * section report here, so that the earliest error by line still wins.
+ */
+typedef void (*inifile_end_fn)(struct inifile *f);
+
 struct inifile {
     /* Set by the owner before inifile_parse. */
     inifile_section_fn section;
     inifile_key_fn key;
+    inifile_end_fn finish;     /* or NULL */
     void *arg;                 /* for the callbacks */
     struct config_error *err;  /* the first error (its file set by inifile_error_begin) */
     struct config_error *errs; /* collecting every error, or NULL */
