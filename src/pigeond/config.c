@@ -157,6 +157,10 @@ static void listener_release(void *obj)
     free(l->bind);
     free(l->host);
     free(l->path);
+    free(l->group);
+    free(l->tls_cert);
+    free(l->tls_key);
+    free(l->tls_ca);
 }
 
 /* Copies the address A, parsed from the bind value V, into L. */
@@ -226,6 +230,12 @@ static void http_release(void *obj)
 
     free(h->bind);
     free(h->host);
+    free(h->token);
+}
+
+static void auth_release(void *obj)
+{
+    free(((struct config_auth *)obj)->users_file);
 }
 
 /* ------------------------------------------------------ the key types ---- */
@@ -385,6 +395,46 @@ static void string_format(const struct key_def *k, const void *field, char *buf,
     snprintf(buf, len, "%s", s != NULL ? s : "");
 }
 
+/* A string kept as written (a path, a name, a secret): the field is an owned char *. */
+static int string_parse(const struct key_def *k, void *field, const char *value, char *why,
+                        size_t why_len)
+{
+    char **s = &MEMBER(char *, field, 0);
+
+    free(*s); /* set already by a duplicate section (collecting errors) */
+    *s = xstrdup(value);
+    return 0;
+}
+
+/* A secret kept as written, never shown: a reload logs "(changed)", not the value. */
+static void secret_format(const struct key_def *k, const void *field, char *buf, size_t len)
+{
+    const char *s = MEMBER(const char *, field, 0);
+
+    snprintf(buf, len, "%s", s == NULL ? "" : "(set)");
+}
+
+/* yes or no (also true/false, on/off); the field is a bool. */
+static int bool_parse(const struct key_def *k, void *field, const char *value, char *why,
+                      size_t why_len)
+{
+    static const char *const yes[] = {"yes", "true", "on"}, *const no[] = {"no", "false", "off"};
+
+    for (size_t i = 0; i < ARRAY_SIZE(yes); i++) {
+        if (strcmp(value, yes[i]) == 0 || strcmp(value, no[i]) == 0) {
+            MEMBER(bool, field, 0) = strcmp(value, yes[i]) == 0;
+            return 0;
+        }
+    }
+    snprintf(why, why_len, "expected yes or no");
+    return -1;
+}
+
+static void bool_format(const struct key_def *k, const void *field, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s", MEMBER(bool, field, 0) ? "yes" : "no");
+}
+
 /* A listener's bind (config_listener.bind), which sets its whole address. */
 static int listen_bind_parse(const struct key_def *k, void *field, const char *value, char *why,
                              size_t why_len)
@@ -446,6 +496,9 @@ static const struct key_type type_names = {names_parse, names_format, NULL, fals
 static const struct key_type type_listen_bind = {listen_bind_parse, string_format, NULL, false};
 static const struct key_type type_http_bind = {http_bind_parse, string_format, NULL, false};
 static const struct key_type type_mode = {mode_parse, mode_format, NULL, false};
+static const struct key_type type_string = {string_parse, string_format, NULL, false};
+static const struct key_type type_secret = {string_parse, secret_format, NULL, false};
+static const struct key_type type_bool = {bool_parse, bool_format, NULL, false};
 
 /* Enums and modes go through uint32_t, as their field's type (unsigned int) is. */
 _Static_assert(sizeof(enum config_io_backend) == 4 && sizeof(enum config_slow_policy) == 4 &&
@@ -486,9 +539,20 @@ static const struct key_def broker_keys[] = {
 KEYS_FIT(broker_keys);
 
 /* [listener NAME]: struct config_listener. */
+static const char *const listener_auth_names[] = {
+    [CONFIG_AUTH_REQUIRED] = "required",
+    [CONFIG_AUTH_NONE] = "none",
+};
+
 static const struct key_def listener_keys[] = {
     {KEY("bind", type_listen_bind, config_listener, bind), .required = true},
     {KEY("mode", type_mode, config_listener, mode), .def = "0660"},
+    {KEY("group", type_string, config_listener, group)},
+    {KEY("tls_cert", type_string, config_listener, tls_cert)},
+    {KEY("tls_key", type_string, config_listener, tls_key)},
+    {KEY("tls_ca", type_string, config_listener, tls_ca)},
+    {KEY("auth", type_names, config_listener, auth), NAMES(listener_auth_names),
+     .def = "required"},
 };
 KEYS_FIT(listener_keys);
 
@@ -501,13 +565,21 @@ static const struct key_def http_keys[] = {
      .def = "10s"},
     {KEY("max_clients_per_address", type_count32, config_http, max_clients_per_address),
      RANGE(1, 10000), .def = "4"},
+    {KEY("token", type_secret, config_http, token)},
 };
 KEYS_FIT(http_keys);
+
+/* [auth]: struct config_auth. */
+static const struct key_def auth_keys[] = {
+    {KEY("users_file", type_string, config_auth, users_file)},
+    {KEY("allow_anonymous", type_bool, config_auth, allow_anonymous), .def = "no"},
+};
+KEYS_FIT(auth_keys);
 
 /* ------------------------------------------------------ parse state ---- */
 
 /* The kinds of section: sections[]'s rows, in the order of messages and config_key_at. */
-enum section_id { SEC_BROKER, SEC_LISTENER, SEC_HTTP, SEC_COUNT };
+enum section_id { SEC_BROKER, SEC_LISTENER, SEC_HTTP, SEC_AUTH, SEC_COUNT };
 
 struct parse {
     struct inifile f;                  /* the reader: line, errors (inifile.h) */
@@ -572,6 +644,10 @@ static const struct section_def sections[SEC_COUNT] = {
                   KEYS(http_keys),
                   OPTIONAL(config_http, http),
                   .release = http_release},
+    [SEC_AUTH] = {.name = "auth",
+                  KEYS(auth_keys),
+                  OPTIONAL(config_auth, auth),
+                  .release = auth_release},
 };
 
 static const struct key_def *key_find(const struct section_def *sec, const char *name)
@@ -683,10 +759,27 @@ static void listener_finish(struct parse *p, void *obj)
 {
     const struct config_listener *l = obj;
     int mode_line = key_line_of(p, SEC_LISTENER, "mode");
+    int group_line = key_line_of(p, SEC_LISTENER, "group");
+    int cert_line = key_line_of(p, SEC_LISTENER, "tls_cert");
+    int key_line = key_line_of(p, SEC_LISTENER, "tls_key");
+    int ca_line = key_line_of(p, SEC_LISTENER, "tls_ca");
 
     if (l->bind != NULL && mode_line && l->kind != CONFIG_LISTEN_UNIX)
         parse_fail(p, mode_line, "mode applies to unix sockets only; listener '%s' binds %s",
                    l->name, l->bind);
+    if (l->bind != NULL && group_line && l->kind != CONFIG_LISTEN_UNIX)
+        parse_fail(p, group_line, "group applies to unix sockets only; listener '%s' binds %s",
+                   l->name, l->bind);
+    if (cert_line && !key_line)
+        parse_fail(p, cert_line, "tls_cert needs tls_key (its private key) in listener '%s'",
+                   l->name);
+    else if (key_line && !cert_line)
+        parse_fail(p, key_line, "tls_key needs tls_cert in listener '%s'", l->name);
+    else if (ca_line && !cert_line)
+        parse_fail(p, ca_line,
+                   "tls_ca asks for client certificates, which needs TLS: tls_cert and tls_key "
+                   "in listener '%s'",
+                   l->name);
 }
 
 static void listener_clash(struct parse *p, const void *obj_a, const void *obj_b)
@@ -914,6 +1007,53 @@ static void validate_named(struct parse *p, const struct section_def *sec)
     }
 }
 
+bool config_listener_authenticates(const struct config *conf, const struct config_listener *l)
+{
+    return conf->auth.enabled && conf->auth.users_file != NULL && l->auth == CONFIG_AUTH_REQUIRED;
+}
+
+/* True when HOST (an address or a name, as bound) reaches only this machine. */
+static bool host_is_loopback(const char *host)
+{
+    struct in_addr a4;
+    struct in6_addr a6;
+
+    if (strcasecmp(host, "localhost") == 0)
+        return true;
+    if (inet_pton(AF_INET, host, &a4) == 1)
+        return (ntohl(a4.s_addr) >> 24) == 127;
+    return inet_pton(AF_INET6, host, &a6) == 1 && IN6_IS_ADDR_LOOPBACK(&a6);
+}
+
+/*
+ * Secure defaults, as Mosquitto 2.0 has them: a listener anyone off this
+ * machine can reach must authenticate its clients, unless [auth]
+ * allow_anonymous = yes says otherwise; and the [http] endpoint, which
+ * names every client, stays on loopback unless it requires a token.
+ */
+static void validate_exposure(struct parse *p)
+{
+    const struct config *conf = p->conf;
+
+    for (size_t i = 0; i < conf->n_listeners; i++) {
+        const struct config_listener *l = &conf->listeners[i];
+        if (l->bind == NULL || l->kind != CONFIG_LISTEN_TCP || host_is_loopback(l->host) ||
+            config_listener_authenticates(conf, l) || conf->auth.allow_anonymous)
+            continue;
+        parse_fail(p, l->line,
+                   "listener '%s' binds %s, off loopback, without authentication: set [auth] "
+                   "users_file (and no auth = none), or [auth] allow_anonymous = yes to let "
+                   "anyone in",
+                   l->name, l->bind);
+    }
+    if (conf->http.enabled && conf->http.host != NULL && !host_is_loopback(conf->http.host) &&
+        conf->http.token == NULL)
+        parse_fail(p, conf->http.line,
+                   "[http] binds %s, off loopback, without a token: set [http] token, or bind it "
+                   "to 127.0.0.1",
+                   conf->http.bind);
+}
+
 /* Checks what spans sections; adds the default listener to a file without one. */
 static void config_validate(struct parse *p)
 {
@@ -923,6 +1063,8 @@ static void config_validate(struct parse *p)
     for (size_t i = 0; i < SEC_COUNT; i++)
         if (sections[i].named)
             validate_named(p, &sections[i]);
+    if (parse_going(p))
+        validate_exposure(p);
 }
 
 /* ------------------------------------------------------ the public API ---- */
@@ -1061,6 +1203,10 @@ static void listener_copy(struct config_listener *dst, const struct config_liste
     dst->bind = l->bind != NULL ? xstrdup(l->bind) : NULL;
     dst->host = l->host != NULL ? xstrdup(l->host) : NULL;
     dst->path = l->path != NULL ? xstrdup(l->path) : NULL;
+    dst->group = l->group != NULL ? xstrdup(l->group) : NULL;
+    dst->tls_cert = l->tls_cert != NULL ? xstrdup(l->tls_cert) : NULL;
+    dst->tls_key = l->tls_key != NULL ? xstrdup(l->tls_key) : NULL;
+    dst->tls_ca = l->tls_ca != NULL ? xstrdup(l->tls_ca) : NULL;
 }
 
 int config_set_listeners(struct config *conf, const char *const *binds, size_t n, char *why,
