@@ -163,6 +163,12 @@ static void listener_release(void *obj)
     free(l->tls_ca);
 }
 
+void config_listener_release(struct config_listener *l)
+{
+    free(l->name);
+    listener_release(l);
+}
+
 /* Copies the address A, parsed from the bind value V, into L. */
 static void bind_set(struct config_listener *l, const char *v, const struct addr *a)
 {
@@ -1196,7 +1202,7 @@ int config_check_file(const char *path, struct config_error *errs, size_t max, s
 #define ARG_LISTENER_PREFIX "cmdline"
 
 /* A deep copy of L into DST. */
-static void listener_copy(struct config_listener *dst, const struct config_listener *l)
+void config_listener_copy(struct config_listener *dst, const struct config_listener *l)
 {
     *dst = *l;
     dst->name = xstrdup(l->name);
@@ -1245,7 +1251,7 @@ void config_keep_arg_listeners(struct config *next, const struct config *from)
     listeners_free(next->listeners, next->n_listeners);
     next->listeners = xcalloc(from->n_listeners, sizeof(*next->listeners));
     for (size_t i = 0; i < from->n_listeners; i++)
-        listener_copy(&next->listeners[i], &from->listeners[i]);
+        config_listener_copy(&next->listeners[i], &from->listeners[i]);
     next->n_listeners = from->n_listeners;
     next->listeners_from_args = true;
 }

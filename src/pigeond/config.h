@@ -129,6 +129,12 @@ struct config {
     struct config_auth auth;
 };
 
+/* Makes DST a deep copy of L (DST's strings owned by it). */
+void config_listener_copy(struct config_listener *dst, const struct config_listener *l);
+
+/* Frees what a listener config owns (its name too), not L itself. */
+void config_listener_release(struct config_listener *l);
+
 /* True when listener L's clients must authenticate under CONF. */
 bool config_listener_authenticates(const struct config *conf, const struct config_listener *l);
 
