@@ -306,6 +306,40 @@ class Tls(SecurityTest):
         finally:
             s.close()
 
+    def test_handshake_flood_does_not_stall_established_clients(self):
+        a = self.login("alice", listener="tls")
+        host, port = self.broker.address("tls").rsplit(":", 1)
+        hello = harness.client_tls_context()
+        stalled, full = [], []
+        # 200 connections that never finish a handshake (silent, or half a ClientHello) and
+        # 100 that complete theirs, all at once, while an established client pings.
+        for i in range(200):
+            s = socket.create_connection((host, int(port)))
+            if i % 2:
+                s.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")  # a truncated ClientHello
+            stalled.append(s)
+        worst = 0.0
+        for i in range(100):
+            t0 = time.monotonic()
+            self.assertEqual(a.ping(), "pong")
+            worst = max(worst, time.monotonic() - t0)
+            s = socket.create_connection((host, int(port)))
+            full.append(hello.wrap_socket(s, server_hostname="localhost"))
+        print("worst ping during the handshake flood: %.1f ms" % (worst * 1000))
+        self.assertLess(worst, 2.0)
+        for s in full:
+            s.close()
+        # The half-finished ones are closed after the handshake timeout (10 s).
+        for s in stalled:
+            s.settimeout(harness.DEADLINE)
+            try:
+                self.assertEqual(s.recv(4096), b"")
+            except ConnectionResetError:
+                pass
+            s.close()
+        self.assertEqual(a.ping(), "pong")
+        self.broker.wait_log(r"disconnected: TLS handshake timeout", count=100)
+
     def test_plain_client_on_tls_listener(self):
         s = socket.create_connection(("127.0.0.1", self.broker.port("tls")))
         s.sendall(harness.request_frame(1, "ping", []))
