@@ -11,10 +11,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "access.h"
 #include "block.h"
 #include "budget.h"
 #include "conn.h"
 #include "proto.h"
+#include "mpread.h"
 #include "router.h"
 #include "server.h"
 #include "xalloc.h"
@@ -37,6 +39,7 @@ void session_init(struct session *s, struct conn *c, struct router *r, uint64_t 
     s->router = r;
     s->id = id;
     s->replays_tail = &s->replays;
+    acl_cache_init(&s->acl_cache);
 }
 
 /* Removes SUB from the index and frees it (its replay first). */
@@ -52,6 +55,7 @@ static void sub_free(struct session *s, struct sub *sub)
 
 void session_fini(struct session *s)
 {
+    access_end(s);
     for (uint32_t i = 0; i < s->n_subs; i++)
         sub_free(s, s->subs[i]);
     s->n_subs = 0;
@@ -115,10 +119,17 @@ int session_subscribe(struct session *s, const char *pattern, size_t plen, const
         return -PROTO_ERR_LIMIT;
     struct sub *sub = xcalloc(1, sizeof(*sub));
     sub->sess = s;
-    sub->sid = ++s->next_sid;
-    sub->prefix_len = (uint8_t)encode_msg_prefix(sub->prefix, sub->sid);
     sub->pattern = xstrndup(pattern, plen);
     sub->queue = queue != NULL ? xstrndup(queue, qlen) : NULL;
+    if (!access_check_sub(s, sub)) {
+        free(sub->pattern);
+        free(sub->queue);
+        free(sub);
+        *why = "not allowed to subscribe to that pattern";
+        return -PROTO_ERR_FORBIDDEN;
+    }
+    sub->sid = ++s->next_sid;
+    sub->prefix_len = (uint8_t)encode_msg_prefix(sub->prefix, sub->sid);
     router_subscribe(s->router, sub);
     subs_append(s, sub);
     *out = sub;
@@ -199,15 +210,22 @@ bool session_deliver(struct sub *sub, const struct router_msg *m)
     struct conn *c = sub->sess->conn;
     size_t n = sub->prefix_len + m->body_len + m->opts_len;
 
+    if (sub->filtered && !access_may_receive(sub, m->topic, m->topic_len))
+        return false; /* denied at delivery: not sent, not counted */
     if (!conn_room(c, n))
         return session_slow(sub->sess, 1);
-    return conn_send_msg(c, sub->prefix, sub->prefix_len, m->body, m->body_len, m->opts,
-                         m->opts_len, m->block);
+    if (!conn_send_msg(c, sub->prefix, sub->prefix_len, m->body, m->body_len, m->opts,
+                       m->opts_len, m->block))
+        return false;
+    if (m->reply_to != NULL)
+        access_delivered(sub->sess, m);
+    return true;
 }
 
-bool session_has_room(const struct sub *sub, size_t len)
+bool session_accepts(const struct sub *sub, const struct router_msg *m)
 {
-    return conn_room(sub->sess->conn, sub->prefix_len + len);
+    return conn_room(sub->sess->conn, sub->prefix_len + m->body_len + m->opts_len) &&
+           (!sub->filtered || access_may_receive((struct sub *)sub, m->topic, m->topic_len));
 }
 
 bool session_offer_retained(struct sub *sub, struct block *blk, size_t body_len, size_t opts_len)
@@ -220,6 +238,14 @@ bool session_offer_retained(struct sub *sub, struct block *blk, size_t body_len,
     /* One value larger than the whole window goes when the queue is empty. */
     if (conn_queued(c) > 0 && conn_queued(c) + n > window)
         return false;
+    if (sub->filtered) { /* the body starts with the topic, as published */
+        struct mpread r;
+        const char *topic;
+        uint32_t tlen;
+        mpread_init(&r, blk->data, body_len);
+        if (!mpread_str(&r, &topic, &tlen) || !access_may_receive(sub, topic, tlen))
+            return true; /* denied: passed over, as if sent */
+    }
     return conn_send_msg(c, sub->prefix, sub->prefix_len, blk->data, body_len,
                          blk->data + body_len, opts_len, blk);
 }
