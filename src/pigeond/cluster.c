@@ -4,8 +4,10 @@
  * the nodes that want them and in from the others, and the public API.
  *
  * Messages out.  router_publish offers each local publication; one look in
- * the remote-interest index (none while it is empty) says which nodes want
- * it and which takes each queue group's turn; the message is appended,
+ * the remote-interest index says which nodes want it and which takes each
+ * queue group's turn (no look while the index is empty, nor for a topic
+ * whose local match-cache entry remembers that it had no remote interest
+ * as of the index's generation: sublist_result.memo); the message is appended,
  * as a record, to each such node's batch, and the flush job sends every
  * batch once per loop iteration (sooner when it reaches BPWIRE_BATCH_MAX):
  * one PUBLISH per node and iteration, whatever the number of messages.
