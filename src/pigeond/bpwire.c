@@ -44,11 +44,14 @@ static size_t frame_bound(const struct mpread *r, uint32_t max, const char **why
 
 /* --------------------------------------------------------------- batches */
 
-void bpwire_batch_begin(msgpack_sbuffer *buf, const char *origin, size_t olen)
+void bpwire_batch_begin(msgpack_sbuffer *buf, size_t headroom, const char *origin, size_t olen)
 {
+    static const char zeros[256];
     msgpack_packer pk;
 
     msgpack_sbuffer_clear(buf);
+    for (size_t left = headroom; left > 0; left -= left < sizeof(zeros) ? left : sizeof(zeros))
+        msgpack_sbuffer_write(buf, zeros, left < sizeof(zeros) ? left : sizeof(zeros));
     msgpack_packer_init(&pk, buf, msgpack_sbuffer_write);
     msgpack_pack_array(&pk, 2);
     msgpack_pack_uint8(&pk, BPWIRE_VERSION);

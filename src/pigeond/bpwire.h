@@ -72,8 +72,13 @@ struct bpwire_record {
 
 /* --------------------------------------------------------------- batches */
 
-/* Starts a batch in BUF (emptied) from node ORIGIN. */
-void bpwire_batch_begin(msgpack_sbuffer *buf, const char *origin, size_t olen);
+/*
+ * Starts a batch in BUF (emptied) from node ORIGIN, after HEADROOM bytes
+ * left for the caller (the header of the command that carries the batch,
+ * written there once the batch's length is known): the batch's bytes
+ * start at buf->data + HEADROOM.
+ */
+void bpwire_batch_begin(msgpack_sbuffer *buf, size_t headroom, const char *origin, size_t olen);
 
 /*
  * Appends one record: FLAGS, BODY (topic and payload as published), OPTS

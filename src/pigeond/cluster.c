@@ -36,6 +36,7 @@
  */
 #include "cluster.h"
 
+#include <assert.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -61,8 +62,25 @@
 #include "sublist.h"
 #include "xalloc.h"
 
-#define CLUSTER_RESUME_MS    20          /* how soon paused reading looks at the budget again */
+#define CLUSTER_RESUME_MS 20 /* how soon paused reading looks at the budget again */
+/*
+ * Flow control toward Redis.  At most CLUSTER_WINDOW bytes are sent and not
+ * yet answered; further batches wait here (and grow).  hiredis keeps unsent
+ * commands in one buffer that it moves down after every partial write and
+ * frees once empty, so a window keeps that buffer small and each write
+ * whole, where megabytes queued there once cost a memmove per write and
+ * fresh pages for every batch.  When what waits passes CLUSTER_HOLD_AT,
+ * the publishers adding to it stop being read, until it falls below
+ * CLUSTER_RELEASE_AT: TCP pushes back on them, as it would on a client of
+ * a slow broker.  max_pending stays the hard cap (messages past it are
+ * dropped and counted).
+ */
+#define CLUSTER_WINDOW       (1024 * 1024)
+#define CLUSTER_HOLD_AT      (512 * 1024)
+#define CLUSTER_RELEASE_AT   (128 * 1024)
 #define CLUSTER_RECORD_SLACK (64 * 1024) /* a record beyond max_payload: opts, groups */
+/* Room before each batch for the header of the PUBLISH that carries it (batch_frame). */
+#define CLUSTER_HEADROOM 192
 
 static void cluster_flush_cb(evutil_socket_t fd, short what, void *arg);
 static void cluster_tick_cb(evutil_socket_t fd, short what, void *arg);
@@ -226,8 +244,8 @@ static void batch_reply_cb(void *arg, const redisReply *r, void *priv)
 
     if (r != NULL && r->type == REDIS_REPLY_INTEGER && r->integer == 0)
         c->st.unreceived += msgs;
-    if (c->holding > 0 && cluster_load(c) < c->max_pending / 4)
-        cluster_release_all(c);
+    if (!TAILQ_EMPTY(&c->batched) && redislink_pending(c->link) < CLUSTER_WINDOW)
+        cluster_schedule_flush(c); /* batches waited for the window */
 }
 
 void cluster_batch_drop(struct cluster *c, struct cluster_peer *n)
@@ -236,30 +254,53 @@ void cluster_batch_drop(struct cluster *c, struct cluster_peer *n)
         return;
     TAILQ_REMOVE(&c->batched, n, batch_link);
     n->in_batched = false;
-    c->batched_bytes -= n->batch.size;
+    c->batched_bytes -= n->batch.size - CLUSTER_HEADROOM;
     c->st.dropped += n->batch_msgs;
     n->batch_msgs = 0;
     msgpack_sbuffer_clear(&n->batch);
 }
 
 /* Hands N's batch to Redis: one PUBLISH to its channel. */
+/*
+ * Writes the RESP header of PUBLISH CHANNEL <batch> into the headroom of
+ * N's batch, and its closing CRLF after it: the command whole, in place.
+ * Returns where it starts in n->batch.data.
+ */
+static size_t batch_frame(struct cluster_peer *n)
+{
+    char head[CLUSTER_HEADROOM];
+    size_t blen = n->batch.size - CLUSTER_HEADROOM;
+    int hlen = snprintf(head, sizeof(head), "*3\r\n$7\r\nPUBLISH\r\n$%zu\r\n%s\r\n$%zu\r\n",
+                        strlen(n->channel), n->channel, blen);
+
+    assert(hlen > 0 && (size_t)hlen < sizeof(head)); /* a channel name is at most ~140 bytes */
+    memcpy(n->batch.data + CLUSTER_HEADROOM - (size_t)hlen, head, (size_t)hlen);
+    msgpack_sbuffer_write(&n->batch, "\r\n", 2);
+    return CLUSTER_HEADROOM - (size_t)hlen;
+}
+
 static void batch_send(struct cluster *c, struct cluster_peer *n)
 {
-    const char *argv[] = {"PUBLISH", n->channel, n->batch.data};
-    size_t lens[] = {7, strlen(n->channel), n->batch.size};
+    size_t blen = n->batch.size - CLUSTER_HEADROOM;
 
+    cluster_announce_flush(c); /* interest changes go first: see cluster_impl.h, Ordering */
     TAILQ_REMOVE(&c->batched, n, batch_link);
     n->in_batched = false;
-    c->batched_bytes -= n->batch.size;
-    if (redislink_command(c->link, batch_reply_cb, (void *)(uintptr_t)n->batch_msgs, 3, argv,
-                          lens) == 0) {
+    c->batched_bytes -= blen;
+    size_t at = batch_frame(n);
+    if (redislink_command_formatted(c->link, batch_reply_cb, (void *)(uintptr_t)n->batch_msgs,
+                                    n->batch.data + at, n->batch.size - at) == 0) {
         c->st.msgs_out += n->batch_msgs;
-        c->st.bytes_out += n->batch.size;
+        c->st.bytes_out += blen;
     } else {
         c->st.dropped += n->batch_msgs;
     }
     n->batch_msgs = 0;
     msgpack_sbuffer_clear(&n->batch);
+    /* Written now, as conn.c writes before the loop sleeps, rather than on the next
+     * writable event: that would cost every batch another trip through epoll, and
+     * hiredis's buffer would hold them all. */
+    redislink_flush_now(c->link);
 }
 
 /* Adds M to N's batch, with NG groups from c->groups. */
@@ -269,15 +310,16 @@ static void batch_add(struct cluster *c, struct cluster_peer *n, const struct ro
     size_t before = n->batch.size;
 
     if (!n->in_batched) {
-        bpwire_batch_begin(&n->batch, c->node, c->nlen);
+        bpwire_batch_begin(&n->batch, CLUSTER_HEADROOM, c->node, c->nlen);
         TAILQ_INSERT_TAIL(&c->batched, n, batch_link);
         n->in_batched = true;
-        before = 0;
+        before = CLUSTER_HEADROOM;
     }
     bpwire_record_write(&n->batch, 0, m->body, m->body_len, m->opts, m->opts_len, c->groups, ng);
     n->batch_msgs++;
     c->batched_bytes += n->batch.size - before;
-    if (n->batch.size >= BPWIRE_BATCH_MAX)
+    if (n->batch.size >= CLUSTER_HEADROOM + BPWIRE_BATCH_MAX &&
+        redislink_pending(c->link) < CLUSTER_WINDOW)
         batch_send(c, n);
     else
         cluster_schedule_flush(c);
@@ -312,7 +354,7 @@ long cluster_forward(struct cluster *c, const struct router_msg *m,
         cluster_hold(c, m->from);
         return 0;
     }
-    if (load > c->max_pending / 2)
+    if (c->batched_bytes > CLUSTER_HOLD_AT)
         cluster_hold(c, m->from);
     long subs = 0;
     for (uint32_t t = 0; t < rt->n_targets; t++) {
@@ -332,11 +374,11 @@ static void cluster_flush_cb(evutil_socket_t fd, short what, void *arg)
     if (!c->up)
         return;
     cluster_announce_flush(c); /* before the batches: see cluster_impl.h, Ordering */
-    while ((n = TAILQ_FIRST(&c->batched)) != NULL)
+    while ((n = TAILQ_FIRST(&c->batched)) != NULL && redislink_pending(c->link) < CLUSTER_WINDOW)
         batch_send(c, n);
-    /* Written now, as conn.c writes before the loop sleeps, rather than on the next
-     * writable event: that would cost every batch another trip through epoll. */
-    redislink_flush_now(c->link);
+    if (c->holding > 0 && c->batched_bytes < CLUSTER_RELEASE_AT)
+        cluster_release_all(c);
+    redislink_flush_now(c->link); /* the deltas, when no batch went */
 }
 
 /* ------------------------------------------------------------- messages in ---- */

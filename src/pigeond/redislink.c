@@ -363,15 +363,20 @@ static void rl_cmd_cb(redisAsyncContext *ac, void *reply, void *privdata)
     free(c);
 }
 
-int redislink_command(struct redislink *l, redislink_reply_fn fn, void *priv, int argc,
-                      const char **argv, const size_t *argvlen)
+/* The callback state of a command about to be appended; NULL when the link is not up. */
+static struct rl_cmd *rl_cmd_new(struct redislink *l, redislink_reply_fn fn, void *priv)
 {
     if (l->state != RL_UP || l->cmd == NULL)
-        return -1;
+        return NULL;
     struct rl_cmd *c = xmalloc(sizeof(*c));
-    size_t before = sdslen(l->cmd->c.obuf);
     *c = (struct rl_cmd){.l = l, .fn = fn, .priv = priv};
-    if (redisAsyncCommandArgv(l->cmd, rl_cmd_cb, c, argc, argv, argvlen) != REDIS_OK) {
+    return c;
+}
+
+/* Counts C, appended: its bytes are what hiredis's buffer grew by since BEFORE. */
+static int rl_cmd_sent(struct redislink *l, struct rl_cmd *c, int rc, size_t before)
+{
+    if (rc != REDIS_OK) {
         free(c);
         return -1;
     }
@@ -380,6 +385,29 @@ int redislink_command(struct redislink *l, redislink_reply_fn fn, void *priv, in
         l->progress_ms = clock_now_ms();
     l->pending += c->bytes;
     return 0;
+}
+
+int redislink_command(struct redislink *l, redislink_reply_fn fn, void *priv, int argc,
+                      const char **argv, const size_t *argvlen)
+{
+    struct rl_cmd *c = rl_cmd_new(l, fn, priv);
+
+    if (c == NULL)
+        return -1;
+    size_t before = sdslen(l->cmd->c.obuf);
+    return rl_cmd_sent(l, c, redisAsyncCommandArgv(l->cmd, rl_cmd_cb, c, argc, argv, argvlen),
+                       before);
+}
+
+int redislink_command_formatted(struct redislink *l, redislink_reply_fn fn, void *priv,
+                                const char *cmd, size_t len)
+{
+    struct rl_cmd *c = rl_cmd_new(l, fn, priv);
+
+    if (c == NULL)
+        return -1;
+    size_t before = sdslen(l->cmd->c.obuf);
+    return rl_cmd_sent(l, c, redisAsyncFormattedCommand(l->cmd, rl_cmd_cb, c, cmd, len), before);
 }
 
 void redislink_flush_now(struct redislink *l)

@@ -105,6 +105,14 @@ int redislink_command(struct redislink *l, redislink_reply_fn fn, void *priv, in
                       const char **argv, const size_t *argvlen);
 
 /*
+ * As redislink_command, with the command already in RESP, CMD (LEN bytes,
+ * copied): a caller that builds a large argument in place saves hiredis a
+ * copy of it and its allocations.
+ */
+int redislink_command_formatted(struct redislink *l, redislink_reply_fn fn, void *priv,
+                                const char *cmd, size_t len);
+
+/*
  * Sends every command given since the last call now, rather than when
  * the loop next polls.  For a last word before the process exits (bye).
  */
