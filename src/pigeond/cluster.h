@@ -31,10 +31,10 @@
  * Failure.  If Redis goes away, local delivery goes on; messages for
  * other nodes are dropped and counted (at most once, like NATS core); the
  * link reconnects with backoff, and once it is back the node re-announces
- * itself and re-reads every other node's interest.  What a slow Redis can
- * make the node hold is capped by max_pending: past half of it the
- * publishers whose messages go remote stop being read; past all of it
- * messages are dropped.
+ * itself and re-reads every other node's interest.  Toward Redis the node
+ * paces itself: a window of bytes in flight, then batches wait, and past
+ * a threshold of waiting bytes the publishers whose messages go remote stop
+ * being read; max_pending caps it all (messages past it are dropped).
  *
  * Ownership: the server owns the cluster; the cluster borrows the server
  * (its loop, router, log and config).  Everything runs on the main loop.
@@ -65,7 +65,7 @@ struct cluster_stats {
     uint64_t unreceived;       /* messages sent to a node's channel with no listener */
     uint64_t reconnects;       /* times the link came back */
     uint64_t pending_bytes;    /* batched or sent, not yet acknowledged by Redis */
-    uint64_t held;             /* times a publisher stopped being read for max_pending */
+    uint64_t held;             /* times a publisher stopped being read: Redis was behind */
     uint64_t malformed;        /* backplane messages that could not be read */
     uint64_t retained_refused; /* retained values from other nodes over max_retained */
 };

@@ -46,11 +46,10 @@ struct interest_node {
 };
 
 struct interest {
+    struct interest_counts counts; /* first: interest.h reads it through the pointer */
     struct sublist *trie;
-    size_t n_entries;
     size_t n_nodes;
-    uint64_t changes; /* bumped by every change of an entry (interest_generation) */
-    uint64_t gen;     /* bumped by every route */
+    uint64_t gen; /* bumped by every route */
     struct interest_target *targets;
     size_t cap_targets;
     struct interest_pick *picks;
@@ -67,9 +66,9 @@ static size_t entry_key_len(const struct in_entry *e)
 
 static void entry_free(struct interest *in, struct in_entry *e)
 {
-    in->changes++;
+    in->counts.generation++;
     sublist_remove(in->trie, e->se);
-    in->n_entries--;
+    in->counts.entries--;
     free(e);
 }
 
@@ -87,7 +86,7 @@ static struct in_entry *entry_new(struct interest *in, struct interest_node *nod
     if (qlen)
         memcpy(e->key + plen + 1, queue, qlen);
     e->se = sublist_insert(in->trie, pattern, plen, qlen ? queue : NULL, qlen, e);
-    in->n_entries++;
+    in->counts.entries++;
     return e;
 }
 
@@ -111,7 +110,7 @@ int interest_set(struct interest *in, struct interest_node *node, const char *pa
         klen += 1 + qlen;
     }
     e = hmap_get(&node->entries, key, klen);
-    in->changes++;
+    in->counts.generation++;
     if (e != NULL && count > 0) {
         e->count = count;
     } else if (e != NULL) {
@@ -274,6 +273,7 @@ struct interest *interest_new(void)
 {
     struct interest *in = xcalloc(1, sizeof(*in));
 
+    in->counts.generation = 1;
     in->trie = sublist_new(INTEREST_MATCH_CACHE);
     return in;
 }
@@ -290,16 +290,6 @@ void interest_free(struct interest *in)
 }
 
 /* ------------------------------------------------------- introspection ---- */
-
-uint64_t interest_generation(const struct interest *in)
-{
-    return in->changes + 1;
-}
-
-size_t interest_entry_count(const struct interest *in)
-{
-    return in->n_entries;
-}
 
 size_t interest_node_entries(const struct interest_node *node)
 {

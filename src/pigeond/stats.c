@@ -157,7 +157,7 @@ static const struct stats_field cluster_fields[] = {
      "Bytes batched or sent to Redis and not yet acknowledged (bounded by max_pending).",
      CSNAP(pending_bytes), false},
     {"held", "pigeon_cluster_publishers_held_total", "counter",
-     "Times a publisher stopped being read because Redis was behind (half of max_pending).",
+     "Times a publisher stopped being read because Redis was behind (512 KiB waiting).",
      CSNAP(held), false},
     {"malformed", "pigeon_cluster_malformed_total", "counter",
      "Backplane messages that could not be read and were dropped.", CSNAP(malformed), false},
