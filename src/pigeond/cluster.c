@@ -114,14 +114,13 @@ bool cluster_name_ok(const char *s, size_t len)
 char *cluster_fmt(const char *fmt, ...)
 {
     va_list ap;
+    char *s;
 
     va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
+    int n = vasprintf(&s, fmt, ap);
     va_end(ap);
-    char *s = xmalloc((size_t)n + 1);
-    va_start(ap, fmt);
-    vsnprintf(s, (size_t)n + 1, fmt, ap);
-    va_end(ap);
+    if (n < 0)
+        abort(); /* out of memory: the xalloc policy */
     return s;
 }
 
