@@ -79,6 +79,10 @@ START_TEST(test_batch_roundtrip)
     ck_assert(!rec.payload_nil);
     ck_assert_uint_eq(rec.opts_len, opts.size);
     ck_assert_int_eq(memcmp(rec.opts, opts.data, opts.size), 0);
+    const char *rt;
+    uint32_t rtlen;
+    ck_assert(bpwire_record_reply_to(&rec, &rt, &rtlen));
+    ck_assert(rtlen == 7 && memcmp(rt, "_INBOX.", 7) == 0);
     ck_assert_uint_eq(rec.n_groups, 2);
     mpread_init(&g, rec.groups, rec.groups_len);
     ck_assert(bpwire_groups_next(&g, &p, &plen, &q, &qlen));
@@ -90,6 +94,7 @@ START_TEST(test_batch_roundtrip)
     ck_assert_int_eq(bpwire_record_read(&r, 4096, &rec, &why), 1);
     ck_assert(rec.payload_nil);
     ck_assert_ptr_null(rec.opts);
+    ck_assert(!bpwire_record_reply_to(&rec, &rt, &rtlen));
     ck_assert_uint_eq(rec.n_groups, 0);
     ck_assert_int_eq(bpwire_record_read(&r, 4096, &rec, &why), 0); /* the end */
 

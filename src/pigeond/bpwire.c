@@ -190,6 +190,29 @@ bool bpwire_groups_next(struct mpread *cur, const char **pattern, uint32_t *plen
     return mpread_left(cur) > 0 && mpread_str(cur, pattern, plen) && mpread_str(cur, queue, qlen);
 }
 
+bool bpwire_record_reply_to(const struct bpwire_record *rec, const char **s, uint32_t *len)
+{
+    struct mpread r;
+    uint32_t pairs;
+
+    if (rec->opts == NULL)
+        return false;
+    mpread_init(&r, rec->opts, rec->opts_len);
+    if (!mpread_map(&r, &pairs))
+        return false;
+    for (uint32_t i = 0; i < pairs; i++) {
+        const char *k;
+        uint32_t klen;
+        if (!mpread_str(&r, &k, &klen))
+            return false;
+        if (klen == 8 && memcmp(k, "reply_to", 8) == 0)
+            return mpread_str(&r, s, len);
+        if (!mpread_skip(&r))
+            return false;
+    }
+    return false;
+}
+
 /* ------------------------------------------------------ retained values */
 
 int bpwire_retained_value_read(const void *data, size_t len, uint32_t max_record,

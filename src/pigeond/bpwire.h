@@ -112,6 +112,13 @@ int bpwire_record_read(struct mpread *r, uint32_t max_record, struct bpwire_reco
 bool bpwire_groups_next(struct mpread *cur, const char **pattern, uint32_t *plen,
                         const char **queue, uint32_t *qlen);
 
+/*
+ * The reply_to of REC's opts: *S (borrowed, not NUL-terminated) and *LEN.
+ * False when it has none.  The receiving node needs it for what a reply
+ * may do (access.h: allow_responses), not to deliver it.
+ */
+bool bpwire_record_reply_to(const struct bpwire_record *rec, const char **s, uint32_t *len);
+
 /* ------------------------------------------------------ retained values */
 
 /*

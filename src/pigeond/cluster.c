@@ -460,6 +460,9 @@ static void message_cb(void *arg, const char *data, size_t len, void *priv)
             .group_ok = rec.n_groups ? record_group_ok : NULL,
             .group_arg = &rec,
         };
+        uint32_t rlen;
+        if (bpwire_record_reply_to(&rec, &m.reply_to, &rlen))
+            m.reply_to_len = rlen; /* for allow_responses, on the responder's node */
         c->st.msgs_in++;
         c->st.bytes_in += rec.body_len;
         router_publish(c->srv->router, c->srv->conf, &m);

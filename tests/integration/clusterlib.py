@@ -217,8 +217,9 @@ class ClusterTest(BrokerTest):
                 "[http]\nbind = 127.0.0.1:0\n" % (redis.address, name, self.HEARTBEAT,
                                                   self.NODE_TIMEOUT, cluster))
 
-    def start_node(self, redis, name, cluster="", broker=None, wait_up=True, **kw):
-        b = self.start_broker(broker, extra=self.node_text(redis, name, cluster), **kw)
+    def start_node(self, redis, name, cluster="", broker=None, wait_up=True, sections="", **kw):
+        """Node NAME on REDIS; CLUSTER adds [cluster] lines, SECTIONS whole sections."""
+        b = self.start_broker(broker, extra=self.node_text(redis, name, cluster) + sections, **kw)
         b.node = name
         if wait_up:
             b.wait_log("backplane (up|back)")

@@ -24,7 +24,7 @@ import threading
 import time
 
 from clusterlib import ClusterTest, http_get, metrics
-from harness import DEADLINE, PIGEOND, SANITIZED, main, wait_for
+from harness import DEADLINE, FORBIDDEN, PIGEOND, SANITIZED, main, wait_for
 
 SYS = "$SYS.broker.stats"
 
@@ -240,6 +240,38 @@ class RequestReplyTest(ClusterTest):
             requester.wait_messages(i + 1)
             self.assertEqual(requester.messages[i][1:3], [inbox, ["re", i]])
             requester.unsub(sid)
+
+
+class AuthAcrossNodesTest(ClusterTest):
+    SVC, BOB = "svc-token-3f9a", "bob-token-81c2"
+
+    def test_allow_responses_across_nodes(self):
+        import hashlib
+        import os
+        users = os.path.join(self.start_redis().dir.name, "users.conf")
+        redis = self.redises[0]
+        with open(users, "w") as f:
+            f.write("[user svc]\ntoken = sha256:%s\nsubscribe = svc.requests\n"
+                    "allow_responses = yes\n"
+                    "[user bob]\ntoken = sha256:%s\npublish = >\nsubscribe = >\n"
+                    % (hashlib.sha256(self.SVC.encode()).hexdigest(),
+                       hashlib.sha256(self.BOB.encode()).hexdigest()))
+        auth = "[auth]\nusers_file = %s\n" % users
+        a = self.start_node(redis, "a1", sections=auth)
+        b = self.start_node(redis, "b1", sections=auth)
+        svc = self.client(a, creds={"token": self.SVC})
+        bob = self.client(b, creds={"token": self.BOB})
+        svc.sub("svc.requests")
+        inbox = bob.sub("_INBOX.bob.1")
+        self.wait_interest(b, 1)
+        self.wait_interest(a, 1)
+        # svc may not publish anywhere, but may answer a request it received, from any node.
+        self.assertEqual(svc.request_error("pub", "_INBOX.bob.1", "unasked")[0], FORBIDDEN)
+        bob.pub("svc.requests", "q", reply_to="_INBOX.bob.1")
+        svc.wait_messages(1)
+        self.assertEqual(svc.pub("_INBOX.bob.1", "answer"), 1)  # the remote inbox counts
+        bob.wait_messages(1)
+        self.assertEqual(bob.messages, [[inbox, "_INBOX.bob.1", "answer"]])
 
 
 class FailureTest(ClusterTest):
