@@ -10,12 +10,13 @@
  * as of the index's generation: sublist_result.memo); the message is appended,
  * as a record, to each such node's batch, and the flush job sends every
  * batch once per loop iteration (sooner when it reaches BPWIRE_BATCH_MAX):
- * one PUBLISH per node and iteration, whatever the number of messages.
- * What is batched or sent and not yet acknowledged is bounded by
- * max_pending: past half of it the publishers whose messages go out stop
- * being read (CONN_HOLD_BACKPLANE) until Redis catches up to a quarter;
- * past all of it messages for other nodes are dropped and counted, as they
- * are while the link is down.
+ * one PUBLISH per node and iteration, whatever the number of messages,
+ * within a window of bytes in flight (CLUSTER_WINDOW, below); past it
+ * batches wait, and past CLUSTER_HOLD_AT waiting the publishers whose
+ * messages go out stop being read (CONN_HOLD_BACKPLANE).  What is batched
+ * or sent and not yet acknowledged is capped by max_pending: past it
+ * messages for other nodes are dropped and counted, as they are while the
+ * link is down.
  *
  * Messages in.  A batch on this node's channel is read record by record
  * (each bounded by the frame scanner) and each record routed here with
