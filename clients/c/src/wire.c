@@ -50,11 +50,6 @@ static inline uint8_t *put_str(uint8_t *p, const char *s, size_t n)
     return p + n;
 }
 
-static inline uint8_t *put_array(uint8_t *p, size_t n)
-{
-    return put_len(p, n, 0x90, 15, 0, 0xdc);
-}
-
 static inline uint8_t *put_map(uint8_t *p, size_t n)
 {
     return put_len(p, n, 0x80, 15, 0, 0xde);
