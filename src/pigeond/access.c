@@ -96,9 +96,10 @@ static bool access_cert_login(struct session *s)
     return true;
 }
 
-bool access_gate(struct session *s, bool is_hello, bool is_request, uint32_t msgid)
+/* access_gate's slow path: S is locked. */
+bool access_gate_locked(struct session *s, bool is_hello, bool is_request, uint32_t msgid)
 {
-    if (!s->locked || is_hello || access_cert_login(s))
+    if (is_hello || access_cert_login(s))
         return true;
     s->conn->loop->stats.auth_refused++;
     access_refuse(s, is_request, msgid, PROTO_ERR_AUTH_REQUIRED,
@@ -175,11 +176,10 @@ const char *access_user_name(const struct session *s)
 
 /* ------------------------------------------------------------- checks */
 
-bool access_may_publish(struct session *s, const char *topic, size_t len)
+/* access_may_publish's slow path: S has permissions to ask. */
+bool access_may_publish_checked(struct session *s, const char *topic, size_t len)
 {
-    if (topic_is_system(topic, len))
-        return false; /* the broker's own, for every client */
-    if (s->acl == NULL || acl_cache_may_publish(&s->acl_cache, s->acl, topic, len))
+    if (acl_cache_may_publish(&s->acl_cache, s->acl, topic, len))
         return true;
     return user_allow_responses(s->user) &&
            responses_take(&s->responses, topic, len, (uint64_t)clock_now_ms());

@@ -35,10 +35,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "session.h"
+
 struct auth;
 struct auth_creds;
 struct router_msg;
-struct session;
 struct sub;
 
 /*
@@ -46,7 +47,11 @@ struct sub;
  * the session is locked and the method is not `hello` (code 6 sent, the
  * connection closing).  IS_HELLO: the frame is a hello.
  */
-bool access_gate(struct session *s, bool is_hello, bool is_request, uint32_t msgid);
+bool access_gate_locked(struct session *s, bool is_hello, bool is_request, uint32_t msgid);
+static inline bool access_gate(struct session *s, bool is_hello, bool is_request, uint32_t msgid)
+{
+    return !s->locked || access_gate_locked(s, is_hello, is_request, msgid);
+}
 
 /*
  * A hello carrying CREDS (borrowed for the call), msgid MSGID: where a
@@ -67,8 +72,16 @@ void access_answer_hello(struct session *s, uint32_t msgid);
 /* Cancels a check under way (the connection is closing).  Safe when none is. */
 void access_end(struct session *s);
 
-/* True when S may publish to TOPIC (checked); false: code 8. */
-bool access_may_publish(struct session *s, const char *topic, size_t len);
+/*
+ * True when S may publish to TOPIC (checked); false: code 8.  The caller
+ * has refused '$' topics already (they are no client's).  Inline: with no
+ * login required it is one test on the publish path.
+ */
+bool access_may_publish_checked(struct session *s, const char *topic, size_t len);
+static inline bool access_may_publish(struct session *s, const char *topic, size_t len)
+{
+    return s->acl == NULL || access_may_publish_checked(s, topic, len);
+}
 
 /* True when S may ask for replies on REPLY_TO (checked): one of its subscribe patterns covers it. */
 bool access_may_reply_to(struct session *s, const char *topic, size_t len);
