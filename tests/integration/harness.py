@@ -15,12 +15,14 @@ timing.  BrokerTest checks every broker a test started when the test ends:
 it must exit 0 on SIGTERM with no sanitizer report in its log.
 """
 
+import atexit
 import errno
 import hashlib
 import os
 import re
 import resource
 import select
+import shutil
 import signal
 import socket
 import struct
@@ -55,6 +57,7 @@ def pki():
     if _pki_dir is None:
         import certs
         _pki_dir = tempfile.mkdtemp(prefix="pigeon-pki-")
+        atexit.register(shutil.rmtree, _pki_dir, True)
         certs.make_pki(_pki_dir)
     return _pki_dir
 
