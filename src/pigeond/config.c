@@ -1052,10 +1052,32 @@ struct config *config_ref(struct config *conf)
     return conf;
 }
 
+void config_stream_release(struct config_stream *cs)
+{
+    for (size_t i = 0; i < cs->n_patterns; i++)
+        free(cs->patterns[i]);
+    free(cs->patterns);
+    free(cs->name);
+    memset(cs, 0, sizeof(*cs));
+}
+
+void config_stream_copy(struct config_stream *dst, const struct config_stream *src)
+{
+    *dst = *src;
+    dst->name = xstrdup(src->name);
+    dst->patterns = xcalloc(src->n_patterns ? src->n_patterns : 1, sizeof(*dst->patterns));
+    for (size_t i = 0; i < src->n_patterns; i++)
+        dst->patterns[i] = xstrdup(src->patterns[i]);
+}
+
 void config_unref(struct config *conf)
 {
     if (conf == NULL || --conf->refs > 0)
         return;
+    for (size_t i = 0; i < conf->n_streams; i++)
+        config_stream_release(&conf->streams[i]);
+    free(conf->streams);
+    free(conf->store.dir);
     for (size_t i = 0; i < conf->n_listeners; i++)
         listener_release(&conf->listeners[i]);
     free(conf->listeners);

@@ -83,6 +83,33 @@ void encode_result_true(msgpack_sbuffer *out, uint32_t msgid)
     msgpack_pack_true(&pk);
 }
 
+void encode_result_false(msgpack_sbuffer *out, uint32_t msgid)
+{
+    msgpack_packer pk;
+    begin_response(&pk, out, msgid);
+    msgpack_pack_nil(&pk);
+    msgpack_pack_false(&pk);
+}
+
+void encode_result_stored(msgpack_sbuffer *out, uint32_t msgid, uint64_t delivered,
+                          const char *stream, uint64_t seq, bool duplicate)
+{
+    msgpack_packer pk;
+    begin_response(&pk, out, msgid);
+    msgpack_pack_nil(&pk);
+    msgpack_pack_map(&pk, duplicate ? 4 : 3);
+    pack_cstr(&pk, "delivered");
+    msgpack_pack_uint64(&pk, delivered);
+    pack_cstr(&pk, "stream");
+    pack_cstr(&pk, stream);
+    pack_cstr(&pk, "seq");
+    msgpack_pack_uint64(&pk, seq);
+    if (duplicate) {
+        pack_cstr(&pk, "duplicate");
+        msgpack_pack_true(&pk);
+    }
+}
+
 void encode_result_str(msgpack_sbuffer *out, uint32_t msgid, const char *s)
 {
     msgpack_packer pk;

@@ -49,6 +49,13 @@ void encode_result_true(msgpack_sbuffer *out, uint32_t msgid);
 /* [1, msgid, nil, s] (S is a NUL-terminated string) */
 void encode_result_str(msgpack_sbuffer *out, uint32_t msgid, const char *s);
 
+/* [1, msgid, nil, false] */
+void encode_result_false(msgpack_sbuffer *out, uint32_t msgid);
+
+/* [1, msgid, nil, {delivered, stream, seq}], with duplicate: true when DUPLICATE (1.1). */
+void encode_result_stored(msgpack_sbuffer *out, uint32_t msgid, uint64_t delivered,
+                          const char *stream, uint64_t seq, bool duplicate);
+
 /* The hello result map. */
 struct encode_hello {
     const char *server;

@@ -1427,8 +1427,13 @@ int seglog_bytes_from(struct seglog *lg, uint64_t seq, uint64_t *bytes)
         *bytes = bytes_after(lg, (size_t)i);
         return 0;
     }
+    if (seq == s->durable_last + 1) {
+        uint64_t off = s->durable_end > SEGLOG_HEADER ? s->durable_end : SEGLOG_HEADER;
+        *bytes = (s->end - off) + bytes_after(lg, (size_t)i);
+        return 0;
+    }
     if (seq > s->durable_last)
-        return -EAGAIN; /* only the gathered part: the caller counts it itself */
+        return -EAGAIN; /* inside what is only gathered */
     int rc = seek(lg, &pos, NULL);
     if (rc < 0)
         return rc;
