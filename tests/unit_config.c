@@ -2,7 +2,9 @@
  * unit_config.c - the config module: defaults, units, good files, every kind
  * of bad file (with its exact line and reason), files on disk (FIFOs and
  * devices refused), the sample conf/pigeond.conf, the command line's
- * listeners, and the differences a reload logs (config_diff).
+ * listeners, the differences a reload logs (config_diff), and the key
+ * tables themselves: every key of every type round-trips through parse,
+ * format and parse again.
  *
  * Environment (set by meson; each test that needs one passes, with a note,
  * when it is unset):
@@ -244,7 +246,10 @@ START_TEST(test_durations)
     ck_assert_int_eq(config_parse_duration_ms("s", UINT64_MAX, &v), -1);
     ck_assert_int_eq(config_parse_duration_ms("-5s", UINT64_MAX, &v), -1);
     ck_assert_int_eq(config_parse_duration_ms("5 s", UINT64_MAX, &v), -1);
-    ck_assert_int_eq(config_parse_duration_ms("1d", UINT64_MAX, &v), -1);
+    ck_assert_int_eq(config_parse_duration_ms("1d", UINT64_MAX, &v), 0);
+    ck_assert_uint_eq(v, 24 * 3600 * 1000);
+    v = 42; /* failures below leave it alone */
+    ck_assert_int_eq(config_parse_duration_ms("1w", UINT64_MAX, &v), -1);
     ck_assert_int_eq(config_parse_duration_ms("1.5s", UINT64_MAX, &v), -1);
     ck_assert_int_eq(config_parse_duration_ms("5sec", UINT64_MAX, &v), -1);
     ck_assert_int_eq(config_parse_duration_ms("18446744073709551615", UINT64_MAX, &v), -1);
@@ -716,8 +721,8 @@ START_TEST(test_bad_values)
     LOAD_BAD("[broker]\nmax_outbound = 1025g\n", 2, "must be from 1kb to 1024gb");
     LOAD_BAD("[broker]\nmax_retained = 64q\n", 2, "expected a size");
     LOAD_BAD("[broker]\nmax_retained = 2048g\n", 2, "must be from 0 to 1024gb");
-    LOAD_BAD("[broker]\nidle_timeout = 1d\n", 2, "bad idle_timeout '1d': expected a duration");
-    LOAD_BAD("[broker]\nidle_timeout = 25h\n", 2, "must be from 0 to 24h");
+    LOAD_BAD("[broker]\nidle_timeout = 1w\n", 2, "bad idle_timeout '1w': expected a duration");
+    LOAD_BAD("[broker]\nidle_timeout = 25h\n", 2, "must be from 0 to 1d");
     LOAD_BAD("[broker]\nidle_timeout = -5s\n", 2, "expected a duration");
     LOAD_BAD("[broker]\ndrain_timeout = 3601s\n", 2,
              "bad drain_timeout '3601s': must be from 0 to 1h");
@@ -734,8 +739,8 @@ START_TEST(test_overflow)
     LOAD_BAD("[broker]\nmax_outbound = 17179869184g\n", 2, "must be from 1kb to 1024gb");
     LOAD_BAD("[broker]\nmax_payload = 4294967296\n", 2, "must be from 1kb to 1gb");
     LOAD_BAD("[broker]\nmax_connections = 4294967297\n", 2, "must be from 1 to 1000000");
-    LOAD_BAD("[broker]\nidle_timeout = 99999999999999999999h\n", 2, "must be from 0 to 24h");
-    LOAD_BAD("[broker]\nidle_timeout = 5124095576030432h\n", 2, "must be from 0 to 24h");
+    LOAD_BAD("[broker]\nidle_timeout = 99999999999999999999h\n", 2, "must be from 0 to 1d");
+    LOAD_BAD("[broker]\nidle_timeout = 5124095576030432h\n", 2, "must be from 0 to 1d");
 }
 END_TEST
 
@@ -1328,6 +1333,127 @@ START_TEST(test_value_format_every_key)
 }
 END_TEST
 
+/* ------------------------------------------------- the key tables ---- */
+
+/* "[SECTION]\n" for a key of kind SECTION, with what that section needs besides KEY. */
+static void section_text(char *buf, size_t len, const char *section, const char *key,
+                         const char *value)
+{
+    if (strcmp(section, "listener") == 0)
+        snprintf(buf, len, "[listener t]\n%s%s = %s\n",
+                 strcmp(key, "bind") ? "bind = unix:/tmp/pigeon-rt.sock\n" : "", key, value);
+    else if (strcmp(section, "http") == 0)
+        snprintf(buf, len, "[http]\n%s%s = %s\n",
+                 strcmp(key, "bind") ? "bind = 127.0.0.1:0\n" : "", key, value);
+    else
+        snprintf(buf, len, "[%s]\n%s = %s\n", section, key, value);
+}
+
+/* The value of KEY in CONF, which has one section of kind SECTION (listener: "t"). */
+static void value_of(const struct config *conf, const char *section, const char *key, char *buf,
+                     size_t len)
+{
+    const char *title = strcmp(section, "listener") == 0 ? "listener t" : section;
+
+    ck_assert_msg(config_value_format(conf, title, key, buf, len) == 0, "[%s] %s: no value",
+                  section, key);
+}
+
+/*
+ * Every key of every type: each value of a mixed bag that parses is written
+ * back in a form that parses to the same config, and writes back the same
+ * again (parse -> format -> parse).  Each key takes at least two of them.
+ */
+START_TEST(test_every_key_round_trips)
+{
+    static const char *const values[] = {
+        "0",      "1",       "7",       "16",      "100",        "1500",  "4096",
+        "10000",  "1k",      "64kb",    "1m",      "2MB",        "16m",   "1g",
+        "250ms",  "100ms",   "90s",     "5m",      "1h",         "2h",    "auto",
+        "drop",   "disconnect",         "debug",   "warning",    "poll",  "select",
+        "0600",   "777",     "127.0.0.1:7480",     "[::1]:0",    "localhost:0",
+        "unix:/tmp/pigeon-rt.sock",
+    };
+    const char *section, *key;
+    char text[256], first[256], again[256], seen[256];
+
+    for (size_t i = 0; config_key_at(i, &section, &key); i++) {
+        int distinct = 0;
+        seen[0] = '\0';
+        for (size_t v = 0; v < sizeof(values) / sizeof(values[0]); v++) {
+            struct config *a = NULL, *b;
+            struct diffs d;
+            section_text(text, sizeof(text), section, key, values[v]);
+            if (config_load_string(text, "rt.conf", &a, NULL) < 0)
+                continue;
+            value_of(a, section, key, first, sizeof(first));
+            section_text(text, sizeof(text), section, key, first);
+            b = LOAD_OK(text);
+            value_of(b, section, key, again, sizeof(again));
+            ck_assert_msg(strcmp(first, again) == 0, "[%s] %s = %s: wrote %s, then %s", section,
+                          key, values[v], first, again);
+            memset(&d, 0, sizeof(d));
+            ck_assert_msg(config_diff(a, b, diff_cb, &d) == 0, "[%s] %s = %s: %s", section, key,
+                          values[v], d.lines[0]);
+            if (strcmp(first, seen) != 0) {
+                distinct++;
+                snprintf(seen, sizeof(seen), "%s", first);
+            }
+            config_unref(a);
+            config_unref(b);
+        }
+        ck_assert_msg(distinct >= 2, "[%s] %s: only %d value(s) parsed", section, key, distinct);
+    }
+}
+END_TEST
+
+/* The defaults, written out and read back, are the defaults. */
+START_TEST(test_defaults_round_trip)
+{
+    struct config *def = config_new_defaults(), *conf;
+    const char *section, *key;
+    char text[2048] = "[broker]\n", line[160], value[128];
+    struct diffs d = {0};
+
+    for (size_t i = 0; config_key_at(i, &section, &key); i++) {
+        if (strcmp(section, "broker") != 0)
+            continue;
+        ck_assert_int_eq(config_value_format(def, section, key, value, sizeof(value)), 0);
+        snprintf(line, sizeof(line), "%s = %s\n", key, value);
+        strcat(text, line);
+    }
+    conf = LOAD_OK(text);
+    ck_assert_uint_eq(config_diff(def, conf, diff_cb, &d), 0);
+    ck_assert_uint_eq(conf->max_memory, 0);
+    ck_assert_uint_eq(conf->listeners[0].mode, 0); /* TCP: no mode */
+    config_unref(conf);
+    config_unref(def);
+}
+END_TEST
+
+/* Named sections are addressed as the diff names them: "listener NAME". */
+START_TEST(test_value_format_named)
+{
+    struct config *conf = LOAD_OK("[listener a]\nbind = unix:/tmp/a.sock\nmode = 600\n"
+                                  "[listener b]\nbind = [::1]:7401\n");
+    char buf[128];
+
+    ck_assert_int_eq(config_value_format(conf, "listener a", "bind", buf, sizeof(buf)), 0);
+    ck_assert_str_eq(buf, "unix:/tmp/a.sock");
+    ck_assert_int_eq(config_value_format(conf, "listener a", "mode", buf, sizeof(buf)), 0);
+    ck_assert_str_eq(buf, "0600");
+    ck_assert_int_eq(config_value_format(conf, "listener b", "mode", buf, sizeof(buf)), 0);
+    ck_assert_str_eq(buf, ""); /* TCP has no mode */
+    ck_assert_int_eq(config_value_format(conf, "listener c", "bind", buf, sizeof(buf)), -1);
+    ck_assert_int_eq(config_value_format(conf, "listener a", "nope", buf, sizeof(buf)), -1);
+    ck_assert_int_eq(config_value_format(conf, "listener", "bind", buf, sizeof(buf)), -1);
+    ck_assert_int_eq(config_value_format(conf, "brokers", "log_level", buf, sizeof(buf)), -1);
+    ck_assert_int_eq(config_value_format(conf, "http", "timeout", buf, sizeof(buf)), 0);
+    ck_assert_str_eq(buf, ""); /* off */
+    config_unref(conf);
+}
+END_TEST
+
 /* ------------------------------------------------------------ suite ---- */
 
 static Suite *config_suite(void)
@@ -1407,6 +1533,12 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_diff_http);
     tcase_add_test(tc, test_diff_listeners);
     tcase_add_test(tc, test_value_format_every_key);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("key tables");
+    tcase_add_test(tc, test_every_key_round_trips);
+    tcase_add_test(tc, test_defaults_round_trip);
+    tcase_add_test(tc, test_value_format_named);
     suite_add_tcase(s, tc);
     return s;
 }

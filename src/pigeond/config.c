@@ -6,6 +6,35 @@
  * validated, and handed out only when nothing failed.  A config that fails is
  * freed here; the caller's running snapshot is never touched.
  *
+ * Two kinds of table say all the file can hold; no other code here names a
+ * section or a key.  sections[] has a row per kind of section: one that
+ * comes once ([broker]; [http], optional: off until its header) is a struct
+ * inside struct config; a named one ([listener NAME]) repeats, one element
+ * of an array in struct config per NAME.  Each kind has a key table
+ * (broker_keys[], ...): a key's name, value type, field offset, default (as
+ * the file writes it) and, as the type needs, range or names.  One handler
+ * parses, one formatter writes back and one differ compares every key,
+ * through its type (struct key_type).  A rule of one key is its type's
+ * (stats_interval's floor, max_memory's "auto", [http] bind's TCP only); a
+ * rule across one section's keys is the section's finish hook; a rule
+ * across sections is in config_validate().
+ *
+ * To add a key: its field in its section's struct (config.h), a row with
+ * its default in the section's key table, and a line in conf/pigeond.conf,
+ * docs/configuration.md and man/pigeond.conf.5 (unit tests check all
+ * three).  A new kind of value is one more struct key_type.
+ *
+ * To add a section: its struct in config.h (for one that comes once, a
+ * member of struct config, with `bool enabled; int line;` if optional; for
+ * a named one, an array and a size_t count in struct config, of elements
+ * with `char *name; int line;`), its key table, its id in enum section_id
+ * and its row in sections[] (OPTIONAL() and NAMED() fill in the offsets).
+ * Its hooks, each optional: finish checks across its keys as it ends,
+ * release frees what its struct owns, clash refuses two elements of a
+ * named kind that cannot both be.  The rest follows from the tables:
+ * headers, names, duplicates, required keys, "it belongs in" hints,
+ * defaults, freeing, config_value_format and config_diff.
+ *
  * inih splits "key = value" lines and calls handler_cb() for each.  Between
  * the text and inih sits our own line reader, reader_cb(), because of how
  * inih r55 behaves as Debian 12 builds it (its defaults: INI_MAX_LINE 200 on
@@ -41,22 +70,12 @@
  * stops feeding inih after the first failure we record, and inih's own
  * return value (the line of its first error) wins where it is earlier.
  *
- * Sections: [broker], [listener NAME] (one per listener) and [http] (the
- * monitoring endpoint, at most once; off without it).
- *
- * The keys live in one table, keys[]: section, name, setter, and for numbers
- * the field and its range.  Everything the file can say is in that table, and
- * conf/pigeond.conf documents every row (a unit test checks it).
- *
  * The file is opened non-blocking and checked with fstat before it is read:
  * only a regular file is read (file_open_regular), so a FIFO given as the
  * config cannot hang start-up or stall the loop at SIGHUP.
  *
- * Also here, since they need the parsers and the table: the command line's
- * listeners (pigeond -p/-b), which replace the file's and survive reloads,
- * and config_diff, which walks the table to say what a reload changed, each
- * value written back in the units the file uses (size_format and
- * duration_format, as in error messages).
+ * Also here: the command line's listeners (pigeond -p/-b), which replace
+ * the file's and survive reloads.
  */
 #include "config.h"
 
@@ -76,25 +95,29 @@
 #include <ini.h>
 
 #include "addr.h"
+#include "topic.h"
+#include "units.h"
 #include "xalloc.h"
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
-#define KIB ((uint64_t)1024)
-#define MIB (KIB * 1024)
-#define GIB (MIB * 1024)
+/* The struct TYPE whose MEMBER is at PTR. */
+#define CONTAINER_OF(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
 
-#define SEC_MS  ((uint64_t)1000)
-#define MIN_MS  (SEC_MS * 60)
-#define HOUR_MS (MIN_MS * 60)
+#define KIB UNITS_KIB
+#define MIB UNITS_MIB
+#define GIB UNITS_GIB
+
+#define SEC_MS  UNITS_SEC_MS
+#define HOUR_MS UNITS_HOUR_MS
 
 #define DEFAULT_LISTENER_NAME "default"
 #define DEFAULT_LISTENER_BIND "127.0.0.1:7400"
-#define DEFAULT_UNIX_MODE     0660u
 
-#define CONFIG_FILE_MAX   MIB /* a config file is a page or two; refuse /dev/zero */
-#define LISTENER_NAME_MAX 64
-#define KEYS_MAX          24 /* room in struct parse; checked against keys[] below */
+#define CONFIG_FILE_MAX MIB /* a config file is a page or two; refuse /dev/zero */
+#define NAME_MAX_LEN    64  /* of a named section's NAME */
+#define KEYS_MAX        32  /* keys in one section; checked against each key table */
+#define VALUE_MAX       256 /* a value as the file writes it: at most a line */
 
 /* inih's syntax error (a line without '='), worded by us; the reader's too for "key: value". */
 #define SYNTAX_ERROR "syntax error: expected 'key = value' or '[section]'"
@@ -111,7 +134,10 @@ static const char *const slow_policy_names[] = {
     [CONFIG_SLOW_DROP] = "drop",
 };
 
+/* As log.c names them (log_level_name); by number. */
 static const char *const level_names[] = {"debug", "info", "notice", "warning", "error"};
+
+_Static_assert(ARRAY_SIZE(level_names) == LOG_LEVEL_ERROR + 1, "a log level has no name");
 
 const char *config_io_backend_name(enum config_io_backend b)
 {
@@ -121,15 +147,6 @@ const char *config_io_backend_name(enum config_io_backend b)
 const char *config_slow_policy_name(enum config_slow_policy p)
 {
     return (size_t)p < ARRAY_SIZE(slow_policy_names) ? slow_policy_names[p] : "unknown";
-}
-
-/* Index of VALUE in NAMES, or -1. */
-static int names_find(const char *const *names, size_t n, const char *value)
-{
-    for (size_t i = 0; i < n; i++)
-        if (strcmp(names[i], value) == 0)
-            return (int)i;
-    return -1;
 }
 
 /* Appends S to the string in BUF (LEN bytes in all), cutting it to fit. */
@@ -145,171 +162,37 @@ static void str_append(char *buf, size_t len, const char *s)
     buf[used + n] = '\0';
 }
 
-/* "expected one of: a, b, c" into WHY. */
-static void names_expected(const char *const *names, size_t n, char *why, size_t why_len)
+/* ------------------------------------------------------------ units ---- */
+
+static int parse_max(const struct units_kind *k, const char *s, uint64_t max, uint64_t *out)
 {
-    why[0] = '\0';
-    str_append(why, why_len, "expected one of: ");
-    for (size_t i = 0; i < n; i++) {
-        str_append(why, why_len, i ? ", " : "");
-        str_append(why, why_len, names[i]);
-    }
-}
+    uint64_t v;
 
-/* ------------------------------------------------ numbers and units ---- */
-
-/*
- * Reads the decimal digits at S (at least one; no sign, no blank) into *OUT
- * and sets *END past them.  0, or -EINVAL without digits, -ERANGE on
- * overflow (after every digit was read, so *END is right either way).
- */
-static int digits_parse(const char *s, const char **end, uint64_t *out)
-{
-    uint64_t v = 0;
-    bool overflow = false;
-    const char *c = s;
-
-    for (; *c >= '0' && *c <= '9'; c++) {
-        unsigned d = (unsigned)(*c - '0');
-        if (v > (UINT64_MAX - d) / 10)
-            overflow = true;
-        else
-            v = v * 10 + d;
-    }
-    *end = c;
-    if (c == s)
-        return -EINVAL;
-    if (overflow)
-        return -ERANGE;
+    if (units_parse(k, s, &v) < 0 || v > max)
+        return -1;
     *out = v;
     return 0;
-}
-
-struct unit {
-    const char *suffix;
-    uint64_t mult;
-};
-
-static const struct unit size_units[] = {
-    {"", 1}, {"k", KIB}, {"kb", KIB}, {"m", MIB}, {"mb", MIB}, {"g", GIB}, {"gb", GIB},
-};
-
-static const struct unit duration_units[] = {
-    {"", SEC_MS}, {"ms", 1}, {"s", SEC_MS}, {"m", MIN_MS}, {"h", HOUR_MS},
-};
-
-/* A number with a unit suffix from UNITS: 0, -EINVAL if malformed, -ERANGE. */
-static int unit_parse(const char *s, const struct unit *units, size_t n, uint64_t *out)
-{
-    const char *end;
-    uint64_t v = 0;
-    int rc = digits_parse(s, &end, &v);
-
-    if (rc == -EINVAL)
-        return rc;
-    for (size_t i = 0; i < n; i++) {
-        if (strcasecmp(end, units[i].suffix) != 0)
-            continue;
-        if (rc < 0 || v > UINT64_MAX / units[i].mult)
-            return -ERANGE;
-        *out = v * units[i].mult;
-        return 0;
-    }
-    return -EINVAL;
 }
 
 int config_parse_size(const char *s, uint64_t max, uint64_t *out)
 {
-    uint64_t v;
-
-    if (unit_parse(s, size_units, ARRAY_SIZE(size_units), &v) < 0 || v > max)
-        return -1;
-    *out = v;
-    return 0;
+    return parse_max(&units_size, s, max, out);
 }
 
 int config_parse_duration_ms(const char *s, uint64_t max_ms, uint64_t *out)
 {
-    uint64_t v;
-
-    if (unit_parse(s, duration_units, ARRAY_SIZE(duration_units), &v) < 0 || v > max_ms)
-        return -1;
-    *out = v;
-    return 0;
-}
-
-/* A plain unsigned integer, digits only: 0, -EINVAL, -ERANGE. */
-static int count_parse(const char *s, uint64_t *out)
-{
-    const char *end;
-    int rc = digits_parse(s, &end, out);
-
-    if (rc == -EINVAL || *end != '\0')
-        return -EINVAL;
-    return rc;
-}
-
-/* V in the largest unit that states it exactly: "1gb", "64kb", "1000". */
-static void size_format(char *buf, size_t len, uint64_t v)
-{
-    static const struct unit units[] = {{"gb", GIB}, {"mb", MIB}, {"kb", KIB}};
-
-    for (size_t i = 0; i < ARRAY_SIZE(units); i++) {
-        if (v != 0 && v % units[i].mult == 0) {
-            snprintf(buf, len, "%" PRIu64 "%s", v / units[i].mult, units[i].suffix);
-            return;
-        }
-    }
-    snprintf(buf, len, "%" PRIu64, v);
-}
-
-/* V milliseconds in the largest unit that states it exactly: "1h", "500ms". */
-static void duration_format(char *buf, size_t len, uint64_t v)
-{
-    static const struct unit units[] = {{"h", HOUR_MS}, {"m", MIN_MS}, {"s", SEC_MS}};
-
-    for (size_t i = 0; i < ARRAY_SIZE(units); i++) {
-        if (v != 0 && v % units[i].mult == 0) {
-            snprintf(buf, len, "%" PRIu64 "%s", v / units[i].mult, units[i].suffix);
-            return;
-        }
-    }
-    snprintf(buf, len, v ? "%" PRIu64 "ms" : "%" PRIu64, v);
+    return parse_max(&units_duration, s, max_ms, out);
 }
 
 /* ------------------------------------------------------- listeners ---- */
 
-/* Appends a listener named NAME (copied) with no bind yet; returns it. */
-static struct config_listener *listener_add(struct config *conf, const char *name, size_t len,
-                                            int line)
+static void listener_release(void *obj)
 {
-    struct config_listener *l;
+    struct config_listener *l = obj;
 
-    conf->listeners = xrealloc(conf->listeners, (conf->n_listeners + 1) * sizeof(*conf->listeners));
-    l = &conf->listeners[conf->n_listeners++];
-    memset(l, 0, sizeof(*l));
-    l->name = xstrndup(name, len);
-    l->line = line;
-    l->mode = DEFAULT_UNIX_MODE;
-    return l;
-}
-
-static void listener_release(struct config_listener *l)
-{
-    free(l->name);
     free(l->bind);
     free(l->host);
     free(l->path);
-}
-
-static bool listener_name_ok(const char *s, size_t len)
-{
-    if (len == 0 || len > LISTENER_NAME_MAX)
-        return false;
-    for (size_t i = 0; i < len; i++)
-        if (!isalnum((unsigned char)s[i]) && !strchr("_.-", s[i]))
-            return false;
-    return true;
 }
 
 /* Copies the address A, parsed from the bind value V, into L. */
@@ -322,7 +205,7 @@ static void bind_set(struct config_listener *l, const char *v, const struct addr
         l->kind = CONFIG_LISTEN_TCP;
         l->host = xstrdup(a->host);
         l->port = a->port;
-        l->mode = 0; /* no file to chmod; a mode key here fails in section_finish() */
+        l->mode = 0; /* no file to chmod; a mode key here fails in listener_finish() */
     }
     l->bind = xstrdup(v);
 }
@@ -373,15 +256,458 @@ bool config_listener_same(const struct config_listener *a, const struct config_l
     return listener_addr_same(a, b) && a->mode == b->mode;
 }
 
+/* ------------------------------------------------------------ streams ---- */
+
+static void stream_patterns_free(struct config_stream *cs)
+{
+    for (size_t i = 0; i < cs->n_patterns; i++)
+        free(cs->patterns[i]);
+    free(cs->patterns);
+    cs->patterns = NULL;
+    cs->n_patterns = 0;
+}
+
+static void stream_release(void *obj)
+{
+    stream_patterns_free(obj);
+}
+
+void config_stream_release(struct config_stream *cs)
+{
+    stream_patterns_free(cs);
+    free(cs->name);
+    memset(cs, 0, sizeof(*cs));
+}
+
+void config_stream_copy(struct config_stream *dst, const struct config_stream *src)
+{
+    *dst = *src;
+    dst->name = xstrdup(src->name);
+    dst->patterns = xcalloc(src->n_patterns ? src->n_patterns : 1, sizeof(*dst->patterns));
+    for (size_t i = 0; i < src->n_patterns; i++)
+        dst->patterns[i] = xstrdup(src->patterns[i]);
+}
+
+static void store_release(void *obj)
+{
+    struct config_store *st = obj;
+
+    free(st->dir);
+    st->dir = NULL;
+}
+
+/*
+ * True when some topic matches both patterns A and B (tokens TA[0..NA),
+ * TB[0..NB)): '*' meets any one token, '>' one or more, and a wildcard in
+ * the first place never meets a '$' token (topic.h's rule).
+ */
+static bool tokens_overlap(const struct topic_token *ta, size_t na, const struct topic_token *tb,
+                           size_t nb, bool first)
+{
+    if (na == 0 || nb == 0)
+        return na == nb;
+    bool wa = ta->len == 1 && (ta->p[0] == '*' || ta->p[0] == '>');
+    bool wb = tb->len == 1 && (tb->p[0] == '*' || tb->p[0] == '>');
+    if (first && ((wa && !wb && tb->p[0] == '$') || (wb && !wa && ta->p[0] == '$')))
+        return false;
+    if ((wa && ta->p[0] == '>') || (wb && tb->p[0] == '>'))
+        return true; /* the rest of the other one is at least one token */
+    if (!wa && !wb && (ta->len != tb->len || memcmp(ta->p, tb->p, ta->len) != 0))
+        return false;
+    return tokens_overlap(ta + 1, na - 1, tb + 1, nb - 1, false);
+}
+
+bool config_patterns_overlap(const char *a, const char *b)
+{
+    struct topic_token ta[TOPIC_MAX_TOKENS], tb[TOPIC_MAX_TOKENS];
+    size_t na = topic_tokenize(a, strlen(a), ta), nb = topic_tokenize(b, strlen(b), tb);
+
+    return tokens_overlap(ta, na, tb, nb, true);
+}
+
+static void http_release(void *obj)
+{
+    struct config_http *h = obj;
+
+    free(h->bind);
+    free(h->host);
+}
+
+/* ------------------------------------------------------ the key types ---- */
+
+/* The member of type T at offset AT in OBJ: the tables hold offsets, the structs the types. */
+#define MEMBER(T, obj, at) (*(T *)(void *)((char *)(obj) + (at)))
+
+struct key_def;
+
+/* A kind of value: how the file's text becomes a key's field, and back. */
+struct key_type {
+    /* Sets FIELD from VALUE (non-empty): 0, or -1 with the reason in WHY. */
+    int (*parse)(const struct key_def *k, void *field, const char *value, char *why,
+                 size_t why_len);
+    /* FIELD's value into BUF as the file would write it. */
+    void (*format)(const struct key_def *k, const void *field, char *buf, size_t len);
+    const struct units_kind *units; /* numbers: their units */
+    bool wide;                     /* numbers: a uint64_t field, else a uint32_t (or an enum) */
+};
+
+/* A row of a section's key table. */
+struct key_def {
+    const char *name;
+    const struct key_type *type;
+    size_t at;                /* the field's offset in the section's struct */
+    uint64_t min, max;        /* numbers: the range, in the field's unit */
+    const char *const *names; /* type_names: the field is the index of one */
+    size_t n_names;
+    bool required;       /* the section is incomplete without it */
+    const char *example; /* a required key's value, for the error when it is missing */
+    const char *def;     /* its default, as the file writes it; NULL: none (zero) */
+};
+
+static uint64_t number_get(const struct key_def *k, const void *field)
+{
+    return k->type->wide ? MEMBER(uint64_t, field, 0) : MEMBER(uint32_t, field, 0);
+}
+
+/* V fits: it is in the key's range, which fits the field. */
+static void number_put(const struct key_def *k, void *field, uint64_t v)
+{
+    if (k->type->wide)
+        MEMBER(uint64_t, field, 0) = v;
+    else
+        MEMBER(uint32_t, field, 0) = (uint32_t)v;
+}
+
+/* "must be [PREFIX]from K's min to K's max", in K's units. */
+static void range_why(const struct key_def *k, const char *prefix, char *why, size_t why_len)
+{
+    char lo[32], hi[32];
+
+    units_format(k->type->units, lo, sizeof(lo), k->min);
+    units_format(k->type->units, hi, sizeof(hi), k->max);
+    snprintf(why, why_len, "must be %sfrom %s to %s", prefix, lo, hi);
+}
+
+/* A number in K's units and range: sizes, counts, durations. */
+static int number_parse(const struct key_def *k, void *field, const char *value, char *why,
+                        size_t why_len)
+{
+    uint64_t v = 0;
+    int rc = units_parse(k->type->units, value, &v);
+
+    if (rc == -EINVAL) {
+        snprintf(why, why_len, "%s", k->type->units->expected);
+        return -1;
+    }
+    if (rc < 0 || v < k->min || v > k->max) {
+        range_why(k, "", why, why_len);
+        return -1;
+    }
+    number_put(k, field, v);
+    return 0;
+}
+
+static void number_format(const struct key_def *k, const void *field, char *buf, size_t len)
+{
+    units_format(k->type->units, buf, len, number_get(k, field));
+}
+
+/* "auto" (0: budget.h works it out from the machine), or a size in K's range. */
+static int size_auto_parse(const struct key_def *k, void *field, const char *value, char *why,
+                           size_t why_len)
+{
+    if (strcmp(value, "auto") == 0) {
+        number_put(k, field, 0);
+        return 0;
+    }
+    if (number_parse(k, field, value, why, why_len) < 0) {
+        str_append(why, why_len, ", or auto");
+        return -1;
+    }
+    return 0;
+}
+
+static void size_auto_format(const struct key_def *k, const void *field, char *buf, size_t len)
+{
+    if (number_get(k, field) == 0)
+        snprintf(buf, len, "auto");
+    else
+        number_format(k, field, buf, len);
+}
+
+/*
+ * A duration up to K's max where 0 is off and anything else is at least K's
+ * min: a shorter stats interval would publish faster than anyone reads, on
+ * the broker's own loop.
+ */
+static int interval_parse(const struct key_def *k, void *field, const char *value, char *why,
+                          size_t why_len)
+{
+    struct key_def or_off = *k;
+    uint64_t v;
+
+    or_off.min = 0;
+    if (number_parse(&or_off, field, value, why, why_len) < 0)
+        return -1;
+    v = number_get(k, field);
+    if (v != 0 && v < k->min) {
+        range_why(k, "0 (off) or ", why, why_len);
+        return -1;
+    }
+    return 0;
+}
+
+/* One of K's names; the field holds its index. */
+static int names_parse(const struct key_def *k, void *field, const char *value, char *why,
+                       size_t why_len)
+{
+    for (size_t i = 0; i < k->n_names; i++) {
+        if (strcmp(k->names[i], value) == 0) {
+            number_put(k, field, i);
+            return 0;
+        }
+    }
+    snprintf(why, why_len, "expected one of: ");
+    for (size_t i = 0; i < k->n_names; i++) {
+        str_append(why, why_len, i ? ", " : "");
+        str_append(why, why_len, k->names[i]);
+    }
+    return -1;
+}
+
+static void names_format(const struct key_def *k, const void *field, char *buf, size_t len)
+{
+    uint64_t v = number_get(k, field);
+
+    snprintf(buf, len, "%s", v < k->n_names ? k->names[v] : "unknown");
+}
+
+/* A string the parse owns (char *), written back as is; "" when unset. */
+static void string_format(const struct key_def *k, const void *field, char *buf, size_t len)
+{
+    const char *s = MEMBER(const char *, field, 0);
+
+    snprintf(buf, len, "%s", s != NULL ? s : "");
+}
+
+/* A listener's bind (config_listener.bind), which sets its whole address. */
+static int listen_bind_parse(const struct key_def *k, void *field, const char *value, char *why,
+                             size_t why_len)
+{
+    return bind_parse(value, CONTAINER_OF(field, struct config_listener, bind), why, why_len);
+}
+
+/* [http] bind (config_http.bind): host:port or [v6addr]:port, since evhttp binds TCP only. */
+static int http_bind_parse(const struct key_def *k, void *field, const char *value, char *why,
+                           size_t why_len)
+{
+    struct config_http *h = CONTAINER_OF(field, struct config_http, bind);
+    struct addr a;
+
+    if (strncmp(value, "unix:", 5) == 0) {
+        snprintf(why, why_len, "the HTTP endpoint listens on TCP only: host:port or [v6addr]:port");
+        return -1;
+    }
+    if (addr_parse(value, ADDR_LISTEN, &a, why, why_len) < 0)
+        return -1;
+    http_release(h); /* set already by a duplicate [http] (collecting errors) */
+    h->bind = xstrdup(value);
+    h->host = xstrdup(a.host);
+    h->port = a.port;
+    return 0;
+}
+
+/* [store] dir: an absolute path, kept as written (config_store.dir). */
+static int path_parse(const struct key_def *k, void *field, const char *value, char *why,
+                      size_t why_len)
+{
+    char **dir = field;
+
+    if (value[0] != '/') {
+        snprintf(why, why_len, "expected an absolute path, such as /var/lib/pigeon");
+        return -1;
+    }
+    free(*dir); /* set already by a duplicate [store] (collecting errors) */
+    *dir = xstrdup(value);
+    return 0;
+}
+
+/* [stream NAME] patterns: a comma-separated list of patterns (config_stream.patterns). */
+static int patterns_parse(const struct key_def *k, void *field, const char *value, char *why,
+                          size_t why_len)
+{
+    struct config_stream *cs = CONTAINER_OF(field, struct config_stream, patterns);
+    struct config_stream got = {0};
+    const char *p = value;
+
+    while (*p != '\0') {
+        const char *comma = strchr(p, ','), *end = comma != NULL ? comma : p + strlen(p);
+        while (p < end && isspace((unsigned char)*p))
+            p++;
+        const char *e = end;
+        while (e > p && isspace((unsigned char)e[-1]))
+            e--;
+        enum topic_error te = topic_check(p, (size_t)(e - p), TOPIC_PATTERN);
+        if (te != TOPIC_OK) {
+            snprintf(why, why_len, "pattern '%.*s': %s", (int)(e - p > 64 ? 64 : e - p), p,
+                     topic_strerror(te));
+            stream_patterns_free(&got);
+            return -1;
+        }
+        got.patterns = xrealloc(got.patterns, (got.n_patterns + 1) * sizeof(*got.patterns));
+        got.patterns[got.n_patterns++] = xstrndup(p, (size_t)(e - p));
+        p = comma != NULL ? comma + 1 : end;
+    }
+    if (got.n_patterns == 0) {
+        snprintf(why, why_len, "expected one or more patterns, separated by commas");
+        return -1;
+    }
+    stream_patterns_free(cs);
+    cs->patterns = got.patterns;
+    cs->n_patterns = got.n_patterns;
+    return 0;
+}
+
+static void patterns_format(const struct key_def *k, const void *field, char *buf, size_t len)
+{
+    const struct config_stream *cs = CONTAINER_OF(field, struct config_stream, patterns);
+
+    buf[0] = '\0';
+    for (size_t i = 0; i < cs->n_patterns; i++) {
+        str_append(buf, len, i ? ", " : "");
+        str_append(buf, len, cs->patterns[i]);
+    }
+}
+
+/* Octal permission bits, 0 to 0777, as chmod takes them (config_listener.mode). */
+static int mode_parse(const struct key_def *k, void *field, const char *value, char *why,
+                      size_t why_len)
+{
+    size_t len = strlen(value);
+    unsigned long v;
+
+    if (len > 4 || strspn(value, "01234567") != len || (v = strtoul(value, NULL, 8)) > 0777) {
+        snprintf(why, why_len, "expected octal permission bits from 0 to 0777, such as 0660");
+        return -1;
+    }
+    number_put(k, field, v);
+    return 0;
+}
+
+/* "0660"; "" for a TCP listener, which has no mode. */
+static void mode_format(const struct key_def *k, const void *field, char *buf, size_t len)
+{
+    if (CONTAINER_OF(field, struct config_listener, mode)->kind == CONFIG_LISTEN_UNIX)
+        snprintf(buf, len, "%04o", (unsigned)number_get(k, field));
+    else
+        buf[0] = '\0';
+}
+
+static const struct key_type type_size32 = {number_parse, number_format, &units_size, false};
+static const struct key_type type_size64 = {number_parse, number_format, &units_size, true};
+static const struct key_type type_size_auto = {size_auto_parse, size_auto_format, &units_size, true};
+static const struct key_type type_count32 = {number_parse, number_format, &units_count, false};
+static const struct key_type type_duration = {number_parse, number_format, &units_duration, false};
+static const struct key_type type_interval = {interval_parse, number_format, &units_duration, false};
+static const struct key_type type_names = {names_parse, names_format, NULL, false};
+static const struct key_type type_listen_bind = {listen_bind_parse, string_format, NULL, false};
+static const struct key_type type_http_bind = {http_bind_parse, string_format, NULL, false};
+static const struct key_type type_mode = {mode_parse, mode_format, NULL, false};
+static const struct key_type type_count64 = {number_parse, number_format, &units_count, true};
+static const struct key_type type_duration64 = {number_parse, number_format, &units_duration, true};
+static const struct key_type type_path = {path_parse, string_format, NULL, false};
+static const struct key_type type_patterns = {patterns_parse, patterns_format, NULL, false};
+
+/* Enums and modes go through uint32_t, as their field's type (unsigned int) is. */
+_Static_assert(sizeof(enum config_io_backend) == 4 && sizeof(enum config_slow_policy) == 4 &&
+                   sizeof(enum log_level) == 4 && sizeof(unsigned) == 4 &&
+                   sizeof(enum config_fsync) == 4 && sizeof(enum config_discard) == 4,
+               "type_names and type_mode need 4-byte fields");
+
+/* ------------------------------------------------------ the key tables ---- */
+
+#define KEY(n, t, s, f) .name = (n), .type = &(t), .at = offsetof(struct s, f)
+#define NAMES(a)        .names = (a), .n_names = ARRAY_SIZE(a)
+#define RANGE(lo, hi)   .min = (lo), .max = (hi)
+#define KEYS_FIT(t)     _Static_assert(ARRAY_SIZE(t) <= KEYS_MAX, #t ": raise KEYS_MAX")
+
+/* [broker]: in struct config itself. */
+static const struct key_def broker_keys[] = {
+    {KEY("io_backend", type_names, config, io_backend), NAMES(io_backend_names), .def = "auto"},
+    {KEY("log_level", type_names, config, log_level), NAMES(level_names), .def = "info"},
+    {KEY("max_payload", type_size32, config, max_payload), RANGE(KIB, GIB), .def = "1mb"},
+    {KEY("max_connections", type_count32, config, max_connections), RANGE(1, 1000000),
+     .def = "10000"},
+    {KEY("max_subscriptions", type_count32, config, max_subscriptions), RANGE(1, 100000000),
+     .def = "1000000"},
+    {KEY("max_subscriptions_per_connection", type_count32, config,
+         max_subscriptions_per_connection),
+     RANGE(1, 10000000), .def = "10000"},
+    {KEY("max_outbound", type_size64, config, max_outbound), RANGE(KIB, 1024 * GIB), .def = "64mb"},
+    {KEY("slow_consumer", type_names, config, slow_consumer), NAMES(slow_policy_names),
+     .def = "disconnect"},
+    {KEY("max_retained", type_size64, config, max_retained), RANGE(0, 1024 * GIB), .def = "64mb"},
+    {KEY("max_memory", type_size_auto, config, max_memory), RANGE(16 * MIB, 16 * 1024 * GIB),
+     .def = "auto"},
+    {KEY("idle_timeout", type_duration, config, idle_timeout_ms), RANGE(0, 24 * HOUR_MS),
+     .def = "5m"},
+    {KEY("drain_timeout", type_duration, config, drain_timeout_ms), RANGE(0, HOUR_MS), .def = "5s"},
+    {KEY("stats_interval", type_interval, config, stats_interval_ms), RANGE(100, HOUR_MS),
+     .def = "10s"},
+};
+KEYS_FIT(broker_keys);
+
+/* [listener NAME]: struct config_listener. */
+static const struct key_def listener_keys[] = {
+    {KEY("bind", type_listen_bind, config_listener, bind), .required = true},
+    {KEY("mode", type_mode, config_listener, mode), .def = "0660"},
+};
+KEYS_FIT(listener_keys);
+
+/* [http]: struct config_http. */
+static const struct key_def http_keys[] = {
+    {KEY("bind", type_http_bind, config_http, bind), .required = true, .example = "127.0.0.1:7480"},
+    {KEY("max_clients", type_count32, config_http, max_clients), RANGE(1, 10000), .def = "16"},
+    {KEY("timeout", type_duration, config_http, timeout_ms), RANGE(SEC_MS, HOUR_MS), .def = "10s"},
+    {KEY("header_timeout", type_duration, config_http, header_timeout_ms), RANGE(SEC_MS, HOUR_MS),
+     .def = "10s"},
+    {KEY("max_clients_per_address", type_count32, config_http, max_clients_per_address),
+     RANGE(1, 10000), .def = "4"},
+};
+KEYS_FIT(http_keys);
+
+static const char *const fsync_names[] = {[CONFIG_FSYNC_NO] = "no", [CONFIG_FSYNC_YES] = "yes"};
+static const char *const discard_names[] = {[CONFIG_DISCARD_OLD] = "old",
+                                            [CONFIG_DISCARD_NEW] = "new"};
+
+/* [store]: struct config_store.  dir falls back on $STATE_DIRECTORY (store_finish). */
+static const struct key_def store_keys[] = {
+    {KEY("dir", type_path, config_store, dir)},
+    {KEY("fsync", type_names, config_store, fsync), NAMES(fsync_names), .def = "yes"},
+    {KEY("segment_size", type_size64, config_store, segment_size), RANGE(MIB, 4 * GIB),
+     .def = "64mb"},
+};
+KEYS_FIT(store_keys);
+
+/* [stream NAME]: struct config_stream. */
+static const struct key_def stream_keys[] = {
+    {KEY("patterns", type_patterns, config_stream, patterns), .required = true},
+    {KEY("max_messages", type_count64, config_stream, max_messages), RANGE(0, UINT64_MAX / 2),
+     .def = "0"},
+    {KEY("max_bytes", type_size64, config_stream, max_bytes), RANGE(0, 1024 * 1024 * GIB),
+     .def = "0"},
+    {KEY("max_age", type_duration64, config_stream, max_age_ms), RANGE(0, 100 * 365 * UNITS_DAY_MS),
+     .def = "0"},
+    {KEY("discard", type_names, config_stream, discard), NAMES(discard_names), .def = "old"},
+    {KEY("duplicate_window", type_duration, config_stream, duplicate_window_ms),
+     RANGE(0, UNITS_DAY_MS), .def = "2m"},
+};
+KEYS_FIT(stream_keys);
+
 /* ------------------------------------------------------ parse state ---- */
 
-enum section {
-    SEC_NONE,     /* before the first header */
-    SEC_BROKER,   /* [broker] */
-    SEC_LISTENER, /* [listener NAME]: the last of conf->listeners */
-    SEC_HTTP,     /* [http]: conf->http */
-    SEC_INVALID,  /* a header that failed; its keys are ignored */
-};
+/* The kinds of section: sections[]'s rows, in the order of messages and config_key_at. */
+enum section_id { SEC_BROKER, SEC_LISTENER, SEC_HTTP, SEC_STORE, SEC_STREAM, SEC_COUNT };
 
 struct parse {
     struct config *conf;       /* being built; freed by the caller on failure */
@@ -389,15 +715,15 @@ struct parse {
     bool failed;               /* an error is recorded: stop, unless collecting */
     struct config_error *errs; /* collecting every error (config_check_file), or NULL */
     size_t max_errs, n_errs;
-    const char *pos;               /* text not yet handed to inih */
-    const char *end;               /* end of the text */
-    int line;                      /* the line inih is on (1-based) */
-    enum section sec;              /* the section that line is in */
-    int sec_line;                  /* line of that section's header */
-    int broker_line;               /* line of [broker], 0 before it */
-    int http_line;                 /* line of [http], 0 before it */
-    int key_line[KEYS_MAX];        /* where each key of this section was set, 0 if not */
-    int broker_key_line[KEYS_MAX]; /* key_line of [broker], kept for config_validate */
+    const char *pos;                   /* text not yet handed to inih */
+    const char *end;                   /* end of the text */
+    int line;                          /* the line inih is on (1-based) */
+    bool header_seen;                  /* a key is no longer outside any section */
+    const struct section_def *sec;     /* the section that line is in; NULL after a bad header */
+    void *obj;                         /* its struct: in conf, or the last of its array */
+    int sec_line;                      /* line of its header */
+    int first_line[SEC_COUNT];         /* line of each kind's last header, 0 before it */
+    int key_line[SEC_COUNT][KEYS_MAX]; /* where each key of each kind's last section was set */
 };
 
 /* Records LINE and REASON in the error, whatever was there. */
@@ -448,349 +774,327 @@ parse_fail(struct parse *p, int line, const char *fmt, ...)
     va_end(ap);
 }
 
-static struct config_listener *parse_listener(struct parse *p)
-{
-    return &p->conf->listeners[p->conf->n_listeners - 1];
-}
+/* ------------------------------------------------------- the sections ---- */
 
-/* --------------------------------------------------------- the keys ---- */
-
-struct key_def;
-
-/* Sets a key from VALUE (non-empty): 0, or -1 with a reason in WHY. */
-typedef int (*key_set_fn)(struct parse *p, const struct key_def *k, const char *value, char *why,
-                          size_t why_len);
-
-struct key_def {
-    enum section sec;
-    const char *name;
-    key_set_fn set;
-    size_t offset; /* numbers: the field in struct config */
-    uint64_t min, max;
+/* A row of sections[]: a kind of section (see the top of the file). */
+struct section_def {
+    const char *name; /* as in its header: [broker], [listener NAME] */
+    const struct key_def *keys;
+    size_t n_keys;
+    bool named;              /* [KIND NAME]: an element of an array in struct config per NAME */
+    bool optional;           /* once only, and off until its header: has enabled and line */
+    size_t at;               /* offset in struct config of its struct, or of its array */
+    size_t count, size;      /* named: offset of the array's size_t count; element size */
+    size_t name_at, line_at; /* named: char *name and int line; optional: int line */
+    size_t enabled_at;       /* optional: bool enabled */
+    void (*finish)(struct parse *p, void *obj); /* checks across its keys, as it ends */
+    void (*release)(void *obj);                 /* frees what it owns (not a name) */
+    void (*clash)(struct parse *p, const void *a, const void *b); /* named: A before B */
 };
 
-static uint32_t *field_u32(struct parse *p, const struct key_def *k)
-{
-    return (uint32_t *)(void *)((char *)p->conf + k->offset);
-}
+static void listener_finish(struct parse *p, void *obj);
+static void listener_clash(struct parse *p, const void *a, const void *b);
+static void store_finish(struct parse *p, void *obj);
+static void stream_finish(struct parse *p, void *obj);
+static void stream_clash(struct parse *p, const void *a, const void *b);
 
-static uint64_t *field_u64(struct parse *p, const struct key_def *k)
-{
-    return (uint64_t *)(void *)((char *)p->conf + k->offset);
-}
+#define FIELD(s, f) offsetof(struct s, f)
+#define KEYS(t)     .keys = (t), .n_keys = ARRAY_SIZE(t)
+/* An optional once-only section, struct config's member M of type struct S. */
+#define OPTIONAL(s, m)                                                                             \
+    .optional = true, .at = FIELD(config, m), .line_at = FIELD(s, line),                           \
+    .enabled_at = FIELD(s, enabled)
+/* A named section: struct config's array ARR of struct S, with CNT elements. */
+#define NAMED(s, arr, cnt)                                                                         \
+    .named = true, .at = FIELD(config, arr), .count = FIELD(config, cnt),                          \
+    .size = sizeof(struct s), .name_at = FIELD(s, name), .line_at = FIELD(s, line)
 
-static int set_io_backend(struct parse *p, const struct key_def *k, const char *value, char *why,
-                          size_t why_len)
-{
-    int i = names_find(io_backend_names, ARRAY_SIZE(io_backend_names), value);
-
-    (void)k;
-    if (i < 0) {
-        names_expected(io_backend_names, ARRAY_SIZE(io_backend_names), why, why_len);
-        return -1;
-    }
-    p->conf->io_backend = (enum config_io_backend)i;
-    return 0;
-}
-
-static int set_log_level(struct parse *p, const struct key_def *k, const char *value, char *why,
-                         size_t why_len)
-{
-    (void)k;
-    if (log_level_parse(value, &p->conf->log_level) < 0) {
-        names_expected(level_names, ARRAY_SIZE(level_names), why, why_len);
-        return -1;
-    }
-    return 0;
-}
-
-static int set_slow_consumer(struct parse *p, const struct key_def *k, const char *value, char *why,
-                             size_t why_len)
-{
-    int i = names_find(slow_policy_names, ARRAY_SIZE(slow_policy_names), value);
-
-    (void)k;
-    if (i < 0) {
-        names_expected(slow_policy_names, ARRAY_SIZE(slow_policy_names), why, why_len);
-        return -1;
-    }
-    p->conf->slow_consumer = (enum config_slow_policy)i;
-    return 0;
-}
-
-/* A size in K's range: 0, or -1 with WHY. */
-static int size_in_range(const struct key_def *k, const char *value, uint64_t *out, char *why,
-                         size_t why_len)
-{
-    char lo[32], hi[32];
-    int rc = unit_parse(value, size_units, ARRAY_SIZE(size_units), out);
-
-    if (rc == -EINVAL) {
-        snprintf(why, why_len, "expected a size: a number with an optional k, kb, m, mb, g or gb");
-        return -1;
-    }
-    if (rc < 0 || *out < k->min || *out > k->max) {
-        size_format(lo, sizeof(lo), k->min);
-        size_format(hi, sizeof(hi), k->max);
-        snprintf(why, why_len, "must be from %s to %s", lo, hi);
-        return -1;
-    }
-    return 0;
-}
-
-static int set_size32(struct parse *p, const struct key_def *k, const char *value, char *why,
-                      size_t why_len)
-{
-    uint64_t v;
-
-    if (size_in_range(k, value, &v, why, why_len) < 0)
-        return -1;
-    *field_u32(p, k) = (uint32_t)v; /* the table's max fits */
-    return 0;
-}
-
-static int set_size64(struct parse *p, const struct key_def *k, const char *value, char *why,
-                      size_t why_len)
-{
-    return size_in_range(k, value, field_u64(p, k), why, why_len);
-}
-
-static int set_count32(struct parse *p, const struct key_def *k, const char *value, char *why,
-                       size_t why_len)
-{
-    uint64_t v;
-    int rc = count_parse(value, &v);
-
-    if (rc == -EINVAL) {
-        snprintf(why, why_len, "expected a whole number, digits only");
-        return -1;
-    }
-    if (rc < 0 || v < k->min || v > k->max) {
-        snprintf(why, why_len, "must be from %" PRIu64 " to %" PRIu64, k->min, k->max);
-        return -1;
-    }
-    *field_u32(p, k) = (uint32_t)v;
-    return 0;
-}
-
-/* Durations below this are refused for stats_interval, 0 (off) aside. */
-#define STATS_INTERVAL_MIN_MS 100
-
-static int set_duration32(struct parse *p, const struct key_def *k, const char *value, char *why,
-                          size_t why_len)
-{
-    char lo[32], hi[32];
-    uint64_t v;
-    int rc = unit_parse(value, duration_units, ARRAY_SIZE(duration_units), &v);
-
-    if (rc == -EINVAL) {
-        snprintf(why, why_len,
-                 "expected a duration: a number with ms, s, m or h (seconds if bare)");
-        return -1;
-    }
-    if (rc < 0 || v < k->min || v > k->max) {
-        duration_format(lo, sizeof(lo), k->min);
-        duration_format(hi, sizeof(hi), k->max);
-        snprintf(why, why_len, "must be from %s to %s", lo, hi);
-        return -1;
-    }
-    *field_u32(p, k) = (uint32_t)v;
-    return 0;
-}
-
-/* A duration, or 0 for off: a shorter interval would publish stats faster
- * than anyone reads them, on the broker's own loop. */
-static int set_stats_interval(struct parse *p, const struct key_def *k, const char *value,
-                              char *why, size_t why_len)
-{
-    if (set_duration32(p, k, value, why, why_len) < 0)
-        return -1;
-    uint32_t v = *field_u32(p, k);
-    if (v != 0 && v < STATS_INTERVAL_MIN_MS) {
-        snprintf(why, why_len, "must be 0 (off) or from %dms to 1h", STATS_INTERVAL_MIN_MS);
-        return -1;
-    }
-    return 0;
-}
-
-/* "auto" (0: budget.h works it out from the machine), or a size in K's range. */
-static int set_max_memory(struct parse *p, const struct key_def *k, const char *value, char *why,
-                          size_t why_len)
-{
-    if (strcmp(value, "auto") == 0) {
-        *field_u64(p, k) = 0;
-        return 0;
-    }
-    if (size_in_range(k, value, field_u64(p, k), why, why_len) < 0) {
-        str_append(why, why_len, ", or auto");
-        return -1;
-    }
-    return 0;
-}
-
-static int set_bind(struct parse *p, const struct key_def *k, const char *value, char *why,
-                    size_t why_len)
-{
-    (void)k;
-    return bind_parse(value, parse_listener(p), why, why_len);
-}
-
-/* Octal permission bits, 0 to 0777, as chmod takes them. */
-static int set_mode(struct parse *p, const struct key_def *k, const char *value, char *why,
-                    size_t why_len)
-{
-    size_t len = strlen(value);
-    unsigned long v;
-
-    (void)k;
-    if (len > 4 || strspn(value, "01234567") != len || (v = strtoul(value, NULL, 8)) > 0777) {
-        snprintf(why, why_len, "expected octal permission bits from 0 to 0777, such as 0660");
-        return -1;
-    }
-    parse_listener(p)->mode = (unsigned)v;
-    return 0;
-}
-
-/* [http] bind: host:port or [v6addr]:port; no unix socket (evhttp binds TCP). */
-static int set_http_bind(struct parse *p, const struct key_def *k, const char *value, char *why,
-                         size_t why_len)
-{
-    struct addr a;
-
-    (void)k;
-    if (strncmp(value, "unix:", 5) == 0) {
-        snprintf(why, why_len, "the HTTP endpoint listens on TCP only: host:port or [v6addr]:port");
-        return -1;
-    }
-    if (addr_parse(value, ADDR_LISTEN, &a, why, why_len) < 0)
-        return -1;
-    p->conf->http.bind = xstrdup(value);
-    p->conf->http.host = xstrdup(a.host);
-    p->conf->http.port = a.port;
-    return 0;
-}
-
-#define FIELD(f) offsetof(struct config, f)
-
-static const struct key_def keys[] = {
-    {SEC_BROKER, "io_backend", set_io_backend, 0, 0, 0},
-    {SEC_BROKER, "log_level", set_log_level, 0, 0, 0},
-    {SEC_BROKER, "max_payload", set_size32, FIELD(max_payload), KIB, GIB},
-    {SEC_BROKER, "max_connections", set_count32, FIELD(max_connections), 1, 1000000},
-    {SEC_BROKER, "max_subscriptions", set_count32, FIELD(max_subscriptions), 1, 100000000},
-    {SEC_BROKER, "max_subscriptions_per_connection", set_count32,
-     FIELD(max_subscriptions_per_connection), 1, 10000000},
-    {SEC_BROKER, "max_outbound", set_size64, FIELD(max_outbound), KIB, 1024 * GIB},
-    {SEC_BROKER, "slow_consumer", set_slow_consumer, 0, 0, 0},
-    {SEC_BROKER, "max_retained", set_size64, FIELD(max_retained), 0, 1024 * GIB},
-    {SEC_BROKER, "max_memory", set_max_memory, FIELD(max_memory), 16 * MIB, 16 * 1024 * GIB},
-    {SEC_BROKER, "idle_timeout", set_duration32, FIELD(idle_timeout_ms), 0, 24 * HOUR_MS},
-    {SEC_BROKER, "drain_timeout", set_duration32, FIELD(drain_timeout_ms), 0, HOUR_MS},
-    {SEC_BROKER, "stats_interval", set_stats_interval, FIELD(stats_interval_ms), 0, HOUR_MS},
-    {SEC_LISTENER, "bind", set_bind, 0, 0, 0},
-    {SEC_LISTENER, "mode", set_mode, 0, 0, 0},
-    {SEC_HTTP, "bind", set_http_bind, 0, 0, 0},
-    {SEC_HTTP, "max_clients", set_count32, FIELD(http.max_clients), 1, 10000},
-    {SEC_HTTP, "timeout", set_duration32, FIELD(http.timeout_ms), SEC_MS, HOUR_MS},
-    {SEC_HTTP, "header_timeout", set_duration32, FIELD(http.header_timeout_ms), SEC_MS, HOUR_MS},
-    {SEC_HTTP, "max_clients_per_address", set_count32, FIELD(http.max_clients_per_address), 1,
-     10000},
+static const struct section_def sections[SEC_COUNT] = {
+    [SEC_BROKER] = {.name = "broker", KEYS(broker_keys)},
+    [SEC_LISTENER] = {.name = "listener",
+                      KEYS(listener_keys),
+                      NAMED(config_listener, listeners, n_listeners),
+                      .finish = listener_finish,
+                      .release = listener_release,
+                      .clash = listener_clash},
+    [SEC_HTTP] = {.name = "http",
+                  KEYS(http_keys),
+                  OPTIONAL(config_http, http),
+                  .release = http_release},
+    [SEC_STORE] = {.name = "store",
+                   KEYS(store_keys),
+                   OPTIONAL(config_store, store),
+                   .finish = store_finish,
+                   .release = store_release},
+    [SEC_STREAM] = {.name = "stream",
+                    KEYS(stream_keys),
+                    NAMED(config_stream, streams, n_streams),
+                    .finish = stream_finish,
+                    .release = stream_release,
+                    .clash = stream_clash},
 };
 
-_Static_assert(ARRAY_SIZE(keys) <= KEYS_MAX, "KEYS_MAX is too small for keys[]");
-
-static const char *section_name(enum section sec)
+static const struct key_def *key_find(const struct section_def *sec, const char *name)
 {
-    return sec == SEC_BROKER ? "broker" : sec == SEC_HTTP ? "http" : "listener";
-}
-
-static const struct key_def *key_find(enum section sec, const char *name)
-{
-    for (size_t i = 0; i < ARRAY_SIZE(keys); i++)
-        if (keys[i].sec == sec && strcmp(keys[i].name, name) == 0)
-            return &keys[i];
+    for (size_t i = 0; i < sec->n_keys; i++)
+        if (strcmp(sec->keys[i].name, name) == 0)
+            return &sec->keys[i];
     return NULL;
+}
+
+/* The line that set KEY in the last section of kind ID, 0 if none did. */
+static int key_line_of(const struct parse *p, enum section_id id, const char *key)
+{
+    return p->key_line[id][key_find(&sections[id], key) - sections[id].keys];
 }
 
 bool config_key_at(size_t i, const char **section, const char **key)
 {
-    if (i >= ARRAY_SIZE(keys))
-        return false;
-    *section = section_name(keys[i].sec);
-    *key = keys[i].name;
-    return true;
+    for (size_t s = 0; s < SEC_COUNT; i -= sections[s++].n_keys) {
+        if (i < sections[s].n_keys) {
+            *section = sections[s].name;
+            *key = sections[s].keys[i].name;
+            return true;
+        }
+    }
+    return false;
 }
 
-/* --------------------------------------------------------- sections ---- */
-
-/* Checks the section that ends here: a listener or [http] needs a bind, and mode only on unix. */
-static void section_finish(struct parse *p)
+/* A once-only section's struct in CONF; NULL while an optional one is off. */
+static const void *once_get(const struct config *conf, const struct section_def *sec)
 {
-    const struct config_listener *l;
-    int mode_line;
+    const char *obj = (const char *)conf + sec->at;
 
-    if (p->sec == SEC_BROKER)
-        memcpy(p->broker_key_line, p->key_line, sizeof(p->key_line));
-    /* A bind key that failed has its own error: no second one for it here. */
-    if (p->sec == SEC_HTTP && p->conf->http.bind == NULL &&
-        !p->key_line[key_find(SEC_HTTP, "bind") - keys])
-        parse_fail(p, p->sec_line, "[http] has no bind: bind = 127.0.0.1:7480");
-    if (p->sec != SEC_LISTENER)
-        return;
-    l = parse_listener(p);
-    mode_line = p->key_line[key_find(SEC_LISTENER, "mode") - keys];
-    if (l->bind == NULL && !p->key_line[key_find(SEC_LISTENER, "bind") - keys])
-        parse_fail(p, p->sec_line, "listener '%s' has no bind", l->name);
-    else if (l->bind != NULL && mode_line && l->kind != CONFIG_LISTEN_UNIX)
+    return !sec->optional || MEMBER(bool, obj, sec->enabled_at) ? obj : NULL;
+}
+
+/* A named kind's array in CONF, and its count in *N. */
+static char *named_array(const struct config *conf, const struct section_def *sec, size_t *n)
+{
+    char *base;
+
+    memcpy(&base, (const char *)conf + sec->at, sizeof(base)); /* a struct pointer, as char * */
+    *n = MEMBER(size_t, conf, sec->count);
+    return base;
+}
+
+#define NAME_OF(sec, obj) MEMBER(char *, obj, (sec)->name_at)
+#define LINE_OF(sec, obj) MEMBER(int, obj, (sec)->line_at)
+
+/* Sets each key of SEC in OBJ, its struct, that has a default to it. */
+static void defaults_set(const struct section_def *sec, void *obj)
+{
+    char why[160];
+
+    for (const struct key_def *k = sec->keys; k < sec->keys + sec->n_keys; k++)
+        if (k->def != NULL && k->type->parse(k, (char *)obj + k->at, k->def, why, sizeof(why)) < 0)
+            abort(); /* a default of the table that does not parse: every test fails */
+}
+
+/* Appends an element named NAME (LEN bytes, copied), its header at LINE; returns it. */
+static void *named_add(struct config *conf, const struct section_def *sec, const char *name,
+                       size_t len, int line)
+{
+    size_t n;
+    char *base = named_array(conf, sec, &n);
+
+    base = xrealloc(base, (n + 1) * sec->size);
+    memcpy((char *)conf + sec->at, &base, sizeof(base));
+    MEMBER(size_t, conf, sec->count) = n + 1;
+    base += n * sec->size;
+    memset(base, 0, sec->size);
+    NAME_OF(sec, base) = xstrndup(name, len);
+    LINE_OF(sec, base) = line;
+    defaults_set(sec, base);
+    return base;
+}
+
+/* Frees the N elements at BASE of named kind SEC, and the array. */
+static void named_free(const struct section_def *sec, char *base, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(NAME_OF(sec, base + i * sec->size));
+        if (sec->release != NULL)
+            sec->release(base + i * sec->size);
+    }
+    free(base);
+}
+
+/* The element of SEC named NAME in CONF, or NULL. */
+static const void *named_find(const struct config *conf, const struct section_def *sec,
+                              const char *name)
+{
+    size_t n;
+    const char *e = named_array(conf, sec, &n);
+
+    for (; n > 0; n--, e += sec->size)
+        if (strcmp(NAME_OF(sec, e), name) == 0)
+            return e;
+    return NULL;
+}
+
+static void listeners_free(struct config_listener *ls, size_t n)
+{
+    named_free(&sections[SEC_LISTENER], (char *)ls, n);
+}
+
+/* mode applies only to a listener that binds a unix socket. */
+static void listener_finish(struct parse *p, void *obj)
+{
+    const struct config_listener *l = obj;
+    int mode_line = key_line_of(p, SEC_LISTENER, "mode");
+
+    if (l->bind != NULL && mode_line && l->kind != CONFIG_LISTEN_UNIX)
         parse_fail(p, mode_line, "mode applies to unix sockets only; listener '%s' binds %s",
                    l->name, l->bind);
 }
 
-static void listener_begin(struct parse *p, const char *name, size_t len)
+static void listener_clash(struct parse *p, const void *obj_a, const void *obj_b)
 {
-    if (len == 0) {
-        parse_fail(p, p->line, "a listener section needs a name: [listener NAME]");
-        return;
-    }
-    if (!listener_name_ok(name, len)) {
-        parse_fail(p, p->line, "bad listener name '%.*s': use 1 to %d of A-Z a-z 0-9 _ . -",
-                   (int)(len > 64 ? 64 : len), name, LISTENER_NAME_MAX);
-        return;
-    }
-    listener_add(p->conf, name, len, p->line);
-    p->sec = SEC_LISTENER;
+    const struct config_listener *a = obj_a, *b = obj_b;
+
+    if (a->bind != NULL && b->bind != NULL && listener_addr_clash(a, b)) /* NULL: failed */
+        parse_fail(p, b->line, "listener '%s' binds %s, as listener '%s' does (line %d)", b->name,
+                   b->bind, a->name, a->line);
 }
 
-/* Starts the section named NAME (LEN bytes, trimmed) at the current line. */
-static void section_begin(struct parse *p, const char *name, size_t len)
+/* No dir: the unit's StateDirectory= (systemd sets $STATE_DIRECTORY), or an error. */
+static void store_finish(struct parse *p, void *obj)
 {
-    section_finish(p);
-    p->sec = SEC_INVALID;
-    p->sec_line = p->line;
-    memset(p->key_line, 0, sizeof(p->key_line));
+    struct config_store *st = obj;
+    const char *env = getenv("STATE_DIRECTORY");
 
-    if (len == 6 && memcmp(name, "broker", 6) == 0) {
-        if (p->broker_line)
-            parse_fail(p, p->line, "duplicate section [broker] (first at line %d)", p->broker_line);
-        p->broker_line = p->line;
-        p->sec = SEC_BROKER;
-    } else if (len == 4 && memcmp(name, "http", 4) == 0) {
-        if (p->http_line)
-            parse_fail(p, p->line, "duplicate section [http] (first at line %d)", p->http_line);
-        p->http_line = p->line;
-        p->conf->http.enabled = true;
-        p->conf->http.line = p->line;
-        p->sec = SEC_HTTP;
-    } else if (len >= 8 && memcmp(name, "listener", 8) == 0 &&
-               (len == 8 || isspace((unsigned char)name[8]))) {
-        for (name += 8, len -= 8; len && isspace((unsigned char)*name); len--)
-            name++;
-        listener_begin(p, name, len);
-    } else {
-        parse_fail(p, p->line,
-                   "unknown section [%.*s]: expected [broker], [listener NAME] or [http]",
-                   (int)(len > 64 ? 64 : len), name);
+    if (st->dir != NULL || key_line_of(p, SEC_STORE, "dir"))
+        return;
+    if (env == NULL || env[0] != '/') {
+        parse_fail(p, p->sec_line,
+                   "[store] has no dir: dir = /var/lib/pigeon (under systemd, the unit's "
+                   "StateDirectory= is the default)");
+        return;
     }
+    size_t n = strcspn(env, ":"); /* several directories: the first */
+    st->dir = xstrndup(env, n);
+}
+
+static void stream_finish(struct parse *p, void *obj)
+{
+    struct config_stream *cs = obj;
+
+    cs->patterns_line = key_line_of(p, SEC_STREAM, "patterns");
+    if (strchr(cs->name, '.') != NULL) /* the section rule allows it; the protocol does not */
+        parse_fail(p, p->sec_line, "bad stream name '%s': use 1 to 64 of A-Z a-z 0-9 _ -",
+                   cs->name);
+}
+
+/* Two streams may not capture the same topic. */
+static void stream_clash(struct parse *p, const void *obj_a, const void *obj_b)
+{
+    const struct config_stream *a = obj_a, *b = obj_b;
+
+    for (size_t i = 0; i < a->n_patterns; i++)
+        for (size_t k = 0; k < b->n_patterns; k++)
+            if (config_patterns_overlap(a->patterns[i], b->patterns[k])) {
+                parse_fail(p, b->patterns_line ? b->patterns_line : b->line,
+                           "stream '%s' pattern '%s' can capture the same topics as stream "
+                           "'%s' pattern '%s' (line %d): two streams may not capture one topic",
+                           b->name, b->patterns[k], a->name, a->patterns[i],
+                           a->patterns_line ? a->patterns_line : a->line);
+                return;
+            }
+}
+
+/* Checks the section that ends here: its required keys, then its finish hook. */
+static void section_finish(struct parse *p)
+{
+    const struct section_def *sec = p->sec;
+
+    for (size_t i = 0; i < sec->n_keys; i++) {
+        const struct key_def *k = &sec->keys[i];
+        if (!k->required || p->key_line[sec - sections][i]) /* a key that failed: its own error */
+            continue;
+        if (sec->named)
+            parse_fail(p, p->sec_line, "%s '%s' has no %s", sec->name, NAME_OF(sec, p->obj),
+                       k->name);
+        else if (k->example != NULL)
+            parse_fail(p, p->sec_line, "[%s] has no %s: %s = %s", sec->name, k->name, k->name,
+                       k->example);
+        else
+            parse_fail(p, p->sec_line, "[%s] has no %s", sec->name, k->name);
+    }
+    if (sec->finish != NULL)
+        sec->finish(p, p->obj);
+}
+
+static bool name_ok(const char *s, size_t len)
+{
+    if (len == 0 || len > NAME_MAX_LEN)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if (!isalnum((unsigned char)s[i]) && !strchr("_.-", s[i]))
+            return false;
+    return true;
+}
+
+/* Enters a section of kind SEC at the current line; NAME (LEN bytes) names a named one. */
+static void section_enter(struct parse *p, const struct section_def *sec, const char *name,
+                          size_t len)
+{
+    int *first = &p->first_line[sec - sections];
+
+    if (sec->named && len == 0) {
+        parse_fail(p, p->line, "a %s section needs a name: [%s NAME]", sec->name, sec->name);
+        return;
+    }
+    if (sec->named && !name_ok(name, len)) {
+        parse_fail(p, p->line, "bad %s name '%.*s': use 1 to %d of A-Z a-z 0-9 _ . -", sec->name,
+                   (int)(len > 64 ? 64 : len), name, NAME_MAX_LEN);
+        return;
+    }
+    if (!sec->named && *first)
+        parse_fail(p, p->line, "duplicate section [%s] (first at line %d)", sec->name, *first);
+    *first = p->line;
+    memset(p->key_line[sec - sections], 0, sizeof(p->key_line[0]));
+    p->sec = sec;
+    if (sec->named) {
+        p->obj = named_add(p->conf, sec, name, len, p->line);
+    } else {
+        p->obj = (char *)p->conf + sec->at;
+        if (sec->optional) {
+            MEMBER(bool, p->obj, sec->enabled_at) = true;
+            LINE_OF(sec, p->obj) = p->line;
+        }
+    }
+}
+
+/* Starts the section named NAME..END (trimmed) at the current line. */
+static void section_begin(struct parse *p, const char *name, const char *end)
+{
+    size_t len = (size_t)(end - name);
+    char list[128] = "";
+
+    if (p->sec != NULL)
+        section_finish(p);
+    p->header_seen = true;
+    p->sec = NULL;
+    p->sec_line = p->line;
+    for (size_t i = 0; i < SEC_COUNT; i++) {
+        const struct section_def *sec = &sections[i];
+        size_t n = strlen(sec->name);
+        if (len < n || memcmp(name, sec->name, n) != 0 ||
+            (len > n && !(sec->named && isspace((unsigned char)name[n]))))
+            continue;
+        for (name += n, len -= n; len && isspace((unsigned char)*name); len--)
+            name++;
+        section_enter(p, sec, name, len);
+        return;
+    }
+    for (size_t i = 0; i < SEC_COUNT; i++) { /* "[broker], [listener NAME] or [http]" */
+        str_append(list, sizeof(list), i == 0 ? "[" : i + 1 < SEC_COUNT ? ", [" : " or [");
+        str_append(list, sizeof(list), sections[i].name);
+        str_append(list, sizeof(list), sections[i].named ? " NAME]" : "]");
+    }
+    parse_fail(p, p->line, "unknown section [%.*s]: expected %s", (int)(len > 64 ? 64 : len), name,
+               list);
 }
 
 /* ---------------------------------------------- the reader for inih ---- */
@@ -818,26 +1122,6 @@ static const char *comment_start(const char *s, const char *e)
     return e;
 }
 
-/* "[name]" at S..E (trimmed, S at '['), with an optional comment after it. */
-static void header_lex(struct parse *p, const char *s, const char *e)
-{
-    const char *rb = memchr(s, ']', (size_t)(e - s));
-    const char *after, *name, *name_end;
-
-    if (rb == NULL) {
-        parse_fail(p, p->line, "syntax error: expected ']' after the section name");
-        return;
-    }
-    after = skip_blank(rb + 1, e);
-    if (after < e && *after != ';' && *after != '#') {
-        parse_fail(p, p->line, "syntax error: unexpected text after ']'");
-        return;
-    }
-    name = skip_blank(s + 1, rb);
-    name_end = trim_end(name, rb);
-    section_begin(p, name, (size_t)(name_end - name));
-}
-
 /*
  * Turns the line S..E into what inih gets in BUF (SIZE bytes): "" for a
  * blank line, a comment or a section header (handled here), else the line
@@ -847,7 +1131,7 @@ static void header_lex(struct parse *p, const char *s, const char *e)
  */
 static void line_lex(struct parse *p, const char *s, const char *e, char *buf, size_t size)
 {
-    const char *sep;
+    const char *eq, *colon;
     size_t len;
 
     buf[0] = '\0';
@@ -855,22 +1139,28 @@ static void line_lex(struct parse *p, const char *s, const char *e, char *buf, s
     e = trim_end(s, e);
     if (s == e || *s == ';' || *s == '#')
         return;
-    if (*s == '[') {
-        header_lex(p, s, e);
+    if (*s == '[') { /* up to the first ']', then at most a comment */
+        const char *rb = memchr(s, ']', (size_t)(e - s)), *after = rb ? skip_blank(rb + 1, e) : e;
+        if (rb == NULL) {
+            parse_fail(p, p->line, "syntax error: expected ']' after the section name");
+        } else if (after < e && *after != ';' && *after != '#') {
+            parse_fail(p, p->line, "syntax error: unexpected text after ']'");
+        } else {
+            s = skip_blank(s + 1, rb);
+            section_begin(p, s, trim_end(s, rb));
+        }
         return;
     }
     e = trim_end(s, comment_start(s, e));
-    for (sep = s; sep < e && *sep != '=' && *sep != ':'; sep++)
-        ;
-    if (sep < e && *sep == ':') { /* inih would take "key: value" too */
-        parse_fail(p, p->line, SYNTAX_ERROR);
-        return;
-    }
-    if (sep == e && p->errs != NULL) { /* no '=': inih's error, but inih tells only its first */
-        parse_fail(p, p->line, SYNTAX_ERROR);
-        return;
-    }
     len = (size_t)(e - s);
+    eq = memchr(s, '=', len);
+    colon = memchr(s, ':', eq != NULL ? (size_t)(eq - s) : len);
+    /* "key: value", which inih would take too; and, when collecting, a line
+     * without '=' (inih's error, but inih reports only its first) */
+    if (colon != NULL || (eq == NULL && p->errs != NULL)) {
+        parse_fail(p, p->line, SYNTAX_ERROR);
+        return;
+    }
     if (size < 2 || len > size - 2) {
         parse_fail(p, p->line, "line too long: at most %zu characters before a comment",
                    size < 2 ? 0 : size - 2);
@@ -898,17 +1188,14 @@ static char *reader_cb(char *buf, int size, void *user)
 /* A key that is not in this section: say where it belongs, if anywhere. */
 static void unknown_key_fail(struct parse *p, const char *name)
 {
-    static const enum section all[] = {SEC_BROKER, SEC_LISTENER, SEC_HTTP};
-    enum section other = SEC_INVALID;
-
-    for (size_t i = 0; i < ARRAY_SIZE(all) && other == SEC_INVALID; i++)
-        if (all[i] != p->sec && key_find(all[i], name))
-            other = all[i];
-    if (other != SEC_INVALID)
-        parse_fail(p, p->line, "unknown key '%s' in [%s]: it belongs in [%s%s]", name,
-                   section_name(p->sec), section_name(other), other == SEC_LISTENER ? " NAME" : "");
-    else
-        parse_fail(p, p->line, "unknown key '%.64s' in [%s]", name, section_name(p->sec));
+    for (size_t i = 0; i < SEC_COUNT; i++) {
+        if (&sections[i] != p->sec && key_find(&sections[i], name) != NULL) {
+            parse_fail(p, p->line, "unknown key '%s' in [%s]: it belongs in [%s%s]", name,
+                       p->sec->name, sections[i].name, sections[i].named ? " NAME" : "");
+            return;
+        }
+    }
+    parse_fail(p, p->line, "unknown key '%.64s' in [%s]", name, p->sec->name);
 }
 
 /* Applies one "name = value" to the section the reader is in (see the top). */
@@ -916,16 +1203,17 @@ static int handler_cb(void *user, const char *section, const char *name, const c
 {
     struct parse *p = user;
     const struct key_def *k;
+    int *line;
     char why[160];
 
     (void)section; /* always "": the reader keeps headers from inih */
-    if (p->sec == SEC_INVALID || !parse_going(p))
-        return 0;
+    if ((p->header_seen && p->sec == NULL) || !parse_going(p))
+        return 0; /* in a section whose header failed: its keys are ignored */
     if (name[0] == '\0') {
         parse_fail(p, p->line, "syntax error: missing key before '='");
         return 0;
     }
-    if (p->sec == SEC_NONE) {
+    if (p->sec == NULL) {
         parse_fail(p, p->line,
                    "key '%.64s' is outside any section: put it under [broker] or "
                    "[listener NAME]",
@@ -937,17 +1225,18 @@ static int handler_cb(void *user, const char *section, const char *name, const c
         unknown_key_fail(p, name);
         return 0;
     }
-    if (p->key_line[k - keys]) {
-        parse_fail(p, p->line, "duplicate key '%s' in [%s] (first at line %d)", name,
-                   section_name(p->sec), p->key_line[k - keys]);
+    line = &p->key_line[p->sec - sections][k - p->sec->keys];
+    if (*line) {
+        parse_fail(p, p->line, "duplicate key '%s' in [%s] (first at line %d)", name, p->sec->name,
+                   *line);
         return 0;
     }
-    p->key_line[k - keys] = p->line;
+    *line = p->line;
     if (value[0] == '\0') {
         parse_fail(p, p->line, "missing value for '%s'", name);
         return 0;
     }
-    if (k->set(p, k, value, why, sizeof(why)) < 0) {
+    if (k->type->parse(k, (char *)p->obj + k->at, value, why, sizeof(why)) < 0) {
         parse_fail(p, p->line, "bad %s '%.48s%s': %s", name, value, strlen(value) > 48 ? "..." : "",
                    why);
         return 0;
@@ -960,8 +1249,8 @@ static int handler_cb(void *user, const char *section, const char *name, const c
 /* The listener of a file that has none: [listener default], 127.0.0.1:7400. */
 static void listener_add_default(struct config *conf)
 {
-    struct config_listener *l =
-        listener_add(conf, DEFAULT_LISTENER_NAME, strlen(DEFAULT_LISTENER_NAME), 0);
+    struct config_listener *l = named_add(conf, &sections[SEC_LISTENER], DEFAULT_LISTENER_NAME,
+                                          strlen(DEFAULT_LISTENER_NAME), 0);
     char why[128];
 
     if (bind_parse(DEFAULT_LISTENER_BIND, l, why, sizeof(why)) < 0)
@@ -976,8 +1265,8 @@ static void listener_add_default(struct config *conf)
 static void validate_payload_outbound(struct parse *p)
 {
     const struct config *conf = p->conf;
-    int payload_line = p->broker_key_line[key_find(SEC_BROKER, "max_payload") - keys];
-    int outbound_line = p->broker_key_line[key_find(SEC_BROKER, "max_outbound") - keys];
+    int payload_line = key_line_of(p, SEC_BROKER, "max_payload");
+    int outbound_line = key_line_of(p, SEC_BROKER, "max_outbound");
 
     if ((uint64_t)conf->max_payload <= conf->max_outbound)
         return;
@@ -988,53 +1277,50 @@ static void validate_payload_outbound(struct parse *p)
                conf->max_payload, conf->max_outbound);
 }
 
-/* Checks what spans sections; adds the default listener to a file without one. */
-static void config_validate(struct parse *p)
+/* Each pair of a named kind, in file order: no name twice, nothing its clash hook refuses. */
+static void validate_named(struct parse *p, const struct section_def *sec)
 {
-    struct config *conf = p->conf;
+    size_t n;
+    const char *base = named_array(p->conf, sec, &n);
 
-    validate_payload_outbound(p);
-    if (conf->n_listeners == 0)
-        listener_add_default(conf);
-    for (size_t j = 1; j < conf->n_listeners && parse_going(p); j++) {
-        const struct config_listener *b = &conf->listeners[j];
+    for (size_t j = 1; j < n && parse_going(p); j++) {
+        const char *b = base + j * sec->size;
         for (size_t i = 0; i < j && parse_going(p); i++) {
-            const struct config_listener *a = &conf->listeners[i];
-            if (a->bind == NULL || b->bind == NULL) /* failed already (collecting) */
-                continue;
-            if (strcmp(a->name, b->name) == 0)
-                parse_fail(p, b->line, "duplicate listener '%s' (first at line %d)", b->name,
-                           a->line);
-            else if (listener_addr_clash(a, b))
-                parse_fail(p, b->line, "listener '%s' binds %s, as listener '%s' does (line %d)",
-                           b->name, b->bind, a->name, a->line);
+            const char *a = base + i * sec->size;
+            if (strcmp(NAME_OF(sec, a), NAME_OF(sec, b)) == 0)
+                parse_fail(p, LINE_OF(sec, b), "duplicate %s '%s' (first at line %d)", sec->name,
+                           NAME_OF(sec, b), LINE_OF(sec, a));
+            else if (sec->clash != NULL)
+                sec->clash(p, a, b);
         }
     }
 }
 
+/* Checks what spans sections; adds the default listener to a file without one. */
+static void config_validate(struct parse *p)
+{
+    validate_payload_outbound(p);
+    if (p->conf->n_streams > 0 && !p->conf->store.enabled)
+        parse_fail(p, p->conf->streams[0].line,
+                   "stream '%s' needs a [store] section (where its messages are kept)",
+                   p->conf->streams[0].name);
+    if (p->conf->n_listeners == 0)
+        listener_add_default(p->conf);
+    for (size_t i = 0; i < SEC_COUNT; i++)
+        if (sections[i].named)
+            validate_named(p, &sections[i]);
+}
+
 /* ------------------------------------------------------ the public API ---- */
 
-/* The [broker] defaults, no listeners. */
+/* The defaults of every section that comes once; no listeners. */
 static void config_defaults_fill(struct config *conf)
 {
     memset(conf, 0, sizeof(*conf));
     conf->refs = 1;
-    conf->io_backend = CONFIG_IO_AUTO;
-    conf->log_level = LOG_LEVEL_INFO;
-    conf->max_payload = (uint32_t)MIB;
-    conf->max_connections = 10000;
-    conf->max_subscriptions = 1000000;
-    conf->max_subscriptions_per_connection = 10000;
-    conf->max_outbound = 64 * MIB;
-    conf->slow_consumer = CONFIG_SLOW_DISCONNECT;
-    conf->max_retained = 64 * MIB;
-    conf->idle_timeout_ms = (uint32_t)(5 * MIN_MS);
-    conf->drain_timeout_ms = (uint32_t)(5 * SEC_MS);
-    conf->stats_interval_ms = (uint32_t)(10 * SEC_MS);
-    conf->http.max_clients = 16;
-    conf->http.timeout_ms = (uint32_t)(10 * SEC_MS);
-    conf->http.header_timeout_ms = (uint32_t)(10 * SEC_MS);
-    conf->http.max_clients_per_address = 4;
+    for (size_t i = 0; i < SEC_COUNT; i++)
+        if (!sections[i].named)
+            defaults_set(&sections[i], (char *)conf + sections[i].at);
 }
 
 struct config *config_new_defaults(void)
@@ -1052,37 +1338,22 @@ struct config *config_ref(struct config *conf)
     return conf;
 }
 
-void config_stream_release(struct config_stream *cs)
-{
-    for (size_t i = 0; i < cs->n_patterns; i++)
-        free(cs->patterns[i]);
-    free(cs->patterns);
-    free(cs->name);
-    memset(cs, 0, sizeof(*cs));
-}
-
-void config_stream_copy(struct config_stream *dst, const struct config_stream *src)
-{
-    *dst = *src;
-    dst->name = xstrdup(src->name);
-    dst->patterns = xcalloc(src->n_patterns ? src->n_patterns : 1, sizeof(*dst->patterns));
-    for (size_t i = 0; i < src->n_patterns; i++)
-        dst->patterns[i] = xstrdup(src->patterns[i]);
-}
-
 void config_unref(struct config *conf)
 {
+    size_t n;
+    char *base;
+
     if (conf == NULL || --conf->refs > 0)
         return;
-    for (size_t i = 0; i < conf->n_streams; i++)
-        config_stream_release(&conf->streams[i]);
-    free(conf->streams);
-    free(conf->store.dir);
-    for (size_t i = 0; i < conf->n_listeners; i++)
-        listener_release(&conf->listeners[i]);
-    free(conf->listeners);
-    free(conf->http.bind);
-    free(conf->http.host);
+    for (size_t i = 0; i < SEC_COUNT; i++) {
+        const struct section_def *sec = &sections[i];
+        if (sec->named) {
+            base = named_array(conf, sec, &n);
+            named_free(sec, base, n);
+        } else if (sec->release != NULL) {
+            sec->release((char *)conf + sec->at);
+        }
+    }
     free(conf->path);
     free(conf);
 }
@@ -1122,7 +1393,7 @@ static int config_parse_text(const char *text, size_t len, const char *name, str
     p.conf->path = xstrdup(name);
 
     rc = ini_parse_stream(reader_cb, &p, handler_cb, &p);
-    if (parse_going(&p))
+    if (parse_going(&p) && p.sec != NULL)
         section_finish(&p);
     if (rc > 0 && errs != NULL) {
         /* Collecting: inih's line is one our handler failed (recorded) or a
@@ -1291,13 +1562,6 @@ static void listener_copy(struct config_listener *dst, const struct config_liste
     dst->path = l->path != NULL ? xstrdup(l->path) : NULL;
 }
 
-static void listeners_free(struct config_listener *ls, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        listener_release(&ls[i]);
-    free(ls);
-}
-
 int config_set_listeners(struct config *conf, const char *const *binds, size_t n, char *why,
                          size_t why_len)
 {
@@ -1306,7 +1570,7 @@ int config_set_listeners(struct config *conf, const char *const *binds, size_t n
 
     for (size_t i = 0; i < n; i++) {
         int len = snprintf(name, sizeof(name), ARG_LISTENER_PREFIX "%zu", i + 1);
-        struct config_listener *l = listener_add(&tmp, name, (size_t)len, 0);
+        struct config_listener *l = named_add(&tmp, &sections[SEC_LISTENER], name, (size_t)len, 0);
         if (bind_parse(binds[i], l, reason, sizeof(reason)) < 0) {
             snprintf(why, why_len, "'%.64s': %s", binds[i], reason);
             listeners_free(tmp.listeners, tmp.n_listeners);
@@ -1341,56 +1605,42 @@ void config_keep_arg_listeners(struct config *next, const struct config *from)
 
 /* ------------------------------------------------ comparing two configs ---- */
 
-/* K's value in CONF as the file writes it: 0, or -1 for a setter not known here. */
-static int key_format(const struct config *conf, const struct key_def *k, char *buf, size_t len)
+/* K's value in OBJ, its section's struct, as the file writes it. */
+static void key_format(const struct key_def *k, const void *obj, char *buf, size_t len)
 {
-    const char *field = (const char *)conf + k->offset;
-    uint32_t u32;
-    uint64_t u64;
+    k->type->format(k, (const char *)obj + k->at, buf, len);
+}
 
-    buf[0] = '\0';
-    if (k->sec == SEC_HTTP && !conf->http.enabled)
-        return 0;
-    memcpy(&u32, field, sizeof(u32));
-    if (k->set == set_size32) {
-        size_format(buf, len, u32);
-    } else if (k->set == set_size64 || k->set == set_max_memory) {
-        memcpy(&u64, field, sizeof(u64));
-        if (k->set == set_max_memory && u64 == 0)
-            snprintf(buf, len, "auto");
-        else
-            size_format(buf, len, u64);
-    } else if (k->set == set_count32) {
-        snprintf(buf, len, "%" PRIu32, u32);
-    } else if (k->set == set_duration32 || k->set == set_stats_interval) {
-        duration_format(buf, len, u32);
-    } else if (k->set == set_io_backend) {
-        snprintf(buf, len, "%s", config_io_backend_name(conf->io_backend));
-    } else if (k->set == set_log_level) {
-        snprintf(buf, len, "%s", log_level_name(conf->log_level));
-    } else if (k->set == set_slow_consumer) {
-        snprintf(buf, len, "%s", config_slow_policy_name(conf->slow_consumer));
-    } else if (k->set == set_http_bind) {
-        snprintf(buf, len, "%s", conf->http.bind != NULL ? conf->http.bind : "");
-    } else {
-        return -1;
+/* The struct of section SECTION ("broker", "http", "listener NAME") in CONF, and its kind. */
+static const void *section_get(const struct config *conf, const char *section,
+                               const struct section_def **kind)
+{
+    for (size_t i = 0; i < SEC_COUNT; i++) {
+        const struct section_def *sec = &sections[i];
+        size_t n = strlen(sec->name);
+        if (strncmp(section, sec->name, n) != 0)
+            continue;
+        if (section[n] != (sec->named ? ' ' : '\0'))
+            continue;
+        *kind = sec;
+        return sec->named ? named_find(conf, sec, section + n + 1) : once_get(conf, sec);
     }
-    return 0;
+    return NULL;
 }
 
 int config_value_format(const struct config *conf, const char *section, const char *key, char *buf,
                         size_t len)
 {
-    enum section sec = strcmp(section, "broker") == 0 ? SEC_BROKER
-                       : strcmp(section, "http") == 0 ? SEC_HTTP
-                                                      : SEC_INVALID;
-    const struct key_def *k = sec != SEC_INVALID ? key_find(sec, key) : NULL;
+    const struct section_def *sec = NULL;
+    const void *obj = section_get(conf, section, &sec);
+    const struct key_def *k = sec != NULL ? key_find(sec, key) : NULL;
 
-    if (k == NULL) {
-        buf[0] = '\0';
+    buf[0] = '\0';
+    if (k == NULL || (obj == NULL && sec->named))
         return -1;
-    }
-    return key_format(conf, k, buf, len);
+    if (obj != NULL) /* an optional section that is off reads as "" */
+        key_format(k, obj, buf, len);
+    return 0;
 }
 
 struct diff {
@@ -1399,71 +1649,50 @@ struct diff {
     size_t n;
 };
 
-static void diff_report(struct diff *d, const char *section, const char *key, const char *a,
-                        const char *b)
+/*
+ * One section of kind SEC, titled TITLE, in two configs (A and B its
+ * structs, NULL where it is absent): the keys that differ, in table order;
+ * or, when only one config has it, its first key, once.
+ */
+static void diff_section(struct diff *d, const struct section_def *sec, const char *title,
+                         const void *a, const void *b)
 {
-    d->fn(d->arg, section, key, a, b);
-    d->n++;
-}
+    char va[VALUE_MAX], vb[VALUE_MAX];
 
-/* The keys of SEC that differ between A and B. */
-static void diff_keys(struct diff *d, enum section sec, const struct config *a,
-                      const struct config *b)
-{
-    char va[128], vb[128];
-
-    for (size_t i = 0; i < ARRAY_SIZE(keys); i++) {
-        if (keys[i].sec != sec)
-            continue;
-        key_format(a, &keys[i], va, sizeof(va));
-        key_format(b, &keys[i], vb, sizeof(vb));
-        if (strcmp(va, vb) != 0)
-            diff_report(d, section_name(sec), keys[i].name, va, vb);
+    if (a == NULL || b == NULL) {
+        if (a == NULL && b == NULL)
+            return;
+        key_format(&sec->keys[0], a != NULL ? a : b, va, sizeof(va));
+        d->fn(d->arg, title, sec->keys[0].name, a != NULL ? va : NULL, b != NULL ? va : NULL);
+        d->n++;
+        return;
     }
-}
-
-static const struct config_listener *listener_by_name(const struct config *conf, const char *name)
-{
-    for (size_t i = 0; i < conf->n_listeners; i++)
-        if (strcmp(conf->listeners[i].name, name) == 0)
-            return &conf->listeners[i];
-    return NULL;
-}
-
-/* A listener's mode as the file writes it; "" for TCP, which has none. */
-static void mode_format(const struct config_listener *l, char *buf, size_t len)
-{
-    if (l->kind == CONFIG_LISTEN_UNIX)
-        snprintf(buf, len, "%04o", l->mode);
-    else
-        buf[0] = '\0';
-}
-
-/* Listeners by name: removed ones, changed ones (in OLD's order), then added ones. */
-static void diff_listeners(struct diff *d, const struct config *a, const struct config *b)
-{
-    char section[16 + LISTENER_NAME_MAX], ma[8], mb[8];
-
-    for (size_t i = 0; i < a->n_listeners; i++) {
-        const struct config_listener *la = &a->listeners[i];
-        const struct config_listener *lb = listener_by_name(b, la->name);
-        snprintf(section, sizeof(section), "listener %s", la->name);
-        if (lb == NULL) {
-            diff_report(d, section, "bind", la->bind, NULL);
-            continue;
+    for (size_t i = 0; i < sec->n_keys; i++) {
+        key_format(&sec->keys[i], a, va, sizeof(va));
+        key_format(&sec->keys[i], b, vb, sizeof(vb));
+        if (strcmp(va, vb) != 0) {
+            d->fn(d->arg, title, sec->keys[i].name, va, vb);
+            d->n++;
         }
-        if (strcmp(la->bind, lb->bind) != 0)
-            diff_report(d, section, "bind", la->bind, lb->bind);
-        mode_format(la, ma, sizeof(ma));
-        mode_format(lb, mb, sizeof(mb));
-        if (strcmp(ma, mb) != 0)
-            diff_report(d, section, "mode", ma, mb);
     }
-    for (size_t i = 0; i < b->n_listeners; i++) {
-        if (listener_by_name(a, b->listeners[i].name) != NULL)
-            continue;
-        snprintf(section, sizeof(section), "listener %s", b->listeners[i].name);
-        diff_report(d, section, "bind", NULL, b->listeners[i].bind);
+}
+
+/* A named kind's elements by name: removed or changed ones (in A's order), then added ones. */
+static void diff_named(struct diff *d, const struct section_def *sec, const struct config *a,
+                       const struct config *b)
+{
+    char title[16 + NAME_MAX_LEN];
+    size_t na, nb;
+    const char *ea = named_array(a, sec, &na), *eb = named_array(b, sec, &nb);
+
+    for (size_t i = 0; i < na; i++, ea += sec->size) {
+        snprintf(title, sizeof(title), "%s %s", sec->name, NAME_OF(sec, ea));
+        diff_section(d, sec, title, ea, named_find(b, sec, NAME_OF(sec, ea)));
+    }
+    for (size_t i = 0; i < nb; i++, eb += sec->size) {
+        snprintf(title, sizeof(title), "%s %s", sec->name, NAME_OF(sec, eb));
+        if (named_find(a, sec, NAME_OF(sec, eb)) == NULL)
+            diff_section(d, sec, title, NULL, eb);
     }
 }
 
@@ -1471,12 +1700,12 @@ size_t config_diff(const struct config *old, const struct config *new, config_di
 {
     struct diff d = {.fn = fn, .arg = arg};
 
-    diff_keys(&d, SEC_BROKER, old, new);
-    if (old->http.enabled && new->http.enabled)
-        diff_keys(&d, SEC_HTTP, old, new);
-    else if (old->http.enabled != new->http.enabled)
-        diff_report(&d, "http", "bind", old->http.enabled ? old->http.bind : NULL,
-                    new->http.enabled ? new->http.bind : NULL);
-    diff_listeners(&d, old, new);
+    for (size_t i = 0; i < SEC_COUNT; i++)
+        if (!sections[i].named)
+            diff_section(&d, &sections[i], sections[i].name, once_get(old, &sections[i]),
+                         once_get(new, &sections[i]));
+    for (size_t i = 0; i < SEC_COUNT; i++)
+        if (sections[i].named)
+            diff_named(&d, &sections[i], old, new);
     return d.n;
 }

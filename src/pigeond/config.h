@@ -20,7 +20,7 @@
  *                         header_timeout, max_clients_per_address
  *
  * Sizes take an optional k/kb/m/mb/g/gb suffix (powers of 1024), durations
- * ms/s/m/h (a bare number is seconds).  Unknown sections and keys, bad values
+ * ms/s/m/h/d (a bare number is seconds).  Unknown sections and keys, bad values
  * and duplicate listeners are errors with the file, line and reason.  A file
  * with no [listener] section gets the default listener, 127.0.0.1:7400.
  */
@@ -87,13 +87,18 @@ enum config_discard {
     CONFIG_DISCARD_NEW, /* refuse new messages (code 12) while full */
 };
 
+enum config_fsync {
+    CONFIG_FSYNC_NO,  /* answers wait for the operating system */
+    CONFIG_FSYNC_YES, /* answers wait for stable storage */
+};
+
 /* [store]: where streams and retained values are kept (store.h).  Off without the section. */
 struct config_store {
-    bool enabled;          /* the file has a [store] section */
-    char *dir;             /* owned; from `dir`, else $STATE_DIRECTORY (systemd) */
-    bool fsync;            /* yes: answers wait for stable storage */
-    uint64_t segment_size; /* 64mb: segment files of streams */
-    int line;              /* of the section header */
+    bool enabled;           /* the file has a [store] section */
+    char *dir;              /* owned; from `dir`, else $STATE_DIRECTORY (systemd) */
+    enum config_fsync fsync; /* yes */
+    uint64_t segment_size;  /* 64mb: segment files of streams */
+    int line;               /* of the section header */
 };
 
 /* [stream NAME]: one stream (stream.h), in file order. */
@@ -101,13 +106,13 @@ struct config_stream {
     char *name;      /* owned */
     char **patterns; /* owned, each owned: what the stream captures */
     size_t n_patterns;
-    uint64_t max_messages;        /* 0: no limit */
-    uint64_t max_bytes;           /* 0: no limit */
-    uint64_t max_age_ms;          /* 0: no limit */
-    enum config_discard discard;  /* old */
-    uint64_t duplicate_window_ms; /* 2m: how long a msg_id is remembered */
-    int line;                     /* of the section header */
-    int patterns_line;            /* of its patterns key */
+    uint64_t max_messages;       /* 0: no limit */
+    uint64_t max_bytes;          /* 0: no limit */
+    uint64_t max_age_ms;         /* 0: no limit */
+    enum config_discard discard; /* old */
+    uint32_t duplicate_window_ms; /* 2m: how long a msg_id is remembered */
+    int line;                    /* of the section header */
+    int patterns_line;           /* of its patterns key */
 };
 
 struct config {
@@ -182,6 +187,9 @@ struct config *config_ref(struct config *conf);
 /* Drops a reference to CONF; the last frees it and everything it owns. NULL is fine. */
 void config_unref(struct config *conf);
 
+/* True when some topic matches both checked patterns A and B ('$' rule included). */
+bool config_patterns_overlap(const char *a, const char *b);
+
 /* Frees what CS owns and zeroes it. */
 void config_stream_release(struct config_stream *cs);
 
@@ -213,10 +221,11 @@ int config_set_listeners(struct config *conf, const char *const *binds, size_t n
 void config_keep_arg_listeners(struct config *next, const struct config *from);
 
 /*
- * The value of [SECTION] KEY (a "broker" or "http" key of the table) in
- * CONF, written as the file would write it, with the same units: "64mb",
- * "10s", "drop", "127.0.0.1:7480".  [http] keys read as "" while the
- * section is off.  0, or -1 (BUF "") for a key this cannot format.
+ * The value of [SECTION] KEY in CONF, written as the file would write it,
+ * with the same units: "64mb", "10s", "drop", "127.0.0.1:7480".  SECTION is
+ * named as config_diff names it: "broker", "http", "listener NAME".  [http]
+ * keys read as "" while the section is off, a TCP listener's mode as "".
+ * 0, or -1 (BUF "") for an unknown section, listener or key.
  */
 int config_value_format(const struct config *conf, const char *section, const char *key, char *buf,
                         size_t len);
@@ -225,16 +234,17 @@ int config_value_format(const struct config *conf, const char *section, const ch
  * One difference between two configs.  SECTION is "broker", "http" or
  * "listener NAME"; OLD_VALUE and NEW_VALUE are formatted as the file
  * writes them.  A whole [http] or [listener NAME] section added or removed
- * is reported once, with KEY "bind" and OLD_VALUE (added) or NEW_VALUE
- * (removed) NULL.  The strings are borrowed for the call.
+ * is reported once, by its first key ("bind"), with OLD_VALUE (added) or
+ * NEW_VALUE (removed) NULL.  The strings are borrowed for the call.
  */
 typedef void (*config_diff_fn)(void *arg, const char *section, const char *key,
                                const char *old_value, const char *new_value);
 
 /*
- * Calls FN for each setting that differs between OLD and NEW: [broker] and
- * [http] keys in table order, then listeners (matched by name: removed,
- * changed, then added).  Returns the number of calls.
+ * Calls FN for each setting that differs between OLD and NEW: the keys of
+ * the sections that come once ([broker], [http]) in table order, then
+ * those of named sections ([listener NAME], matched by name: removed or
+ * changed in OLD's order, then added).  Returns the number of calls.
  */
 size_t config_diff(const struct config *old, const struct config *new, config_diff_fn fn,
                    void *arg);
@@ -242,7 +252,7 @@ size_t config_diff(const struct config *old, const struct config *new, config_di
 /*
  * Units, shared with the command line: 0 and *OUT on success, -1 if malformed
  * or above MAX.  Digits only (no sign, no blank), then for a size an optional
- * k/kb/m/mb/g/gb (powers of 1024), for a duration ms/s/m/h (bare: seconds);
+ * k/kb/m/mb/g/gb (powers of 1024), for a duration ms/s/m/h/d (bare: seconds);
  * suffixes in any case.
  */
 int config_parse_size(const char *s, uint64_t max, uint64_t *out);

@@ -57,9 +57,10 @@
  * the fact as server_accept refuses one.  Instead accepting is paused
  * before it could go wrong: accept() takes the lowest free descriptor, so
  * while that is below FD_SETSIZE the next accept is safe.  http_check_fds
- * probes it after everything that takes a descriptor for good (a broker
- * connection, an HTTP one) and after everything that frees one (the sweep,
- * a freed broker connection), and the sweep repeats it while paused, since
+ * probes it after everything that takes a descriptor for good (an HTTP
+ * connection here; a broker connection, told by the loop's fdlimit watcher)
+ * and after everything that frees one (the sweep; a freed broker
+ * connection, again through the watcher), and the sweep repeats it while paused, since
  * libevent closes a freed socket only after the callback at hand;
  * connections that arrive meanwhile wait in the kernel's accept queue.
  * Under every other backend the check is free.
@@ -185,7 +186,12 @@ static void http_schedule_sweep(struct http *h)
         event_del(h->sweep_ev);
 }
 
-void http_check_fds(struct http *h)
+/*
+ * Under io_backend select: pauses accepting while the next descriptor would
+ * be beyond FD_SETSIZE, and resumes once one below it is free (see the top).
+ * NULL H is fine.
+ */
+static void http_check_fds(struct http *h)
 {
     if (h == NULL)
         return;

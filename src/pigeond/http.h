@@ -48,15 +48,6 @@ struct http;
  */
 int http_apply_config(struct server *srv, struct http **h);
 
-/*
- * Under io_backend select: pauses accepting while the next descriptor would
- * be beyond FD_SETSIZE, and resumes once one below it is free.  Called
- * wherever the broker opens or frees a descriptor for good; evhttp accepts
- * by itself and hands the socket straight to libevent, so the check must
- * come before the accept, not after (see http.c).  NULL H is fine.
- */
-void http_check_fds(struct http *h);
-
 /* Closes every HTTP connection and the socket, and frees H.  NULL is fine. */
 void http_free(struct http *h);
 
