@@ -67,6 +67,12 @@ size_t encode_msg_prefix(uint8_t out[ENCODE_MSG_PREFIX_MAX], uint32_t sid)
     return sb.len;
 }
 
+void encode_result_begin(msgpack_packer *pk, msgpack_sbuffer *out, uint32_t msgid)
+{
+    begin_response(pk, out, msgid);
+    msgpack_pack_nil(pk);
+}
+
 void encode_result_uint(msgpack_sbuffer *out, uint32_t msgid, uint64_t v)
 {
     msgpack_packer pk;

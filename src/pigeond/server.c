@@ -33,6 +33,7 @@
 #include "proto.h"
 #include "router.h"
 #include "runfile.h"
+#include "store.h"
 #include "sysstats.h"
 #include "xalloc.h"
 
@@ -158,6 +159,8 @@ static int server_add_signals(struct server *srv)
     struct event_base *base = srv->loop.base;
 
     signal(SIGPIPE, SIG_IGN);
+    /* A file past RLIMIT_FSIZE is a write error (EFBIG) the store reports, not a kill. */
+    signal(SIGXFSZ, SIG_IGN);
     srv->sig_term = evsignal_new(base, SIGTERM, server_signal_cb, srv);
     srv->sig_int = evsignal_new(base, SIGINT, server_signal_cb, srv);
     srv->sig_hup = evsignal_new(base, SIGHUP, server_signal_cb, srv);
@@ -306,6 +309,10 @@ int server_reload(struct server *srv)
     }
     loop_set_config(&srv->loop, next);
     budget_apply_config(srv);
+    if (srv->store != NULL)
+        store_apply_config(srv->store, next);
+    else if (next->store.enabled)
+        log_warning(&srv->log, "SIGHUP: [store] takes effect at the next start");
     http_apply_config(srv, &srv->http); /* logged; the rest of the reload stands */
     sysstats_apply_config(srv->sysstats);
     server_write_ports_file(srv);
@@ -438,6 +445,8 @@ int server_init(struct server *srv, struct config *conf, const char *conf_path,
         return -1;
     }
     srv->router = router_new(srv);
+    if (store_open(srv, conf, &srv->store) < 0)
+        return -1;
     if (budget_init(srv) < 0)
         return -1;
     if (activation_new(&srv->log, &srv->activation) < 0)
@@ -489,6 +498,8 @@ void server_fini(struct server *srv)
     sysstats_free(srv->sysstats);
     http_free(srv->http);
     activation_free(srv->activation);
+    store_close(srv->store);
+    srv->store = NULL;
     router_free(srv->router);
     if (srv->drain_timer != NULL)
         event_free(srv->drain_timer);

@@ -518,8 +518,7 @@ static void hold_if_full(struct store *st, struct stream *sm, struct session *s)
 }
 
 int store_publish(struct store *st, struct session *s, const struct router_msg *m,
-                  const struct store_pub *p, bool is_request, uint32_t msgid, long *delivered,
-                  const char **why)
+                  const struct store_pub *p, bool is_request, uint32_t msgid, const char **why)
 {
     struct stream *sm = capture(st, m->topic, m->topic_len);
     struct block *prev = NULL;
@@ -551,7 +550,6 @@ int store_publish(struct store *st, struct session *s, const struct router_msg *
         *why = "retained store full (max_retained); message not published";
         return (int)n;
     }
-    *delivered = n;
     uint64_t seq = 0;
     if (sm != NULL) {
         int rc = stream_append(sm, m, p->msg_id, p->msg_id_len, now, &seq, why);

@@ -109,16 +109,15 @@ struct store_pub {
  * once all that is durable.  Returns:
  *
  *   0          done; the store answers (now or after the commit)
- *   1          not the store's (no stream captures it, no retain): answer
- *              *DELIVERED as usual
+ *   1          not the store's (no stream captures it, no retain):
+ *              nothing was done, route and answer it as usual
  *   -code      fail the call with that code and WHY (static): 11 (a
  *              named stream that does not capture the topic: nothing was
  *              published), 12 (delivered live, not stored), 10
  *              (max_retained: nothing was published)
  */
 int store_publish(struct store *st, struct session *s, const struct router_msg *m,
-                  const struct store_pub *p, bool is_request, uint32_t msgid, long *delivered,
-                  const char **why);
+                  const struct store_pub *p, bool is_request, uint32_t msgid, const char **why);
 
 /*
  * The broker's own publication (a dead letter): routed live, and appended
