@@ -652,7 +652,8 @@ static int list_segments(struct seglog *lg, uint64_t **out, size_t *n)
         (*out)[(*n)++] = seq;
     }
     closedir(d);
-    qsort(*out, *n, sizeof(**out), seq_cmp);
+    if (*n > 1)
+        qsort(*out, *n, sizeof(**out), seq_cmp);
     return 0;
 }
 

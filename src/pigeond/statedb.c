@@ -197,7 +197,7 @@ int statedb_foreach(struct statedb *db, enum statedb_table t, const void *prefix
     }
     rc = mdb_cursor_get(cur, &k, &v, plen > 0 ? MDB_SET_RANGE : MDB_FIRST);
     while (rc == 0) {
-        if (k.mv_size < plen || memcmp(k.mv_data, prefix, plen) != 0)
+        if (plen > 0 && (k.mv_size < plen || memcmp(k.mv_data, prefix, plen) != 0))
             break;
         if ((out = fn(arg, k.mv_data, k.mv_size, v.mv_data, v.mv_size)) != 0)
             break;
