@@ -246,6 +246,13 @@ START_TEST(test_segments_and_index)
 
     lg = open_log(64 * 1024, &st);
     ck_assert_uint_eq(st.last_seq, 3000);
+    struct seglog_segment info;
+    ck_assert_int_eq(seglog_segment_info(lg, 0, &info), 0);
+    ck_assert(info.sealed);
+    ck_assert_uint_eq(info.first_seq, 1);
+    ck_assert_uint_gt(info.msg_ids, 0); /* every record has one: counted in the index file */
+    ck_assert_uint_eq(info.msg_ids, info.last_seq - info.first_seq + 1);
+    ck_assert_int_eq(seglog_segment_info(lg, seglog_segment_count(lg), &info), -1);
     for (uint64_t seq = 1; seq <= 3000; seq += 293)
         read_all(lg, seq, 3000);
     uint64_t all, tail;

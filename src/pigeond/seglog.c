@@ -33,9 +33,10 @@
 #include "log.h"
 #include "xalloc.h"
 
-#define SEG_MAGIC    "PGNSEG01"
-#define IDX_MAGIC    "PGNIDX01"
-#define IDX_HEADER   64 /* magic, first, last, end, first_time, last_time, n, crc of entries */
+#define SEG_MAGIC "PGNSEG01"
+#define IDX_MAGIC "PGNIDX01"
+#define IDX_HEADER                                                                                 \
+    64 /* magic, first, last, end, first_time, last_time, n, crc of entries, msg_ids */
 #define NAME_DIGITS  20
 #define REC_MAX      (1u << 30) /* no record is larger: max_payload is at most 1 GiB */
 #define SCAN_CHUNK   (1024 * 1024)
@@ -125,6 +126,7 @@ struct seg {
     bool durable_sealed; /* a finished job sealed it */
     bool ix_loaded;      /* entries read (sealed segments load them on first use) */
     bool damaged;        /* sealed, and records past some point cannot be read */
+    uint32_t n_ids;      /* records with a msg_id (at least: a rollback does not lower it) */
     struct ix_entry *ix;
     uint32_t n_ix, cap_ix;
     char name[NAME_DIGITS + 1];
@@ -755,6 +757,7 @@ static int seg_scan(struct seglog *lg, struct seg *s, uint64_t *cut, uint64_t *l
 
     *cut = 0;
     s->n_ix = 0;
+    s->n_ids = 0;
     if (fstat(s->fd, &st) < 0) {
         free(buf);
         return -errno;
@@ -775,6 +778,7 @@ static int seg_scan(struct seglog *lg, struct seg *s, uint64_t *cut, uint64_t *l
             ix_push(lg, s, seq, off + pos);
             if (s->first_time == 0)
                 s->first_time = (int64_t)r.time_ms;
+            s->n_ids += r.msg_id_len > 0;
             s->last_time = (int64_t)r.time_ms;
             *last_first = r.first;
             seq++;
@@ -827,6 +831,7 @@ static int idx_load(struct seglog *lg, struct seg *s, bool entries)
         goto out;
     }
     if (!entries) {
+        s->n_ids = get32(h + 56);
         s->last_seq = s->durable_last = get64(h + 16);
         s->end = s->durable_end = get64(h + 24);
         s->first_time = (int64_t)get64(h + 32);
@@ -860,6 +865,7 @@ static uint8_t *idx_encode(const struct seg *s, size_t *len)
     put64(b + 40, (uint64_t)s->last_time);
     put32(b + 48, (uint32_t)n);
     put32(b + 52, crc32c(0, b + IDX_HEADER, 16 * n));
+    put32(b + 56, s->n_ids);
     put32(b + 60, crc32c(0, b, 60));
     *len = IDX_HEADER + 16 * n;
     return b;
@@ -1164,6 +1170,7 @@ int seglog_append(struct seglog *lg, struct seglog_rec *rec)
     if (s->first_time == 0)
         s->first_time = (int64_t)rec->time_ms;
     s->last_time = (int64_t)rec->time_ms;
+    s->n_ids += rec->msg_id_len > 0;
     j->bytes += rec->len;
     job_mark(j, s);
     return 0;
@@ -1492,6 +1499,19 @@ uint64_t seglog_durable_end_seq(const struct seglog *lg)
         if (lg->segs[i]->durable_end > 0)
             return lg->segs[i]->durable_last;
     return lg->n_segs > 0 ? lg->segs[0]->first_seq - 1 : 0;
+}
+
+int seglog_segment_info(const struct seglog *lg, size_t i, struct seglog_segment *out)
+{
+    if (i >= lg->n_segs)
+        return -1;
+    const struct seg *s = lg->segs[i];
+    out->first_seq = s->first_seq;
+    out->last_seq = s->durable_last;
+    out->last_time = s->last_time;
+    out->sealed = s->durable_sealed;
+    out->msg_ids = s->n_ids;
+    return 0;
 }
 
 uint32_t seglog_segment_count(const struct seglog *lg)

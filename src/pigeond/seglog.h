@@ -23,8 +23,8 @@
  *
  * When a segment is full it is sealed: cut to its last record, and given an
  * index file beside it (…seq.idx: first and last seq, data end, first and
- * last time, and one (seq, offset) entry per 64 KiB of records, with a
- * checksum), so that a restart reads a few hundred bytes per sealed
+ * last time, how many records carry a msg_id, and one (seq, offset) entry
+ * per 64 KiB of records, with a checksum), so that a restart reads a few hundred bytes per sealed
  * segment instead of the segment.  Only the last segment is scanned at
  * start: its records are checked one by one, and at the first one that is
  * cut short, fails its checksum, or breaks the sequence, the file is cut
@@ -211,6 +211,17 @@ uint64_t seglog_drop_before(struct seglog *lg, uint64_t first_seq);
  * them without reading a record; FROM_SEQ when there is none.
  */
 uint64_t seglog_expired_through(const struct seglog *lg, uint64_t from_seq, int64_t cutoff_ms);
+
+/* One segment's durable figures (seglog_segment_info). */
+struct seglog_segment {
+    uint64_t first_seq, last_seq; /* last_seq = first_seq - 1 while it has none */
+    int64_t last_time;            /* of its last record, ms */
+    bool sealed;
+    uint32_t msg_ids; /* records with a msg_id: 0 means none (more is an upper bound) */
+};
+
+/* Segment I (0: the oldest) into OUT: 0, or -1 past the last one. */
+int seglog_segment_info(const struct seglog *lg, size_t i, struct seglog_segment *out);
 
 /* ------------------------------------------------------------ monitoring */
 

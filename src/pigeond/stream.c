@@ -338,25 +338,30 @@ static void stream_age_cb(evutil_socket_t fd, short what, void *arg)
 
 /* ------------------------------------------------------------ opening ---- */
 
-/* Reads back the msg_ids of the last duplicate window. */
+/* Reads back the msg_ids of the last duplicate window: the segments that may hold some. */
 static void dedup_rebuild(struct stream *s)
 {
     int64_t now = stream_now_ms(), cutoff = now - (int64_t)s->conf.duplicate_window_ms;
+    struct seglog_segment seg;
     struct seglog_pos pos = {0};
     struct seglog_rec rec;
     int rc;
 
     if (s->conf.duplicate_window_ms == 0 || s->durable_last < s->first_seq)
         return;
-    uint64_t from = seglog_expired_through(s->log, s->first_seq, cutoff);
-    seglog_pos_set(&pos, from);
-    while ((rc = stream_read(s, &pos, &rec)) != SEGLOG_END) {
-        if (rc == -EBADMSG)
+    for (size_t i = 0; seglog_segment_info(s->log, i, &seg) == 0; i++) {
+        if (seg.last_seq < s->first_seq || seg.last_seq < seg.first_seq || seg.msg_ids == 0 ||
+            (seg.sealed && seg.last_time < cutoff))
             continue;
-        if (rc < 0)
-            break;
-        if (rec.msg_id_len > 0 && (int64_t)rec.time_ms >= cutoff)
-            dedup_add(s, rec.msg_id, rec.msg_id_len, rec.seq, (int64_t)rec.time_ms);
+        seglog_pos_set(&pos, seg.first_seq > s->first_seq ? seg.first_seq : s->first_seq);
+        while (pos.seq <= seg.last_seq && (rc = stream_read(s, &pos, &rec)) != SEGLOG_END) {
+            if (rc == -EBADMSG)
+                continue;
+            if (rc < 0)
+                break;
+            if (rec.msg_id_len > 0 && (int64_t)rec.time_ms >= cutoff)
+                dedup_add(s, rec.msg_id, rec.msg_id_len, rec.seq, (int64_t)rec.time_ms);
+        }
     }
 }
 
