@@ -86,14 +86,12 @@ static void *worker_main(void *arg)
     for (;;) {
         while (w->job == NULL && !w->stop)
             pthread_cond_wait(&w->cv, &w->mu);
-        if (w->job == NULL)
-            break;
         struct commit_job *job = w->job;
+        if (job == NULL)
+            break;
+        w->job = NULL; /* taken: the next one may be handed over once this one is done */
         pthread_mutex_unlock(&w->mu);
         part_run(w->c, w->part, job);
-        pthread_mutex_lock(&w->mu);
-        w->job = NULL;
-        pthread_mutex_unlock(&w->mu);
         part_done(w->c);
         pthread_mutex_lock(&w->mu);
     }
@@ -101,12 +99,16 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
+/*
+ * Signalled after the unlock, so that the woken worker does not at once
+ * block again on a mutex the loop still holds (one futex call less each way).
+ */
 static void worker_hand(struct worker *w, struct commit_job *job)
 {
     pthread_mutex_lock(&w->mu);
     w->job = job;
-    pthread_cond_signal(&w->cv);
     pthread_mutex_unlock(&w->mu);
+    pthread_cond_signal(&w->cv);
 }
 
 /* Starts W with every signal blocked: signals belong to the loop (server.c). */
@@ -237,8 +239,9 @@ static void commit_pipe_cb(evutil_socket_t fd, short what, void *arg)
     struct commit *c = arg;
     char buf[16];
 
-    while (read(c->pipe_r, buf, sizeof(buf)) > 0)
-        ;
+    /* One byte per job, and one job out at a time: a single read empties it. */
+    if (read(c->pipe_r, buf, sizeof(buf)) < 0 && errno != EAGAIN && errno != EINTR)
+        return;
     if (c->out != NULL && atomic_load_explicit(&c->parts_left, memory_order_acquire) == 0)
         commit_finish(c);
 }
