@@ -86,6 +86,32 @@ static int tables_open(struct statedb *db, char *why, size_t why_len)
     return mdb_txn_commit(txn);
 }
 
+/*
+ * Reads every entry of every table once: a damaged page shows up here, at
+ * start, where the environment can still be set aside, rather than later.
+ * The state is small (pending sets, retained values), so this is quick.
+ */
+static int tables_verify(struct statedb *db)
+{
+    MDB_txn *txn = NULL;
+    MDB_cursor *cur;
+    MDB_val k, v;
+    int rc = mdb_txn_begin(db->env, NULL, MDB_RDONLY, &txn);
+
+    for (int t = 0; t < STATEDB_TABLES && rc == 0; t++) {
+        if ((rc = mdb_cursor_open(txn, db->dbi[t], &cur)) != 0)
+            break;
+        while ((rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0)
+            ;
+        mdb_cursor_close(cur);
+        if (rc == MDB_NOTFOUND)
+            rc = 0;
+    }
+    if (txn != NULL)
+        mdb_txn_abort(txn);
+    return rc;
+}
+
 static int env_open(struct statedb *db, bool fsync)
 {
     int rc = mdb_env_create(&db->env);
@@ -150,6 +176,8 @@ int statedb_open(const char *path, bool fsync, struct logger *log, struct stated
         int rc = env_open(db, fsync);
         if (rc == 0)
             rc = tables_open(db, why, why_len);
+        if (rc == 0)
+            rc = tables_verify(db);
         if (rc == 0) {
             *out = db;
             return 0;
