@@ -163,9 +163,9 @@ START_TEST(test_key_table)
 
     for (i = 0; config_key_at(i, &section, &key); i++)
         ck_assert(strcmp(section, "broker") == 0 || strcmp(section, "listener") == 0 ||
-                  strcmp(section, "http") == 0 || strcmp(section, "store") == 0 ||
-                  strcmp(section, "stream") == 0);
-    ck_assert_uint_eq(i, 29);
+                  strcmp(section, "http") == 0 || strcmp(section, "auth") == 0 ||
+                  strcmp(section, "store") == 0 || strcmp(section, "stream") == 0);
+    ck_assert_uint_eq(i, 37);
     ck_assert(config_key_at(0, &section, &key));
     ck_assert_str_eq(key, "io_backend");
 }
@@ -390,6 +390,62 @@ START_TEST(test_stats_interval_floor)
 }
 END_TEST
 
+/* Secure defaults: nothing off loopback without authentication, unless said so. */
+START_TEST(test_exposure)
+{
+    struct config *conf;
+
+    LOAD_BAD("[listener pub]\nbind = 0.0.0.0:7400\n", 1,
+             "listener 'pub' binds 0.0.0.0:7400, off loopback, without authentication");
+    LOAD_BAD("[listener pub]\nbind = [::]:7400\n", 1, "off loopback");
+    LOAD_BAD("[listener pub]\nbind = 10.1.2.3:7400\n", 1, "off loopback");
+    LOAD_BAD("[listener pub]\nbind = myhost.example:7400\n", 1, "off loopback");
+    /* A users file makes every listener authenticate, but auth = none opts out. */
+    conf = LOAD_OK("[auth]\nusers_file = /etc/pigeon/users.conf\n"
+                   "[listener pub]\nbind = 0.0.0.0:7400\n"
+                   "[listener local]\nbind = unix:/run/pigeon/p.sock\nauth = none\n");
+    ck_assert(config_listener_authenticates(conf, &conf->listeners[0]));
+    ck_assert(!config_listener_authenticates(conf, &conf->listeners[1]));
+    ck_assert(!conf->auth.allow_anonymous);
+    config_unref(conf);
+    LOAD_BAD("[auth]\nusers_file = /u\n[listener pub]\nbind = 0.0.0.0:7400\nauth = none\n", 3,
+             "without authentication");
+    /* Loopback needs nothing; allow_anonymous opens the rest. */
+    conf = LOAD_OK("[listener a]\nbind = 127.0.0.9:7400\n[listener b]\nbind = [::1]:7400\n"
+                   "[listener c]\nbind = localhost:7400\n");
+    ck_assert(!config_listener_authenticates(conf, &conf->listeners[0]));
+    config_unref(conf);
+    conf = LOAD_OK("[auth]\nallow_anonymous = yes\n[listener pub]\nbind = 0.0.0.0:7400\n");
+    ck_assert(conf->auth.allow_anonymous);
+    config_unref(conf);
+    /* The HTTP endpoint off loopback needs a token. */
+    LOAD_BAD("[http]\nbind = 0.0.0.0:7480\n", 1, "[http] binds 0.0.0.0:7480, off loopback");
+    conf = LOAD_OK("[http]\nbind = 0.0.0.0:7480\ntoken = s3cret\n");
+    ck_assert_str_eq(conf->http.token, "s3cret");
+    config_unref(conf);
+}
+END_TEST
+
+START_TEST(test_tls_keys)
+{
+    struct config *conf = LOAD_OK("[listener tls]\nbind = 127.0.0.1:7401\ntls_cert = /c.pem\n"
+                                  "tls_key = /k.pem\ntls_ca = /ca.pem\n"
+                                  "[listener s]\nbind = unix:/tmp/s.sock\ngroup = pigeon\n");
+    ck_assert_str_eq(conf->listeners[0].tls_cert, "/c.pem");
+    ck_assert_str_eq(conf->listeners[0].tls_key, "/k.pem");
+    ck_assert_str_eq(conf->listeners[0].tls_ca, "/ca.pem");
+    ck_assert_ptr_null(conf->listeners[1].tls_cert);
+    ck_assert_str_eq(conf->listeners[1].group, "pigeon");
+    config_unref(conf);
+    LOAD_BAD("[listener t]\nbind = 127.0.0.1:1\ntls_cert = /c.pem\n", 3, "tls_cert needs tls_key");
+    LOAD_BAD("[listener t]\nbind = 127.0.0.1:1\ntls_key = /k.pem\n", 3, "tls_key needs tls_cert");
+    LOAD_BAD("[listener t]\nbind = 127.0.0.1:1\ntls_ca = /ca.pem\n", 3, "which needs TLS");
+    LOAD_BAD("[listener t]\nbind = 127.0.0.1:1\ngroup = x\n", 3, "group applies to unix sockets");
+    LOAD_BAD("[listener t]\nbind = 127.0.0.1:1\nauth = maybe\n", 3, "expected one of: required, none");
+    LOAD_BAD("[auth]\nallow_anonymous = perhaps\n", 2, "expected yes or no");
+}
+END_TEST
+
 START_TEST(test_listeners)
 {
     struct config *conf = LOAD_OK("[broker]\n"                       /* 1 */
@@ -406,7 +462,8 @@ START_TEST(test_listeners)
                                   "[listener ll]\n"                  /* 12 */
                                   "bind = [fe80::1:2]:65535\n"       /* 13 */
                                   "[listener unix-default-mode]\n"   /* 14 */
-                                  "bind = unix:/tmp/x.sock\n");      /* 15 */
+                                  "bind = unix:/tmp/x.sock\n"        /* 15 */
+                                  "[auth]\nallow_anonymous = yes\n"); /* open to the network */
     const struct config_listener *l = conf->listeners;
 
     ck_assert_uint_eq(conf->n_listeners, 6);
@@ -449,7 +506,8 @@ START_TEST(test_listener_same)
                                   "[listener b]\nbind = 127.0.0.1:0\n" /* port 0 twice is fine */
                                   "[listener c]\nbind = [::1]:7400\n"
                                   "[listener d]\nbind = localhost:7400\n"
-                                  "[listener e]\nbind = unix:/tmp/a.sock\nmode = 0600\n");
+                                  "[listener e]\nbind = unix:/tmp/a.sock\nmode = 0600\n"
+                                  "[auth]\nallow_anonymous = yes\n"); /* open to the network */
     struct config *other = LOAD_OK("[listener x]\nbind = [0:0::1]:7400\n"
                                    "[listener y]\nbind = LOCALHOST:7400\n"
                                    "[listener z]\nbind = unix:/tmp/a.sock\nmode = 0660\n");
@@ -999,7 +1057,7 @@ START_TEST(test_http_section)
              "unknown key 'max_clients' in [broker]: it belongs in [http]");
     LOAD_BAD("[broker]\nstats_interval = 2h\n", 2, "must be from 0 to 1h");
     LOAD_BAD("[htp]\n", 1,
-             "expected [broker], [listener NAME], [http], [store] or [stream NAME]");
+             "expected [broker], [listener NAME], [http], [auth], [store] or [stream NAME]");
 }
 END_TEST
 
@@ -1319,7 +1377,9 @@ START_TEST(test_value_format_every_key)
     char buf[128];
 
     for (size_t i = 0; config_key_at(i, &section, &key); i++) {
-        if (strcmp(section, "listener") == 0 || strcmp(section, "stream") == 0)
+        /* Listeners and streams are compared by name; [auth] is off here; a secret unset is "". */
+        if (strcmp(section, "listener") == 0 || strcmp(section, "stream") == 0 ||
+            strcmp(section, "auth") == 0 || strcmp(key, "token") == 0)
             continue;
         ck_assert_msg(config_value_format(conf, section, key, buf, sizeof(buf)) == 0 &&
                           buf[0] != '\0',
@@ -1347,7 +1407,7 @@ START_TEST(test_store_and_streams)
 
     ck_assert(conf->store.enabled);
     ck_assert_str_eq(conf->store.dir, "/var/lib/p");
-    ck_assert_int_eq(conf->store.fsync, CONFIG_FSYNC_NO);
+    ck_assert(!conf->store.fsync);
     ck_assert_uint_eq(conf->store.segment_size, 64 * 1024 * 1024);
     ck_assert_uint_eq(conf->n_streams, 2);
     const struct config_stream *o = &conf->streams[0];
@@ -1387,7 +1447,7 @@ START_TEST(test_streams_bad)
     LOAD_BAD("[store]\ndir = /p\n[stream a]\npatterns = a..b\n", 4, "pattern 'a..b'");
     LOAD_BAD("[store]\ndir = /p\n[stream a]\npatterns = ,\n", 4, "pattern ''");
     LOAD_BAD("[store]\ndir = relative\n", 2, "absolute path");
-    LOAD_BAD("[store]\ndir = /p\nfsync = maybe\n", 3, "expected one of: no, yes");
+    LOAD_BAD("[store]\ndir = /p\nfsync = maybe\n", 3, "expected yes or no");
     LOAD_BAD("[store]\ndir = /p\n[stream a]\npatterns = a\ndiscard = oldest\n", 5,
              "expected one of: old, new");
     LOAD_BAD("[store]\ndir = /p\n[stream a]\npatterns = a\n[stream a]\npatterns = b\n", 5,
@@ -1446,9 +1506,16 @@ END_TEST
 static void section_text(char *buf, size_t len, const char *section, const char *key,
                          const char *value)
 {
-    if (strcmp(section, "listener") == 0)
+    if (strcmp(section, "listener") == 0 && strncmp(key, "tls_", 4) == 0)
+        snprintf(buf, len, "[listener t]\nbind = 127.0.0.1:0\n%s%s%s = %s\n",
+                 strcmp(key, "tls_cert") ? "tls_cert = /tmp/c.pem\n" : "",
+                 strcmp(key, "tls_key") ? "tls_key = /tmp/k.pem\n" : "", key, value);
+    else if (strcmp(section, "listener") == 0)
         snprintf(buf, len, "[listener t]\n%s%s = %s\n",
                  strcmp(key, "bind") ? "bind = unix:/tmp/pigeon-rt.sock\n" : "", key, value);
+    else if (strcmp(section, "auth") == 0)
+        snprintf(buf, len, "[auth]\n%s%s = %s\n",
+                 strcmp(key, "users_file") ? "users_file = /tmp/users.conf\n" : "", key, value);
     else if (strcmp(section, "store") == 0)
         snprintf(buf, len, "[store]\n%s%s = %s\n",
                  strcmp(key, "dir") ? "dir = /tmp/pigeon-rt\n" : "", key, value);
@@ -1487,14 +1554,16 @@ START_TEST(test_every_key_round_trips)
         "250ms",  "100ms",   "90s",     "5m",      "1h",         "2h",    "auto",
         "drop",   "disconnect",         "debug",   "warning",    "poll",  "select",
         "0600",   "777",     "127.0.0.1:7480",     "[::1]:0",    "localhost:0",
-        "unix:/tmp/pigeon-rt.sock", "/var/lib/pigeon", "/tmp/pigeon-rt", "yes", "no",
-        "old",    "new",     "7d",      "a.>, b.*",
+        "unix:/tmp/pigeon-rt.sock", "yes", "no", "none", "required", "pigeon", "/tmp/a.pem",
+        "/var/lib/pigeon", "/tmp/pigeon-rt", "old", "new", "7d", "a.>, b.*",
     };
     const char *section, *key;
     char text[256], first[256], again[256], seen[256];
 
     for (size_t i = 0; config_key_at(i, &section, &key); i++) {
         int distinct = 0;
+        if (strcmp(key, "token") == 0)
+            continue; /* a secret is never written back: "(set)" */
         seen[0] = '\0';
         for (size_t v = 0; v < sizeof(values) / sizeof(values[0]); v++) {
             struct config *a = NULL, *b;
@@ -1599,6 +1668,8 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_listener_same);
     tcase_add_test(tc, test_unix_path_limit);
     tcase_add_test(tc, test_http_section);
+    tcase_add_test(tc, test_exposure);
+    tcase_add_test(tc, test_tls_keys);
     tcase_add_test(tc, test_store_and_streams);
     tcase_add_test(tc, test_streams_bad);
     tcase_add_test(tc, test_patterns_overlap);

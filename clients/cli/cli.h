@@ -131,5 +131,6 @@ int cmd_sub(int argc, char **argv);
 int cmd_req(int argc, char **argv);
 int cmd_reply(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_passwd(int argc, char **argv);
 
 #endif

@@ -6,6 +6,7 @@
  *   pigeon req TOPIC [DATA]       request/reply
  *   pigeon reply TOPIC CMD...     answer requests with a command
  *   pigeon bench                  measure the broker
+ *   pigeon passwd [--token]       credentials for pigeond's users file
  *
  * Each subcommand is a file (cmd_*.c) with its own options and --help;
  * the exit codes they share are in cli.h and docs/cli.md.
@@ -27,6 +28,7 @@ static const char main_help[] =
     "  req TOPIC [DATA]       send a request and print the reply\n"
     "  reply TOPIC CMD...     answer requests on TOPIC with the output of CMD\n"
     "  bench                  measure throughput and latency\n"
+    "  passwd [--token]       make a password hash or a token for the users file\n"
     "\n"
     "'pigeon COMMAND --help' describes each.  The broker's address comes from\n"
     "-s/--server, else $PIGEON_SERVER, else " CLI_DEFAULT_SERVER ".\n"
@@ -41,7 +43,7 @@ struct command {
 
 static const struct command commands[] = {
     {"pub", cmd_pub},     {"sub", cmd_sub},     {"req", cmd_req},
-    {"reply", cmd_reply}, {"bench", cmd_bench},
+    {"reply", cmd_reply}, {"bench", cmd_bench}, {"passwd", cmd_passwd},
 };
 
 /*

@@ -9,6 +9,7 @@
 #define PIGEON_PROTO_H
 
 #define PROTO_VERSION      1
+#define PROTO_MINOR        1   /* 1.1: authentication, permissions, streams */
 #define PROTO_DEFAULT_PORT 7400
 #define PROTO_MAX_DEPTH    32  /* nesting limit; the frame's own array is level 1 */
 #define PROTO_TOPIC_MAX    255 /* bytes in a topic or pattern */

@@ -35,44 +35,13 @@
  * headers, names, duplicates, required keys, "it belongs in" hints,
  * defaults, freeing, config_value_format and config_diff.
  *
- * inih splits "key = value" lines and calls handler_cb() for each.  Between
- * the text and inih sits our own line reader, reader_cb(), because of how
- * inih r55 behaves as Debian 12 builds it (its defaults: INI_MAX_LINE 200 on
- * the stack, multi-line values and inline ';' comments on, no stop on the
- * first error, no line number passed to the handler):
- *
- *  - Line numbers.  inih never reads ahead, so the reader's count is the line
- *    inih is on when it calls the handler: every error gets its exact line.
- *  - Long lines.  inih cuts a line longer than INI_MAX_LINE into pieces and
- *    parses each as a line of its own: the value is silently truncated, the
- *    tail may parse as another key, and every later line number is off.  The
- *    reader refuses such a line (comments may be any length).
- *  - Sections.  inih truncates section names to 49 bytes, says nothing of a
- *    section with no keys (an unknown one would pass unnoticed), and after a
- *    malformed header files the next keys under the previous section.  The
- *    reader parses headers itself and hands inih a blank line instead, so the
- *    handler ignores inih's section argument and uses ours.
- *  - Indentation.  An indented line after a key is a multi-line continuation
- *    to inih ("  max_payload = 1m" would become a second value of the key
- *    above); the reader strips leading blanks so that never happens.
- *  - Comments and separators.  The reader cuts a comment that starts with
- *    ';' or '#' after a blank, so `key = 5 # why` means what it says (inih
- *    knows only ';').  It refuses "key: value", which inih takes as Python's
- *    configparser does, so "key = value" is the one form and a stray
- *    "unix:/path" line is a syntax error rather than a key named "unix".
- *
- * Debian's libinih also exports these settings as variables (ini_allow_multiline
- * and the like).  We leave them alone: they are process-wide, and other builds
- * of inih do not have them.
- *
- * What inih still decides: the split at the first '=', trimming, and the
- * syntax error for a line without one.  Errors are "first wins": the reader
- * stops feeding inih after the first failure we record, and inih's own
- * return value (the line of its first error) wins where it is earlier.
- *
- * The file is opened non-blocking and checked with fstat before it is read:
- * only a regular file is read (file_open_regular), so a FIFO given as the
- * config cannot hang start-up or stall the loop at SIGHUP.
+ * The file is read, and its lines handed to inih, by inifile.c, which the
+ * users file shares: only a regular file (opened non-blocking, checked
+ * with fstat, so a FIFO given as the config cannot hang start-up or stall
+ * the loop at SIGHUP), every error with its exact line, overlong lines,
+ * indentation, '#' comments and "key: value" dealt with before inih sees
+ * them (inifile.h says why each).  Here are the sections and keys it reports
+ * (section_cb, key_cb, end_cb).  Errors are "first wins" by line.
  *
  * Also here: the command line's listeners (pigeond -p/-b), which replace
  * the file's and survive reloads.
@@ -88,13 +57,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-#include <ini.h>
 
 #include "addr.h"
+#include "inifile.h"
 #include "topic.h"
 #include "units.h"
 #include "xalloc.h"
@@ -193,6 +158,16 @@ static void listener_release(void *obj)
     free(l->bind);
     free(l->host);
     free(l->path);
+    free(l->group);
+    free(l->tls_cert);
+    free(l->tls_key);
+    free(l->tls_ca);
+}
+
+void config_listener_release(struct config_listener *l)
+{
+    free(l->name);
+    listener_release(l);
 }
 
 /* Copies the address A, parsed from the bind value V, into L. */
@@ -331,6 +306,12 @@ static void http_release(void *obj)
 
     free(h->bind);
     free(h->host);
+    free(h->token);
+}
+
+static void auth_release(void *obj)
+{
+    free(((struct config_auth *)obj)->users_file);
 }
 
 /* ------------------------------------------------------ the key types ---- */
@@ -490,6 +471,46 @@ static void string_format(const struct key_def *k, const void *field, char *buf,
     snprintf(buf, len, "%s", s != NULL ? s : "");
 }
 
+/* A string kept as written (a path, a name, a secret): the field is an owned char *. */
+static int string_parse(const struct key_def *k, void *field, const char *value, char *why,
+                        size_t why_len)
+{
+    char **s = &MEMBER(char *, field, 0);
+
+    free(*s); /* set already by a duplicate section (collecting errors) */
+    *s = xstrdup(value);
+    return 0;
+}
+
+/* A secret kept as written, never shown: a reload logs "(changed)", not the value. */
+static void secret_format(const struct key_def *k, const void *field, char *buf, size_t len)
+{
+    const char *s = MEMBER(const char *, field, 0);
+
+    snprintf(buf, len, "%s", s == NULL ? "" : "(set)");
+}
+
+/* yes or no (also true/false, on/off); the field is a bool. */
+static int bool_parse(const struct key_def *k, void *field, const char *value, char *why,
+                      size_t why_len)
+{
+    static const char *const yes[] = {"yes", "true", "on"}, *const no[] = {"no", "false", "off"};
+
+    for (size_t i = 0; i < ARRAY_SIZE(yes); i++) {
+        if (strcmp(value, yes[i]) == 0 || strcmp(value, no[i]) == 0) {
+            MEMBER(bool, field, 0) = strcmp(value, yes[i]) == 0;
+            return 0;
+        }
+    }
+    snprintf(why, why_len, "expected yes or no");
+    return -1;
+}
+
+static void bool_format(const struct key_def *k, const void *field, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s", MEMBER(bool, field, 0) ? "yes" : "no");
+}
+
 /* A listener's bind (config_listener.bind), which sets its whole address. */
 static int listen_bind_parse(const struct key_def *k, void *field, const char *value, char *why,
                              size_t why_len)
@@ -613,6 +634,9 @@ static const struct key_type type_names = {names_parse, names_format, NULL, fals
 static const struct key_type type_listen_bind = {listen_bind_parse, string_format, NULL, false};
 static const struct key_type type_http_bind = {http_bind_parse, string_format, NULL, false};
 static const struct key_type type_mode = {mode_parse, mode_format, NULL, false};
+static const struct key_type type_string = {string_parse, string_format, NULL, false};
+static const struct key_type type_secret = {string_parse, secret_format, NULL, false};
+static const struct key_type type_bool = {bool_parse, bool_format, NULL, false};
 static const struct key_type type_count64 = {number_parse, number_format, &units_count, true};
 static const struct key_type type_duration64 = {number_parse, number_format, &units_duration, true};
 static const struct key_type type_path = {path_parse, string_format, NULL, false};
@@ -621,7 +645,7 @@ static const struct key_type type_patterns = {patterns_parse, patterns_format, N
 /* Enums and modes go through uint32_t, as their field's type (unsigned int) is. */
 _Static_assert(sizeof(enum config_io_backend) == 4 && sizeof(enum config_slow_policy) == 4 &&
                    sizeof(enum log_level) == 4 && sizeof(unsigned) == 4 &&
-                   sizeof(enum config_fsync) == 4 && sizeof(enum config_discard) == 4,
+                   sizeof(enum config_discard) == 4,
                "type_names and type_mode need 4-byte fields");
 
 /* ------------------------------------------------------ the key tables ---- */
@@ -658,9 +682,20 @@ static const struct key_def broker_keys[] = {
 KEYS_FIT(broker_keys);
 
 /* [listener NAME]: struct config_listener. */
+static const char *const listener_auth_names[] = {
+    [CONFIG_AUTH_REQUIRED] = "required",
+    [CONFIG_AUTH_NONE] = "none",
+};
+
 static const struct key_def listener_keys[] = {
     {KEY("bind", type_listen_bind, config_listener, bind), .required = true},
     {KEY("mode", type_mode, config_listener, mode), .def = "0660"},
+    {KEY("group", type_string, config_listener, group)},
+    {KEY("tls_cert", type_string, config_listener, tls_cert)},
+    {KEY("tls_key", type_string, config_listener, tls_key)},
+    {KEY("tls_ca", type_string, config_listener, tls_ca)},
+    {KEY("auth", type_names, config_listener, auth), NAMES(listener_auth_names),
+     .def = "required"},
 };
 KEYS_FIT(listener_keys);
 
@@ -673,17 +708,24 @@ static const struct key_def http_keys[] = {
      .def = "10s"},
     {KEY("max_clients_per_address", type_count32, config_http, max_clients_per_address),
      RANGE(1, 10000), .def = "4"},
+    {KEY("token", type_secret, config_http, token)},
 };
 KEYS_FIT(http_keys);
 
-static const char *const fsync_names[] = {[CONFIG_FSYNC_NO] = "no", [CONFIG_FSYNC_YES] = "yes"};
+/* [auth]: struct config_auth. */
+static const struct key_def auth_keys[] = {
+    {KEY("users_file", type_string, config_auth, users_file)},
+    {KEY("allow_anonymous", type_bool, config_auth, allow_anonymous), .def = "no"},
+};
+KEYS_FIT(auth_keys);
+
 static const char *const discard_names[] = {[CONFIG_DISCARD_OLD] = "old",
                                             [CONFIG_DISCARD_NEW] = "new"};
 
 /* [store]: struct config_store.  dir falls back on $STATE_DIRECTORY (store_finish). */
 static const struct key_def store_keys[] = {
     {KEY("dir", type_path, config_store, dir)},
-    {KEY("fsync", type_names, config_store, fsync), NAMES(fsync_names), .def = "yes"},
+    {KEY("fsync", type_bool, config_store, fsync), .def = "yes"},
     {KEY("segment_size", type_size64, config_store, segment_size), RANGE(MIB, 4 * GIB),
      .def = "64mb"},
 };
@@ -707,17 +749,11 @@ KEYS_FIT(stream_keys);
 /* ------------------------------------------------------ parse state ---- */
 
 /* The kinds of section: sections[]'s rows, in the order of messages and config_key_at. */
-enum section_id { SEC_BROKER, SEC_LISTENER, SEC_HTTP, SEC_STORE, SEC_STREAM, SEC_COUNT };
+enum section_id { SEC_BROKER, SEC_LISTENER, SEC_HTTP, SEC_AUTH, SEC_STORE, SEC_STREAM, SEC_COUNT };
 
 struct parse {
-    struct config *conf;       /* being built; freed by the caller on failure */
-    struct config_error *err;  /* the first error, once FAILED */
-    bool failed;               /* an error is recorded: stop, unless collecting */
-    struct config_error *errs; /* collecting every error (config_check_file), or NULL */
-    size_t max_errs, n_errs;
-    const char *pos;                   /* text not yet handed to inih */
-    const char *end;                   /* end of the text */
-    int line;                          /* the line inih is on (1-based) */
+    struct inifile f;                  /* the reader: line, errors (inifile.h) */
+    struct config *conf;               /* being built; freed by the caller on failure */
     bool header_seen;                  /* a key is no longer outside any section */
     const struct section_def *sec;     /* the section that line is in; NULL after a bad header */
     void *obj;                         /* its struct: in conf, or the last of its array */
@@ -726,53 +762,13 @@ struct parse {
     int key_line[SEC_COUNT][KEYS_MAX]; /* where each key of each kind's last section was set */
 };
 
-/* Records LINE and REASON in the error, whatever was there. */
-static void __attribute__((format(printf, 3, 0)))
-error_vset(struct config_error *err, int line, const char *fmt, va_list ap)
-{
-    err->line = line;
-    vsnprintf(err->reason, sizeof(err->reason), fmt, ap);
-}
-
-static void __attribute__((format(printf, 3, 4)))
-error_set(struct config_error *err, int line, const char *fmt, ...)
-{
-    va_list ap;
-
-    va_start(ap, fmt);
-    error_vset(err, line, fmt, ap);
-    va_end(ap);
-}
-
 /* True while parsing goes on: no error yet, or collecting them all. */
 static bool parse_going(const struct parse *p)
 {
-    return !p->failed || p->errs != NULL;
+    return inifile_going(&p->f);
 }
 
-/*
- * Records an error unless one is recorded already: the first one wins.
- * When collecting (P->errs), every error is appended, up to max_errs.
- */
-static void __attribute__((format(printf, 3, 4)))
-parse_fail(struct parse *p, int line, const char *fmt, ...)
-{
-    struct config_error *err = p->err;
-    va_list ap;
-
-    if (p->errs != NULL) {
-        if (p->n_errs == p->max_errs)
-            return;
-        err = &p->errs[p->n_errs++];
-        memcpy(err->file, p->err->file, sizeof(err->file));
-    } else if (p->failed) {
-        return;
-    }
-    p->failed = true;
-    va_start(ap, fmt);
-    error_vset(err, line, fmt, ap);
-    va_end(ap);
-}
+#define parse_fail(p, ...) inifile_fail(&(p)->f, __VA_ARGS__)
 
 /* ------------------------------------------------------- the sections ---- */
 
@@ -821,6 +817,10 @@ static const struct section_def sections[SEC_COUNT] = {
                   KEYS(http_keys),
                   OPTIONAL(config_http, http),
                   .release = http_release},
+    [SEC_AUTH] = {.name = "auth",
+                  KEYS(auth_keys),
+                  OPTIONAL(config_auth, auth),
+                  .release = auth_release},
     [SEC_STORE] = {.name = "store",
                    KEYS(store_keys),
                    OPTIONAL(config_store, store),
@@ -943,10 +943,27 @@ static void listener_finish(struct parse *p, void *obj)
 {
     const struct config_listener *l = obj;
     int mode_line = key_line_of(p, SEC_LISTENER, "mode");
+    int group_line = key_line_of(p, SEC_LISTENER, "group");
+    int cert_line = key_line_of(p, SEC_LISTENER, "tls_cert");
+    int key_line = key_line_of(p, SEC_LISTENER, "tls_key");
+    int ca_line = key_line_of(p, SEC_LISTENER, "tls_ca");
 
     if (l->bind != NULL && mode_line && l->kind != CONFIG_LISTEN_UNIX)
         parse_fail(p, mode_line, "mode applies to unix sockets only; listener '%s' binds %s",
                    l->name, l->bind);
+    if (l->bind != NULL && group_line && l->kind != CONFIG_LISTEN_UNIX)
+        parse_fail(p, group_line, "group applies to unix sockets only; listener '%s' binds %s",
+                   l->name, l->bind);
+    if (cert_line && !key_line)
+        parse_fail(p, cert_line, "tls_cert needs tls_key (its private key) in listener '%s'",
+                   l->name);
+    else if (key_line && !cert_line)
+        parse_fail(p, key_line, "tls_key needs tls_cert in listener '%s'", l->name);
+    else if (ca_line && !cert_line)
+        parse_fail(p, ca_line,
+                   "tls_ca asks for client certificates, which needs TLS: tls_cert and tls_key "
+                   "in listener '%s'",
+                   l->name);
 }
 
 static void listener_clash(struct parse *p, const void *obj_a, const void *obj_b)
@@ -1042,26 +1059,26 @@ static void section_enter(struct parse *p, const struct section_def *sec, const 
     int *first = &p->first_line[sec - sections];
 
     if (sec->named && len == 0) {
-        parse_fail(p, p->line, "a %s section needs a name: [%s NAME]", sec->name, sec->name);
+        parse_fail(p, p->f.line, "a %s section needs a name: [%s NAME]", sec->name, sec->name);
         return;
     }
     if (sec->named && !name_ok(name, len)) {
-        parse_fail(p, p->line, "bad %s name '%.*s': use 1 to %d of A-Z a-z 0-9 _ . -", sec->name,
+        parse_fail(p, p->f.line, "bad %s name '%.*s': use 1 to %d of A-Z a-z 0-9 _ . -", sec->name,
                    (int)(len > 64 ? 64 : len), name, NAME_MAX_LEN);
         return;
     }
     if (!sec->named && *first)
-        parse_fail(p, p->line, "duplicate section [%s] (first at line %d)", sec->name, *first);
-    *first = p->line;
+        parse_fail(p, p->f.line, "duplicate section [%s] (first at line %d)", sec->name, *first);
+    *first = p->f.line;
     memset(p->key_line[sec - sections], 0, sizeof(p->key_line[0]));
     p->sec = sec;
     if (sec->named) {
-        p->obj = named_add(p->conf, sec, name, len, p->line);
+        p->obj = named_add(p->conf, sec, name, len, p->f.line);
     } else {
         p->obj = (char *)p->conf + sec->at;
         if (sec->optional) {
             MEMBER(bool, p->obj, sec->enabled_at) = true;
-            LINE_OF(sec, p->obj) = p->line;
+            LINE_OF(sec, p->obj) = p->f.line;
         }
     }
 }
@@ -1076,7 +1093,7 @@ static void section_begin(struct parse *p, const char *name, const char *end)
         section_finish(p);
     p->header_seen = true;
     p->sec = NULL;
-    p->sec_line = p->line;
+    p->sec_line = p->f.line;
     for (size_t i = 0; i < SEC_COUNT; i++) {
         const struct section_def *sec = &sections[i];
         size_t n = strlen(sec->name);
@@ -1093,155 +1110,78 @@ static void section_begin(struct parse *p, const char *name, const char *end)
         str_append(list, sizeof(list), sections[i].name);
         str_append(list, sizeof(list), sections[i].named ? " NAME]" : "]");
     }
-    parse_fail(p, p->line, "unknown section [%.*s]: expected %s", (int)(len > 64 ? 64 : len), name,
+    parse_fail(p, p->f.line, "unknown section [%.*s]: expected %s", (int)(len > 64 ? 64 : len), name,
                list);
 }
 
-/* ---------------------------------------------- the reader for inih ---- */
-
-static const char *skip_blank(const char *s, const char *e)
-{
-    while (s < e && isspace((unsigned char)*s))
-        s++;
-    return s;
-}
-
-static const char *trim_end(const char *s, const char *e)
-{
-    while (e > s && isspace((unsigned char)e[-1]))
-        e--;
-    return e;
-}
-
-/* Where an inline comment starts: ';' or '#' after a blank; else E. */
-static const char *comment_start(const char *s, const char *e)
-{
-    for (const char *c = s + 1; c < e; c++)
-        if ((*c == ';' || *c == '#') && isspace((unsigned char)c[-1]))
-            return c;
-    return e;
-}
-
-/*
- * Turns the line S..E into what inih gets in BUF (SIZE bytes): "" for a
- * blank line, a comment or a section header (handled here), else the line
- * without its leading blanks and inline comment, plus "\n".  The newline
- * matters to an inih built with INI_ALLOW_REALLOC, which would otherwise
- * take a full buffer without one for half a line and read on.
- */
-static void line_lex(struct parse *p, const char *s, const char *e, char *buf, size_t size)
-{
-    const char *eq, *colon;
-    size_t len;
-
-    buf[0] = '\0';
-    s = skip_blank(s, e);
-    e = trim_end(s, e);
-    if (s == e || *s == ';' || *s == '#')
-        return;
-    if (*s == '[') { /* up to the first ']', then at most a comment */
-        const char *rb = memchr(s, ']', (size_t)(e - s)), *after = rb ? skip_blank(rb + 1, e) : e;
-        if (rb == NULL) {
-            parse_fail(p, p->line, "syntax error: expected ']' after the section name");
-        } else if (after < e && *after != ';' && *after != '#') {
-            parse_fail(p, p->line, "syntax error: unexpected text after ']'");
-        } else {
-            s = skip_blank(s + 1, rb);
-            section_begin(p, s, trim_end(s, rb));
-        }
-        return;
-    }
-    e = trim_end(s, comment_start(s, e));
-    len = (size_t)(e - s);
-    eq = memchr(s, '=', len);
-    colon = memchr(s, ':', eq != NULL ? (size_t)(eq - s) : len);
-    /* "key: value", which inih would take too; and, when collecting, a line
-     * without '=' (inih's error, but inih reports only its first) */
-    if (colon != NULL || (eq == NULL && p->errs != NULL)) {
-        parse_fail(p, p->line, SYNTAX_ERROR);
-        return;
-    }
-    if (size < 2 || len > size - 2) {
-        parse_fail(p, p->line, "line too long: at most %zu characters before a comment",
-                   size < 2 ? 0 : size - 2);
-        return;
-    }
-    memcpy(buf, s, len);
-    memcpy(buf + len, "\n", 2);
-}
-
-/* inih's fgets-like reader: one line of P's text at a time, until an error. */
-static char *reader_cb(char *buf, int size, void *user)
-{
-    struct parse *p = user;
-    const char *start = p->pos, *nl;
-
-    if (!parse_going(p) || p->pos >= p->end || size <= 0)
-        return NULL;
-    nl = memchr(start, '\n', (size_t)(p->end - start));
-    p->pos = nl ? nl + 1 : p->end;
-    p->line++;
-    line_lex(p, start, nl ? nl : p->end, buf, (size_t)size);
-    return buf;
-}
+/* ------------------------------------------------------- the keys ---- */
 
 /* A key that is not in this section: say where it belongs, if anywhere. */
 static void unknown_key_fail(struct parse *p, const char *name)
 {
     for (size_t i = 0; i < SEC_COUNT; i++) {
         if (&sections[i] != p->sec && key_find(&sections[i], name) != NULL) {
-            parse_fail(p, p->line, "unknown key '%s' in [%s]: it belongs in [%s%s]", name,
+            parse_fail(p, p->f.line, "unknown key '%s' in [%s]: it belongs in [%s%s]", name,
                        p->sec->name, sections[i].name, sections[i].named ? " NAME" : "");
             return;
         }
     }
-    parse_fail(p, p->line, "unknown key '%.64s' in [%s]", name, p->sec->name);
+    parse_fail(p, p->f.line, "unknown key '%.64s' in [%s]", name, p->sec->name);
 }
 
-/* Applies one "name = value" to the section the reader is in (see the top). */
-static int handler_cb(void *user, const char *section, const char *name, const char *value)
+/* The end of the text: the last section's checks. */
+static void end_cb(struct inifile *f)
 {
-    struct parse *p = user;
+    struct parse *p = f->arg;
+
+    if (p->sec != NULL)
+        section_finish(p);
+}
+
+/* The reader's section header: starts the section NAME (LEN bytes, trimmed). */
+static void section_cb(struct inifile *f, const char *name, size_t len)
+{
+    section_begin(f->arg, name, name + len);
+}
+
+/* The reader's "name = value": applies it to the section it is in (see the top). */
+static void key_cb(struct inifile *f, const char *name, const char *value)
+{
+    struct parse *p = f->arg;
     const struct key_def *k;
     int *line;
     char why[160];
 
-    (void)section; /* always "": the reader keeps headers from inih */
-    if ((p->header_seen && p->sec == NULL) || !parse_going(p))
-        return 0; /* in a section whose header failed: its keys are ignored */
-    if (name[0] == '\0') {
-        parse_fail(p, p->line, "syntax error: missing key before '='");
-        return 0;
-    }
+    if (p->header_seen && p->sec == NULL)
+        return; /* in a section whose header failed: its keys are ignored */
     if (p->sec == NULL) {
-        parse_fail(p, p->line,
+        parse_fail(p, p->f.line,
                    "key '%.64s' is outside any section: put it under [broker] or "
                    "[listener NAME]",
                    name);
-        return 0;
+        return;
     }
     k = key_find(p->sec, name);
     if (k == NULL) {
         unknown_key_fail(p, name);
-        return 0;
+        return;
     }
     line = &p->key_line[p->sec - sections][k - p->sec->keys];
     if (*line) {
-        parse_fail(p, p->line, "duplicate key '%s' in [%s] (first at line %d)", name, p->sec->name,
+        parse_fail(p, p->f.line, "duplicate key '%s' in [%s] (first at line %d)", name, p->sec->name,
                    *line);
-        return 0;
+        return;
     }
-    *line = p->line;
+    *line = p->f.line;
     if (value[0] == '\0') {
-        parse_fail(p, p->line, "missing value for '%s'", name);
-        return 0;
+        parse_fail(p, p->f.line, "missing value for '%s'", name);
+        return;
     }
     if (k->type->parse(k, (char *)p->obj + k->at, value, why, sizeof(why)) < 0) {
-        parse_fail(p, p->line, "bad %s '%.48s%s': %s", name, value, strlen(value) > 48 ? "..." : "",
+        parse_fail(p, p->f.line, "bad %s '%.48s%s': %s", name, value, strlen(value) > 48 ? "..." : "",
                    why);
-        return 0;
+        return;
     }
-    return 1;
 }
 
 /* ------------------------------------------------------- validation ---- */
@@ -1296,6 +1236,53 @@ static void validate_named(struct parse *p, const struct section_def *sec)
     }
 }
 
+bool config_listener_authenticates(const struct config *conf, const struct config_listener *l)
+{
+    return conf->auth.enabled && conf->auth.users_file != NULL && l->auth == CONFIG_AUTH_REQUIRED;
+}
+
+/* True when HOST (an address or a name, as bound) reaches only this machine. */
+static bool host_is_loopback(const char *host)
+{
+    struct in_addr a4;
+    struct in6_addr a6;
+
+    if (strcasecmp(host, "localhost") == 0)
+        return true;
+    if (inet_pton(AF_INET, host, &a4) == 1)
+        return (ntohl(a4.s_addr) >> 24) == 127;
+    return inet_pton(AF_INET6, host, &a6) == 1 && IN6_IS_ADDR_LOOPBACK(&a6);
+}
+
+/*
+ * Secure defaults, as Mosquitto 2.0 has them: a listener anyone off this
+ * machine can reach must authenticate its clients, unless [auth]
+ * allow_anonymous = yes says otherwise; and the [http] endpoint, which
+ * names every client, stays on loopback unless it requires a token.
+ */
+static void validate_exposure(struct parse *p)
+{
+    const struct config *conf = p->conf;
+
+    for (size_t i = 0; i < conf->n_listeners; i++) {
+        const struct config_listener *l = &conf->listeners[i];
+        if (l->bind == NULL || l->kind != CONFIG_LISTEN_TCP || host_is_loopback(l->host) ||
+            config_listener_authenticates(conf, l) || conf->auth.allow_anonymous)
+            continue;
+        parse_fail(p, l->line,
+                   "listener '%s' binds %s, off loopback, without authentication: set [auth] "
+                   "users_file (and no auth = none), or [auth] allow_anonymous = yes to let "
+                   "anyone in",
+                   l->name, l->bind);
+    }
+    if (conf->http.enabled && conf->http.host != NULL && !host_is_loopback(conf->http.host) &&
+        conf->http.token == NULL)
+        parse_fail(p, conf->http.line,
+                   "[http] binds %s, off loopback, without a token: set [http] token, or bind it "
+                   "to 127.0.0.1",
+                   conf->http.bind);
+}
+
 /* Checks what spans sections; adds the default listener to a file without one. */
 static void config_validate(struct parse *p)
 {
@@ -1309,6 +1296,8 @@ static void config_validate(struct parse *p)
     for (size_t i = 0; i < SEC_COUNT; i++)
         if (sections[i].named)
             validate_named(p, &sections[i]);
+    if (parse_going(p))
+        validate_exposure(p);
 }
 
 /* ------------------------------------------------------ the public API ---- */
@@ -1358,57 +1347,24 @@ void config_unref(struct config *conf)
     free(conf);
 }
 
-static void error_begin(struct config_error *err, const char *name)
-{
-    memset(err, 0, sizeof(*err));
-    snprintf(err->file, sizeof(err->file), "%s", name);
-}
-
-/* Sorts the N errors at ERRS by line, keeping the order of those on one line; returns N. */
-static size_t errors_sort(struct config_error *errs, size_t n)
-{
-    for (size_t i = 1; i < n; i++) {
-        struct config_error e = errs[i];
-        size_t j = i;
-        for (; j > 0 && errs[j - 1].line > e.line; j--)
-            errs[j] = errs[j - 1];
-        errs[j] = e;
-    }
-    return n;
-}
-
 /* The one path: LEN bytes of TEXT, named NAME, into a new validated config. */
 static int config_parse_text(const char *text, size_t len, const char *name, struct config **out,
                              struct config_error *err, struct config_error *errs, size_t max_errs,
                              size_t *n_errs)
 {
-    struct parse p = {
-        .err = err, .pos = text, .end = text + len, .errs = errs, .max_errs = max_errs};
-    int rc;
+    struct parse p = {.f = {.section = section_cb, .key = key_cb, .finish = end_cb, .err = err,
+                            .errs = errs, .max_errs = max_errs}};
 
-    if (len >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0)
-        p.pos += 3; /* a UTF-8 byte order mark */
+    p.f.arg = &p;
     p.conf = xmalloc(sizeof(*p.conf));
     config_defaults_fill(p.conf);
     p.conf->path = xstrdup(name);
-
-    rc = ini_parse_stream(reader_cb, &p, handler_cb, &p);
-    if (parse_going(&p) && p.sec != NULL)
-        section_finish(&p);
-    if (rc > 0 && errs != NULL) {
-        /* Collecting: inih's line is one our handler failed (recorded) or a
-         * syntax error line_lex already recorded.  Nothing new. */
-    } else if (rc > 0 && (!p.failed || rc < err->line)) {
-        error_set(err, rc, SYNTAX_ERROR);
-        p.failed = true;
-    } else if (rc < 0 && parse_going(&p)) {
-        parse_fail(&p, 0, "inih failed (%d)", rc);
-    }
+    inifile_parse(&p.f, text, len);
     if (parse_going(&p))
         config_validate(&p);
     if (errs != NULL)
-        *n_errs = errors_sort(errs, p.n_errs);
-    if (p.failed) {
+        *n_errs = inifile_errors_sort(&p.f);
+    if (p.f.failed) {
         config_unref(p.conf);
         return -1;
     }
@@ -1425,102 +1381,22 @@ int config_load_string(const char *text, const char *name, struct config **out,
         err = &scratch;
     if (name == NULL)
         name = "<string>";
-    error_begin(err, name);
+    inifile_error_begin(err, name);
     return config_parse_text(text, strlen(text), name, out, err, NULL, 0, NULL);
-}
-
-/*
- * Opens PATH for reading and checks that it is a regular file: 0 and *FD, or
- * -1 with ERR set.  The open is non-blocking because opening a FIFO for
- * reading blocks until a writer comes, and pigeond reads this file on its
- * event loop at SIGHUP; only then does fstat tell what PATH is.  Anything
- * but a regular file is refused: a FIFO or a terminal could block each read
- * or never end, and a device (/dev/zero) could be endless.  A regular file
- * never blocks a read, and is at most CONFIG_FILE_MAX bytes.
- */
-static int file_open_regular(const char *path, int *fd, struct config_error *err)
-{
-    struct stat st;
-
-    *fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
-    if (*fd < 0) {
-        error_set(err, 0, "cannot open: %s", strerror(errno));
-        return -1;
-    }
-    if (fstat(*fd, &st) < 0)
-        error_set(err, 0, "cannot read: %s", strerror(errno));
-    else if (S_ISDIR(st.st_mode)) /* what read() would say: names what it is */
-        error_set(err, 0, "cannot read: %s", strerror(EISDIR));
-    else if (!S_ISREG(st.st_mode))
-        error_set(err, 0, "not a regular file");
-    else if (st.st_size > (off_t)CONFIG_FILE_MAX)
-        error_set(err, 0, "file too large: a config file is at most 1 MiB");
-    else
-        return 0;
-    close(*fd);
-    return -1;
-}
-
-/*
- * Reads the regular file FD whole into *BUF (owned by the caller), at most
- * CONFIG_FILE_MAX + 1 bytes, so a file that grew since fstat is still
- * caught as too large.
- */
-static int file_slurp(int fd, char **buf, size_t *len)
-{
-    size_t cap = 4096;
-    ssize_t n;
-
-    *buf = xmalloc(cap);
-    *len = 0;
-    while (*len <= CONFIG_FILE_MAX) {
-        if (*len == cap) {
-            cap *= 2;
-            *buf = xrealloc(*buf, cap);
-        }
-        n = read(fd, *buf + *len, cap - *len);
-        if (n == 0)
-            return 0;
-        if (n < 0 && errno != EINTR)
-            return -1;
-        if (n > 0)
-            *len += (size_t)n;
-    }
-    return 0;
-}
-
-/* The line a byte offset is on. */
-static int line_of(const char *text, size_t off)
-{
-    int line = 1;
-
-    for (size_t i = 0; i < off; i++)
-        line += text[i] == '\n';
-    return line;
 }
 
 /* config_load_file, collecting every error into ERRS when it is not NULL. */
 static int config_load_file_errs(const char *path, struct config **out, struct config_error *err,
                                  struct config_error *errs, size_t max_errs, size_t *n_errs)
 {
-    const char *nul;
-    char *text = NULL;
-    size_t len = 0;
-    int fd, rc = -1;
+    char *text;
+    size_t len;
 
-    error_begin(err, path);
-    if (file_open_regular(path, &fd, err) < 0)
+    inifile_error_begin(err, path);
+    if (inifile_read(path, CONFIG_FILE_MAX, &text, &len, err) < 0)
         return -1;
-    if (file_slurp(fd, &text, &len) < 0)
-        error_set(err, 0, "cannot read: %s", strerror(errno));
-    else if (len > CONFIG_FILE_MAX)
-        error_set(err, 0, "file too large: a config file is at most 1 MiB");
-    else if ((nul = memchr(text, '\0', len)) != NULL)
-        error_set(err, line_of(text, (size_t)(nul - text)), "NUL byte in the file");
-    else
-        rc = config_parse_text(text, len, path, out, err, errs, max_errs, n_errs);
+    int rc = config_parse_text(text, len, path, out, err, errs, max_errs, n_errs);
     free(text);
-    close(fd);
     return rc;
 }
 
@@ -1553,13 +1429,17 @@ int config_check_file(const char *path, struct config_error *errs, size_t max, s
 #define ARG_LISTENER_PREFIX "cmdline"
 
 /* A deep copy of L into DST. */
-static void listener_copy(struct config_listener *dst, const struct config_listener *l)
+void config_listener_copy(struct config_listener *dst, const struct config_listener *l)
 {
     *dst = *l;
     dst->name = xstrdup(l->name);
     dst->bind = l->bind != NULL ? xstrdup(l->bind) : NULL;
     dst->host = l->host != NULL ? xstrdup(l->host) : NULL;
     dst->path = l->path != NULL ? xstrdup(l->path) : NULL;
+    dst->group = l->group != NULL ? xstrdup(l->group) : NULL;
+    dst->tls_cert = l->tls_cert != NULL ? xstrdup(l->tls_cert) : NULL;
+    dst->tls_key = l->tls_key != NULL ? xstrdup(l->tls_key) : NULL;
+    dst->tls_ca = l->tls_ca != NULL ? xstrdup(l->tls_ca) : NULL;
 }
 
 int config_set_listeners(struct config *conf, const char *const *binds, size_t n, char *why,
@@ -1598,7 +1478,7 @@ void config_keep_arg_listeners(struct config *next, const struct config *from)
     listeners_free(next->listeners, next->n_listeners);
     next->listeners = xcalloc(from->n_listeners, sizeof(*next->listeners));
     for (size_t i = 0; i < from->n_listeners; i++)
-        listener_copy(&next->listeners[i], &from->listeners[i]);
+        config_listener_copy(&next->listeners[i], &from->listeners[i]);
     next->n_listeners = from->n_listeners;
     next->listeners_from_args = true;
 }

@@ -58,6 +58,12 @@ enum config_listener_kind {
     CONFIG_LISTEN_UNIX,
 };
 
+/* A listener's auth: who must say who they are. */
+enum config_listener_auth {
+    CONFIG_AUTH_REQUIRED, /* every client, when [auth] users_file is set (the default) */
+    CONFIG_AUTH_NONE,     /* nobody: e.g. a unix socket guarded by its file mode */
+};
+
 struct config_listener {
     char *name; /* from [listener NAME]; owned */
     char *bind; /* the value as written; owned */
@@ -66,7 +72,19 @@ struct config_listener {
     uint16_t port; /* TCP: 0 picks a free port */
     char *path;    /* UNIX: socket path; owned */
     unsigned mode; /* UNIX: permission bits of the socket file, 0660 unless set; TCP: 0 */
-    int line;      /* line of the section header, for messages */
+    char *group;   /* UNIX: the socket file's group, or NULL; owned */
+    char *tls_cert, *tls_key; /* PEM files: TLS on this listener when set; owned */
+    char *tls_ca;             /* PEM: CAs for client certificates, or NULL; owned */
+    enum config_listener_auth auth;
+    int line; /* line of the section header, for messages */
+};
+
+/* [auth]: who may connect (auth.h).  Off unless the section is there. */
+struct config_auth {
+    bool enabled;         /* the file has an [auth] section */
+    char *users_file;     /* the users file; owned */
+    bool allow_anonymous; /* no: a listener off loopback without authentication is refused */
+    int line;             /* line of the section header */
 };
 
 /* [http]: the monitoring endpoint (http.h).  Off unless the section is there. */
@@ -79,6 +97,7 @@ struct config_http {
     uint32_t timeout_ms;              /* 10s to read a request or write a response */
     uint32_t header_timeout_ms;       /* 10s for a whole request's headers, however they trickle */
     uint32_t max_clients_per_address; /* 4 connections from one address (IPv6: one /64) */
+    char *token;                      /* Authorization: Bearer TOKEN required, or NULL; owned */
     int line;                         /* line of the section header */
 };
 
@@ -87,16 +106,11 @@ enum config_discard {
     CONFIG_DISCARD_NEW, /* refuse new messages (code 12) while full */
 };
 
-enum config_fsync {
-    CONFIG_FSYNC_NO,  /* answers wait for the operating system */
-    CONFIG_FSYNC_YES, /* answers wait for stable storage */
-};
-
 /* [store]: where streams and retained values are kept (store.h).  Off without the section. */
 struct config_store {
     bool enabled;           /* the file has a [store] section */
     char *dir;              /* owned; from `dir`, else $STATE_DIRECTORY (systemd) */
-    enum config_fsync fsync; /* yes */
+    bool fsync;             /* yes: answers wait for stable storage, no: for the OS */
     uint64_t segment_size;  /* 64mb: segment files of streams */
     int line;               /* of the section header */
 };
@@ -140,11 +154,21 @@ struct config {
     bool listeners_from_args; /* the command line's, which replace the file's */
 
     struct config_http http;
+    struct config_auth auth;
 
     struct config_store store;
     struct config_stream *streams; /* owned array, in file order */
     size_t n_streams;
 };
+
+/* Makes DST a deep copy of L (DST's strings owned by it). */
+void config_listener_copy(struct config_listener *dst, const struct config_listener *l);
+
+/* Frees what a listener config owns (its name too), not L itself. */
+void config_listener_release(struct config_listener *l);
+
+/* True when listener L's clients must authenticate under CONF. */
+bool config_listener_authenticates(const struct config *conf, const struct config_listener *l);
 
 /* Where a file went wrong: "FILE:LINE: REASON". */
 struct config_error {

@@ -19,6 +19,8 @@
 
 #include <msgpack.h>
 
+#include "access.h"
+#include "auth.h"
 #include "conn.h"
 #include "consumer.h"
 #include "encode.h"
@@ -344,6 +346,13 @@ static void handle_pub(const struct call *call)
         call_fail(k, PROTO_ERR_FORBIDDEN, "topics beginning with '$' are the broker's own");
         return;
     }
+    if (!access_may_publish(k->s, topic, tlen)) {
+        char shown[DISPATCH_TOPIC_SHOWN * 4 + 1];
+        call_fail(k, PROTO_ERR_FORBIDDEN, "not allowed to publish to '%s'",
+                  printable(topic, tlen < DISPATCH_TOPIC_SHOWN ? tlen : DISPATCH_TOPIC_SHOWN, shown,
+                            sizeof(shown)));
+        return;
+    }
     m.payload_nil = mpread_is_nil(&r);
     if (!mpread_skip(&r)) {
         call_fail(k, PROTO_ERR_BAD_PARAMS, "truncated payload");
@@ -355,6 +364,16 @@ static void handle_pub(const struct call *call)
     if (k->env->n_params == 3) {
         if (decode_pub_opts(k, &r, &po) < 0)
             return;
+        if (po.reply_to != NULL && !access_may_reply_to(k->s, po.reply_to, po.reply_to_len)) {
+            char shown[DISPATCH_TOPIC_SHOWN * 4 + 1];
+            call_fail(k, PROTO_ERR_FORBIDDEN,
+                      "not allowed to ask for replies on '%s': no subscribe permission covers it",
+                      printable(po.reply_to,
+                                po.reply_to_len < DISPATCH_TOPIC_SHOWN ? po.reply_to_len
+                                                                       : DISPATCH_TOPIC_SHOWN,
+                                shown, sizeof(shown)));
+            return;
+        }
         msgpack_sbuffer_clear(&k->lp->opts);
         m.opts_len = encode_msg_opts(&k->lp->opts, po.reply_to, po.reply_to_len, po.headers, false);
         m.opts = m.opts_len > 0 ? (const uint8_t *)k->lp->opts.data : NULL;
@@ -399,6 +418,12 @@ static void handle_sub(const struct call *k)
     if (k->env->n_params == 2 && decode_sub_opts(k, &r, &queue, &qlen) < 0)
         return;
     int rc = session_subscribe(k->s, pattern, plen, queue, qlen, &sub, &why);
+    if (rc == -PROTO_ERR_FORBIDDEN) {
+        char shown[PROTO_TOPIC_MAX * 4 + 1];
+        call_fail(k, PROTO_ERR_FORBIDDEN, "not allowed to subscribe to '%s'",
+                  printable(pattern, plen, shown, sizeof(shown)));
+        return;
+    }
     if (rc < 0) {
         call_fail(k, -rc, "%s", why);
         return;
@@ -436,8 +461,20 @@ static void handle_ping(const struct call *k)
     conn_send_frame(k->c, buf->data, buf->size);
 }
 
-/* Reads the client name from the hello map; other keys are for later or ignored. */
-static int decode_hello(const struct call *k, const struct mpread *r)
+/* The string VAL, when a string, into *P and *LEN. */
+static void take_str(const msgpack_object *val, const char **p, size_t *len)
+{
+    if (val->type == MSGPACK_OBJECT_STR) {
+        *p = val->via.str.ptr;
+        *len = val->via.str.size;
+    }
+}
+
+/*
+ * Reads the hello map: the client name, and the credentials into CREDS
+ * (borrowed from the loop's zone, for this frame); other keys are ignored.
+ */
+static int decode_hello(const struct call *k, const struct mpread *r, struct auth_creds *creds)
 {
     msgpack_object o;
 
@@ -455,6 +492,12 @@ static int decode_hello(const struct call *k, const struct mpread *r)
                       "strings");
             return -1;
         }
+        if (key_is(key, "user"))
+            take_str(val, &creds->user, &creds->user_len);
+        else if (key_is(key, "password"))
+            take_str(val, &creds->password, &creds->password_len);
+        else if (key_is(key, "token"))
+            take_str(val, &creds->token, &creds->token_len);
         if (key_is(key, "client") && val->type == MSGPACK_OBJECT_STR) {
             char name[DISPATCH_CLIENT_NAME_MAX * 4 + 1];
             size_t n = val->via.str.size;
@@ -464,8 +507,6 @@ static int decode_hello(const struct call *k, const struct mpread *r)
                 sizeof(name)));
         }
     }
-    /* Authentication, when it comes, checks token/user/password here and
-     * answers auth_failed (code 7) and closes on a mismatch. */
     return 0;
 }
 
@@ -473,6 +514,7 @@ static void handle_hello(const struct call *k)
 {
     struct session *s = k->s;
     struct mpread r = k->env->params;
+    struct auth_creds creds = {0};
 
     if (s->hello_done) {
         call_fail(k, PROTO_ERR_BAD_PARAMS, "hello was already done on this connection");
@@ -482,8 +524,13 @@ static void handle_hello(const struct call *k)
         call_fail(k, PROTO_ERR_BAD_PARAMS, "hello takes [] or [{client, token, user, password}]");
         return;
     }
-    if (k->env->n_params == 1 && decode_hello(k, &r) < 0)
+    if (k->env->n_params == 1 && decode_hello(k, &r, &creds) < 0)
         return;
+    if (s->client_name != NULL)
+        log_info(k->lp->log, "client %llu (%s) is \"%s\"", (unsigned long long)s->id,
+                 conn_peer(k->c), s->client_name);
+    if (access_hello(s, k->env->msgid, &creds))
+        return; /* checked off the loop: access.c answers */
     s->hello_done = true;
     struct encode_hello h = {
         .server = "pigeond",
@@ -494,9 +541,6 @@ static void handle_hello(const struct call *k)
     msgpack_sbuffer *buf = loop_frame_buf(k->lp);
     encode_result_hello(buf, k->env->msgid, &h);
     conn_send_frame(k->c, buf->data, buf->size);
-    if (s->client_name != NULL)
-        log_info(k->lp->log, "client %llu (%s) is \"%s\"", (unsigned long long)s->id,
-                 conn_peer(k->c), s->client_name);
 }
 
 /* ------------------------------------------------------- stream methods */
@@ -820,6 +864,8 @@ void dispatch_frame(struct session *s, const uint8_t *frame, size_t len, struct 
         .is_request = env.kind == PROTO_REQUEST,
     };
     const struct method *m = method_find(env.method, env.method_len);
+    if (!access_gate(s, m != NULL && m->handle == handle_hello, k.is_request, env.msgid))
+        return;
     if (m == NULL) {
         call_fail(&k, PROTO_ERR_UNKNOWN_METHOD, "unknown method '%s'",
                   printable(env.method, env.method_len, name, sizeof(name)));

@@ -129,13 +129,15 @@ void encode_result_hello(msgpack_sbuffer *out, uint32_t msgid, const struct enco
     msgpack_packer pk;
     begin_response(&pk, out, msgid);
     msgpack_pack_nil(&pk);
-    msgpack_pack_map(&pk, 5);
+    msgpack_pack_map(&pk, 6);
     pack_cstr(&pk, "server");
     pack_cstr(&pk, h->server);
     pack_cstr(&pk, "version");
     pack_cstr(&pk, h->version);
     pack_cstr(&pk, "proto");
     msgpack_pack_uint8(&pk, PROTO_VERSION);
+    pack_cstr(&pk, "minor");
+    msgpack_pack_uint8(&pk, PROTO_MINOR);
     pack_cstr(&pk, "client_id");
     msgpack_pack_uint64(&pk, h->client_id);
     pack_cstr(&pk, "max_payload");

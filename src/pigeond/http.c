@@ -77,6 +77,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -87,7 +88,9 @@
 #include <event2/keyvalq_struct.h>
 #include <event2/listener.h>
 #include <jansson.h>
+#include <openssl/crypto.h>
 
+#include "access.h"
 #include "clock.h"
 #include "conn.h"
 #include "listener.h"
@@ -95,6 +98,7 @@
 #include "server.h"
 #include "stats.h"
 #include "store.h"
+#include "transport.h"
 #include "xalloc.h"
 
 /* How often tracked connections are checked for having ended. */
@@ -553,6 +557,9 @@ static json_t *connection_json(const struct conn *c, int64_t now)
 
     json_object_set_new(o, "id", json_u64(s->id));
     json_object_set_new(o, "client", s->client_name ? json_string(s->client_name) : json_null());
+    json_object_set_new(o, "user",
+                        access_user_name(s) ? json_string(access_user_name(s)) : json_null());
+    json_object_set_new(o, "transport", json_string(c->tp->ops->name));
     json_object_set_new(o, "peer", json_string(conn_peer(c)));
     json_object_set_new(o, "listener", json_string(listener_name(c->listener)));
     json_object_set_new(o, "state", json_string(c->state == CONN_OPEN ? "open" : "closing"));
@@ -705,6 +712,27 @@ static bool http_request_started(struct http *h, struct evhttp_request *req)
     return true;
 }
 
+/*
+ * True when REQ may be served: [http] token unset, or the request carries
+ * "Authorization: Bearer TOKEN" (compared in constant time).  /healthz is
+ * open to all, so that a health check needs no secret.
+ */
+static bool http_authorized(struct http *h, struct evhttp_request *req, const char *path)
+{
+    const char *token = h->srv->conf->http.token;
+    const char *auth;
+    static const char bearer[] = "Bearer ";
+
+    if (token == NULL || (path != NULL && strcmp(path, "/healthz") == 0))
+        return true;
+    auth = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
+    if (auth == NULL || strncasecmp(auth, bearer, sizeof(bearer) - 1) != 0)
+        return false;
+    auth += sizeof(bearer) - 1;
+    size_t n = strlen(token);
+    return strlen(auth) == n && CRYPTO_memcmp(auth, token, n) == 0;
+}
+
 static void http_request_cb(struct evhttp_request *req, void *arg)
 {
     struct http *h = arg;
@@ -712,6 +740,13 @@ static void http_request_cb(struct evhttp_request *req, void *arg)
 
     if (!http_request_started(h, req)) {
         evhttp_send_error(req, HTTP_SERVUNAVAIL, NULL); /* its writing is shut: this frees it */
+        return;
+    }
+    if (!http_authorized(h, req, path)) {
+        evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate",
+                          "Bearer realm=\"pigeond\"");
+        http_reply_text(req, 401, "Unauthorized",
+                        "unauthorized: send Authorization: Bearer TOKEN ([http] token)");
         return;
     }
     for (size_t i = 0; path != NULL && i < N_ROUTES; i++) {

@@ -15,6 +15,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -34,6 +35,7 @@
 #include "clock.h"
 #include "conn.h"
 #include "server.h"
+#include "tls.h"
 #include "xalloc.h"
 
 #define LISTENER_BACKLOG  4096 /* capped by net.core.somaxconn */
@@ -44,26 +46,42 @@ static void listener_accept_cb(struct evconnlistener *evl, evutil_socket_t fd, s
 static void listener_error_cb(struct evconnlistener *evl, void *arg);
 static void listener_retry_cb(evutil_socket_t fd, short what, void *arg);
 
-static char *dup_or_null(const char *s)
+/* The group a unix socket file should have: a name, or a number. 0 and *GID, or -1. */
+static int group_lookup(const char *group, gid_t *gid)
 {
-    return s != NULL ? xstrdup(s) : NULL;
+    char *end;
+    unsigned long v = strtoul(group, &end, 10);
+    struct group grp, *found;
+    char buf[4096];
+
+    if (*group != '\0' && *end == '\0') {
+        *gid = (gid_t)v;
+        return 0;
+    }
+    if (getgrnam_r(group, &grp, buf, sizeof(buf), &found) != 0 || found == NULL)
+        return -1;
+    *gid = found->gr_gid;
+    return 0;
 }
 
-static void listener_copy_conf(struct config_listener *dst, const struct config_listener *src)
+/*
+ * Loads CL's TLS files into a new context for L (replacing the one it has,
+ * which connections already open keep), or drops TLS when CL has none.
+ * 0, or -1 with ERR (L unchanged).
+ */
+static int listener_load_tls(struct listener *l, const struct config_listener *cl, char *err,
+                             size_t errlen)
 {
-    *dst = *src;
-    dst->name = dup_or_null(src->name);
-    dst->bind = dup_or_null(src->bind);
-    dst->host = dup_or_null(src->host);
-    dst->path = dup_or_null(src->path);
-}
+    struct tls_ctx *ctx = NULL;
 
-static void listener_free_conf(struct config_listener *c)
-{
-    free(c->name);
-    free(c->bind);
-    free(c->host);
-    free(c->path);
+    if (cl->tls_cert != NULL) {
+        struct tls_files files = {cl->tls_cert, cl->tls_key, cl->tls_ca};
+        if (tls_ctx_new(&files, &ctx, err, errlen) < 0)
+            return -1;
+    }
+    tls_ctx_free(l->tls);
+    l->tls = ctx;
+    return 0;
 }
 
 /* ------------------------------------------------------------------ TCP */
@@ -185,6 +203,15 @@ static evutil_socket_t bind_unix(struct listener *l, char *err, size_t errlen)
         close(fd);
         return -1;
     }
+    gid_t gid;
+    if (cl->group != NULL &&
+        (group_lookup(cl->group, &gid) < 0 || chown(cl->path, (uid_t)-1, gid) < 0)) {
+        snprintf(err, errlen, "cannot give %s the group %s: %s", cl->path, cl->group,
+                 errno ? strerror(errno) : "no such group");
+        close(fd);
+        unlink(cl->path);
+        return -1;
+    }
     if (stat(cl->path, &st) == 0) {
         l->sock_dev = st.st_dev;
         l->sock_ino = st.st_ino;
@@ -236,7 +263,11 @@ int listener_open(struct server *srv, const struct config_listener *cl, struct l
 
     l->srv = srv;
     l->refs = 1;
-    listener_copy_conf(&l->conf, cl);
+    config_listener_copy(&l->conf, cl);
+    if (listener_load_tls(l, cl, err, errlen) < 0) {
+        listener_unref(l);
+        return -1;
+    }
     fd = activation_take(srv->activation, srv->conf, cl, err, errlen);
     if (fd == ACTIVATION_FAILED) {
         listener_unref(l);
@@ -301,6 +332,15 @@ void listener_close(struct listener *l)
     listener_unref(l);
 }
 
+int listener_apply(struct listener *l, const struct config_listener *cl, char *err, size_t errlen)
+{
+    if (listener_load_tls(l, cl, err, errlen) < 0)
+        return -1;
+    config_listener_release(&l->conf);
+    config_listener_copy(&l->conf, cl);
+    return 0;
+}
+
 void listener_conn_gone(struct listener *l, const struct conn_stats *s)
 {
     l->active--;
@@ -320,7 +360,8 @@ void listener_unref(struct listener *l)
 {
     if (l == NULL || --l->refs > 0)
         return;
-    listener_free_conf(&l->conf);
+    config_listener_release(&l->conf);
+    tls_ctx_free(l->tls);
     free(l);
 }
 

@@ -31,6 +31,7 @@
 
 struct conn_stats;
 struct server;
+struct tls_ctx;
 
 struct listener {
     TAILQ_ENTRY(listener) link;  /* in server->listeners while open */
@@ -42,7 +43,8 @@ struct listener {
     dev_t sock_dev;              /* the Unix socket file we made, to remove only ours */
     ino_t sock_ino;
     uint32_t refs;
-    bool activated;    /* the socket came from systemd */
+    struct tls_ctx *tls; /* TLS on this listener (conf.tls_cert), or NULL; holds a reference */
+    bool activated;      /* the socket came from systemd */
     uint64_t accepted; /* connections accepted */
     uint64_t active;   /* its connections not yet freed */
     /* Totals of its connections already freed (stats.h adds the open ones). */
@@ -60,6 +62,14 @@ int listener_open(struct server *srv, const struct config_listener *cl, struct l
 /* Stops accepting, closes the socket, removes its Unix socket file, and
  * drops the server's reference. */
 void listener_close(struct listener *l);
+
+/*
+ * A reload keeps L (its socket is the one CL binds): takes CL's other
+ * settings, and reads its TLS files again, so that a renewed certificate
+ * serves new connections (those open keep theirs).  0, or -1 with ERR (L
+ * keeps what it had).
+ */
+int listener_apply(struct listener *l, const struct config_listener *cl, char *err, size_t errlen);
 
 /* A connection of L is being freed: adds its figures to L's closed totals. */
 void listener_conn_gone(struct listener *l, const struct conn_stats *s);

@@ -57,6 +57,9 @@ struct loop_stats {
     uint64_t protocol_errors;  /* connections closed for a bad frame */
     uint64_t undelivered;      /* queued messages dropped when their connection closed */
     uint64_t yields;           /* times a connection yielded with work left */
+    uint64_t auth_ok;          /* logins that succeeded */
+    uint64_t auth_failed;      /* logins refused: code 7 */
+    uint64_t auth_refused;     /* methods before a login where one is required: code 6 */
 };
 
 /* Warnings a client can provoke, each rate-limited on its own. */

@@ -35,6 +35,7 @@
 #include "runfile.h"
 #include "server.h"
 #include "store.h"
+#include "users.h"
 
 /* Listeners the command line may give (-p and -b together). */
 #define MAX_ARG_LISTENERS 64
@@ -223,6 +224,37 @@ static int load_config(const struct options *o, struct config **conf, const char
 }
 
 /* -t: checks the file the options name, reporting every error.  Returns the exit code. */
+/* Prints N errors of FILE as "pigeond: FILE:LINE: REASON", and a line when MAX cut them short. */
+static void print_errors(const char *file, const struct config_error *errs, size_t n, size_t max)
+{
+    for (size_t i = 0; i < n; i++)
+        print_config_error(&errs[i]);
+    if (n == max)
+        fprintf(stderr, "pigeond: %s: stopped after %zu errors\n", file, max);
+}
+
+/* -t: checks the users file the config at PATH names, if any.  Returns the exit code. */
+static int check_users_file(const char *path)
+{
+    enum { MAX_ERRORS = 64 };
+    static struct config_error errs[MAX_ERRORS];
+    struct config *conf;
+    size_t n;
+
+    if (config_load_file(path, &conf, NULL) < 0)
+        return 1; /* just checked: cannot happen but for a race */
+    const char *users = conf->auth.users_file;
+    int rc = 0;
+    if (users != NULL && users_check_file(users, errs, MAX_ERRORS, &n) == 0) {
+        printf("pigeond: %s is valid\n", users);
+    } else if (users != NULL) {
+        print_errors(users, errs, n, MAX_ERRORS);
+        rc = 1;
+    }
+    config_unref(conf);
+    return rc;
+}
+
 static int check_config(const struct options *o)
 {
     enum { MAX_ERRORS = 64 };
@@ -241,12 +273,9 @@ static int check_config(const struct options *o)
         printf("pigeond: %s is valid\n", path);
         if (o->n_binds > 0)
             printf("pigeond: -p/-b replace its [listener] sections\n");
-        return 0;
+        return check_users_file(path);
     }
-    for (size_t i = 0; i < n; i++)
-        print_config_error(&errs[i]);
-    if (n == MAX_ERRORS)
-        fprintf(stderr, "pigeond: %s: stopped after %d errors\n", path, MAX_ERRORS);
+    print_errors(path, errs, n, MAX_ERRORS);
     return 1;
 }
 

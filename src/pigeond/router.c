@@ -193,15 +193,10 @@ int router_replay_step(struct router *r, struct retain_cursor *cur, struct sub *
 
 /* ------------------------------------------------------------- publish */
 
-struct ready_arg {
-    size_t len;
-};
-
-/* sublist_group_pick's predicate: a member with room for the message. */
+/* sublist_group_pick's predicate: a member that would take the message. */
 static bool router_sub_ready(void *item, void *arg)
 {
-    const struct ready_arg *ra = arg;
-    return session_has_room(item, ra->len);
+    return session_accepts(item, arg);
 }
 
 long router_publish(struct router *r, const struct config *conf, const struct router_msg *m)
@@ -216,11 +211,8 @@ long router_publish(struct router *r, const struct config *conf, const struct ro
     const struct sublist_result *res = sublist_match(r->subs, m->topic, m->topic_len);
     for (size_t i = 0; i < res->n_items; i++)
         n += session_deliver(res->items[i], m);
-    if (res->n_groups > 0) {
-        struct ready_arg ra = {.len = m->body_len + m->opts_len};
-        for (size_t i = 0; i < res->n_groups; i++)
-            n += session_deliver(sublist_group_pick(res->groups[i], router_sub_ready, &ra), m);
-    }
+    for (size_t i = 0; i < res->n_groups; i++)
+        n += session_deliver(sublist_group_pick(res->groups[i], router_sub_ready, (void *)m), m);
     return n;
 }
 

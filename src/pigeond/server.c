@@ -23,7 +23,9 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 
+#include "access.h"
 #include "activation.h"
+#include "auth.h"
 #include "clock.h"
 #include "conn.h"
 #include "encode.h"
@@ -35,6 +37,7 @@
 #include "runfile.h"
 #include "store.h"
 #include "sysstats.h"
+#include "tls.h"
 #include "xalloc.h"
 
 /* Descriptors kept beyond max_connections: listeners, logs, slack. */
@@ -233,16 +236,52 @@ static void server_reload_listeners(struct server *srv, const struct config *nex
     for (l = TAILQ_FIRST(&srv->listeners); l != NULL; l = tmp) {
         tmp = TAILQ_NEXT(l, link);
         const struct config_listener *keep = find_listener_conf(next, l);
-        if (keep == NULL) {
+        char err[512];
+        if (keep == NULL)
             server_close_listener(srv, l);
-        } else if (strcmp(keep->name, l->conf.name) != 0) {
-            free(l->conf.name);
-            l->conf.name = xstrdup(keep->name);
-        }
+        else if (listener_apply(l, keep, err, sizeof(err)) < 0)
+            log_error(&srv->log, "SIGHUP: listener %s: %s; it keeps its TLS settings",
+                      keep->name, err);
     }
     for (size_t i = 0; i < next->n_listeners; i++)
         if (!listener_is_open(srv, &next->listeners[i]))
             server_open_listener(srv, &next->listeners[i]); /* logged; the rest goes on */
+}
+
+/*
+ * Logins follow CONF's [auth] users_file: the authenticator is made, its
+ * file read again (a policy that fails keeps the old one, logged by
+ * auth_reload), or, with no file any more, freed.  Then every session gets
+ * its user's new permissions and its listener's new rule.  0, or -1 when a
+ * first users file could not be read (at start: do not start).
+ */
+static int server_apply_auth(struct server *srv, const struct config *conf)
+{
+    struct config_error err;
+    const char *path = conf->auth.users_file;
+    struct conn *c;
+
+    if (path != NULL && srv->auth == NULL) {
+        if (auth_new(srv->loop.base, &srv->log, path, NULL, &srv->auth, &err) < 0) {
+            log_error(&srv->log, "users: %s%s%.0d: %s", err.file, err.line ? ":" : "", err.line,
+                      err.reason);
+            return -1;
+        }
+        log_notice(&srv->log, "users: logins required (users file %s)", path);
+    } else if (path != NULL) {
+        auth_reload(srv->auth, path, NULL); /* logged either way */
+    } else if (srv->auth != NULL) {
+        log_notice(&srv->log, "users: no users_file any more: logins are off");
+    }
+    TAILQ_FOREACH (c, &srv->loop.conns, link)
+        access_refresh(&c->sess, path != NULL ? srv->auth : NULL,
+                       srv->auth != NULL && path != NULL &&
+                           config_listener_authenticates(conf, &c->listener->conf));
+    if (path == NULL && srv->auth != NULL) {
+        auth_free(srv->auth); /* no session waits on it now */
+        srv->auth = NULL;
+    }
+    return 0;
 }
 
 /* Logs one difference config_diff found: "SIGHUP: max_outbound 64mb -> 8mb". */
@@ -309,6 +348,8 @@ int server_reload(struct server *srv)
     }
     loop_set_config(&srv->loop, next);
     budget_apply_config(srv);
+    if (server_apply_auth(srv, next) < 0)
+        log_error(&srv->log, "SIGHUP: logins stay off until the users file can be read");
     if (srv->store != NULL)
         store_apply_config(srv->store, next);
     else if (next->store.enabled)
@@ -420,8 +461,25 @@ void server_accept(struct server *srv, struct listener *l, evutil_socket_t fd,
         server_refuse(srv, fd, "too many connections (io_backend select)", why);
         return;
     }
-    if (conn_new(&srv->loop, l, fd, peer, peerlen, NULL) == NULL)
+    struct transport *tp = NULL;
+    if (l->tls != NULL) {
+        if (tls_handshakes_in_flight() >= TLS_MAX_IN_FLIGHT) {
+            snprintf(why, sizeof(why), "%d TLS handshakes under way", TLS_MAX_IN_FLIGHT);
+            evutil_closesocket(fd); /* no error frame: the client speaks TLS */
+            srv->loop.stats.conns_rejected++;
+            loop_warn(&srv->loop, LOOP_WARN_ACCEPT, "refused a connection: %s", why);
+            return;
+        }
+        if ((tp = tls_transport_new(l->tls, fd, peer, peerlen)) == NULL) {
+            log_error(&srv->log, "listener %s: cannot start a TLS session", listener_name(l));
+            return;
+        }
+    }
+    struct conn *c = conn_new(&srv->loop, l, fd, peer, peerlen, tp);
+    if (c == NULL)
         log_error(&srv->log, "cannot set up a connection from listener %s", listener_name(l));
+    else
+        c->sess.locked = srv->auth != NULL && config_listener_authenticates(srv->conf, &l->conf);
     fdlimit_changed(&srv->loop.fds); /* that may have taken the last descriptor a listener can use */
 }
 
@@ -447,7 +505,7 @@ int server_init(struct server *srv, struct config *conf, const char *conf_path,
     srv->router = router_new(srv);
     if (store_open(srv, conf, &srv->store) < 0)
         return -1;
-    if (budget_init(srv) < 0)
+    if (budget_init(srv) < 0 || server_apply_auth(srv, conf) < 0)
         return -1;
     if (activation_new(&srv->log, &srv->activation) < 0)
         return -1;
@@ -494,6 +552,7 @@ void server_fini(struct server *srv)
     while ((c = TAILQ_FIRST(&srv->loop.conns)) != NULL)
         conn_destroy(c);
     budget_fini(srv);
+    auth_free(srv->auth);
     notify_free(srv->notify);
     sysstats_free(srv->sysstats);
     http_free(srv->http);

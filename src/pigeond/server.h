@@ -24,6 +24,7 @@
 #include "loop.h"
 
 struct activation;
+struct auth;
 struct http;
 struct listener;
 struct notify;
@@ -49,6 +50,7 @@ struct server {
     uint32_t n_conns; /* open and closing connections, all loops */
     int64_t started_ms;
     struct budget budget;       /* max_memory (budget.h) */
+    struct auth *auth;          /* logins ([auth] users_file), or NULL: none; owned */
     uint64_t undelivered_total; /* messages closed connections never got, while draining */
     uint32_t undelivered_conns; /* connections that lost any, while draining */
     /* Operations (docs/operations.md); each owned, NULL when off: */

@@ -11,11 +11,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "access.h"
+#include "acl.h"
 #include "block.h"
 #include "budget.h"
 #include "conn.h"
 #include "consumer.h"
 #include "proto.h"
+#include "mpread.h"
 #include "router.h"
 #include "server.h"
 #include "store.h"
@@ -50,6 +53,7 @@ void session_init(struct session *s, struct conn *c, struct router *r, uint64_t 
     s->id = id;
     s->replays_tail = &s->replays;
     s->replies_tail = &s->replies;
+    acl_cache_init(&s->acl_cache);
 }
 
 /* Removes SUB from the index and frees it (its replay first). */
@@ -74,6 +78,7 @@ void session_fini(struct session *s)
     replies_fini(s);
     if (s->conn->loop->srv->store != NULL)
         store_session_gone(s->conn->loop->srv->store, s);
+    access_end(s);
     for (uint32_t i = 0; i < s->n_subs; i++)
         sub_free(s, s->subs[i]);
     s->n_subs = 0;
@@ -138,10 +143,17 @@ int session_subscribe(struct session *s, const char *pattern, size_t plen, const
         return -PROTO_ERR_LIMIT;
     struct sub *sub = xcalloc(1, sizeof(*sub));
     sub->sess = s;
-    sub->sid = ++s->next_sid;
-    sub->prefix_len = (uint8_t)encode_msg_prefix(sub->prefix, sub->sid);
     sub->pattern = xstrndup(pattern, plen);
     sub->queue = queue != NULL ? xstrndup(queue, qlen) : NULL;
+    if (!access_check_sub(s, sub)) {
+        free(sub->pattern);
+        free(sub->queue);
+        free(sub);
+        *why = "not allowed to subscribe to that pattern";
+        return -PROTO_ERR_FORBIDDEN;
+    }
+    sub->sid = ++s->next_sid;
+    sub->prefix_len = (uint8_t)encode_msg_prefix(sub->prefix, sub->sid);
     router_subscribe(s->router, sub);
     subs_append(s, sub);
     *out = sub;
@@ -228,15 +240,22 @@ bool session_deliver(struct sub *sub, const struct router_msg *m)
     struct conn *c = sub->sess->conn;
     size_t n = sub->prefix_len + m->body_len + m->opts_len;
 
+    if (sub->filtered && !access_may_receive(sub, m->topic, m->topic_len))
+        return false; /* denied at delivery: not sent, not counted */
     if (!conn_room(c, n))
         return session_slow(sub->sess, 1);
-    return conn_send_msg(c, sub->prefix, sub->prefix_len, m->body, m->body_len, m->opts,
-                         m->opts_len, m->block);
+    if (!conn_send_msg(c, sub->prefix, sub->prefix_len, m->body, m->body_len, m->opts,
+                       m->opts_len, m->block))
+        return false;
+    if (m->reply_to != NULL)
+        access_delivered(sub->sess, m);
+    return true;
 }
 
-bool session_has_room(const struct sub *sub, size_t len)
+bool session_accepts(const struct sub *sub, const struct router_msg *m)
 {
-    return conn_room(sub->sess->conn, sub->prefix_len + len);
+    return conn_room(sub->sess->conn, sub->prefix_len + m->body_len + m->opts_len) &&
+           (!sub->filtered || access_may_receive((struct sub *)sub, m->topic, m->topic_len));
 }
 
 bool session_offer_retained(struct sub *sub, struct block *blk, size_t body_len, size_t opts_len)
@@ -249,6 +268,14 @@ bool session_offer_retained(struct sub *sub, struct block *blk, size_t body_len,
     /* One value larger than the whole window goes when the queue is empty. */
     if (conn_queued(c) > 0 && conn_queued(c) + n > window)
         return false;
+    if (sub->filtered) { /* the body starts with the topic, as published */
+        struct mpread r;
+        const char *topic;
+        uint32_t tlen;
+        mpread_init(&r, blk->data, body_len);
+        if (!mpread_str(&r, &topic, &tlen) || !access_may_receive(sub, topic, tlen))
+            return true; /* denied: passed over, as if sent */
+    }
     return conn_send_msg(c, sub->prefix, sub->prefix_len, blk->data, body_len,
                          blk->data + body_len, opts_len, blk);
 }
@@ -378,13 +405,10 @@ void session_member_forget(struct session *s, struct member *m)
 
 bool session_may_consume(const struct session *s, const char *pattern, size_t len)
 {
-    /* No authentication in this build of the session: every client may.
-     * The security work answers from the session's compiled permissions
-     * here (a subscribe-allow pattern covering PATTERN, no deny overlapping). */
-    (void)s;
-    (void)pattern;
-    (void)len;
-    return true;
+    /* A stored message is not checked again on its way out, so a consumer
+     * needs what a subscription that is never filtered needs: one
+     * subscribe-allow pattern covering PATTERN, no deny overlapping it. */
+    return s->acl == NULL || acl_check_subscribe(s->acl, pattern, len) == ACL_SUB_ALLOWED;
 }
 
 bool session_stored_room(const struct session *s, size_t len)

@@ -13,8 +13,9 @@
  *   session_deliver         queue one message for one subscription (the
  *                           slow-consumer policy applied when it does not
  *                           fit);
- *   session_has_room        whether a message would fit (queue groups pick
- *                           a member that has room);
+ *   session_accepts         whether a message would be taken: it fits, and
+ *                           the member may receive it (queue groups pick
+ *                           such a member);
  *   session_slow            apply the slow-consumer policy to N messages;
  *   session_offer_retained  one value of a retained replay, when it fits.
  *
@@ -49,12 +50,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "acl.h"
 #include "encode.h"
+#include "responses.h"
 #include "retain.h"
 
+struct auth_req;
 struct block;
 struct conn;
 struct member;
+struct user;
 struct replay;
 struct session_reply;
 struct router;
@@ -75,6 +80,7 @@ struct sub {
     char *pattern;                         /* owned, NUL-terminated */
     char *queue;                           /* owned, or NULL */
     struct replay *replay;                 /* its retained replay still under way, or NULL */
+    bool filtered; /* overlaps a subscribe-deny pattern: each delivery is checked (access.h) */
 };
 
 struct session {
@@ -83,6 +89,14 @@ struct session {
     uint64_t id;           /* the client_id, unique in this server's life */
     char *client_name;     /* from hello, or NULL; owned */
     bool hello_done;
+    /* Identity and permissions (access.h): */
+    bool locked;                /* its listener requires a login, and none happened yet */
+    struct user *user;          /* who it logged in as, or NULL; holds a reference */
+    const struct acl *acl;      /* the user's permissions (borrowed from user), or NULL: none checked */
+    struct acl_cache acl_cache; /* its recent decisions */
+    struct responses responses; /* replies it may send without a publish permission */
+    struct auth_req *auth_req;  /* a hello being checked, or NULL */
+    uint32_t auth_msgid;        /* that hello's msgid */
     bool dropping;  /* dropping messages (slow_consumer = drop) until the output drains */
     bool published; /* published since the memory budget last looked (budget.c) */
     bool replay_waiting; /* the head replay waits for the output to drain */
@@ -153,11 +167,11 @@ struct member *session_member(const struct session *s, uint64_t sid);
 void session_member_forget(struct session *s, struct member *m);
 
 /*
- * The hook for permissions (the security work): may S consume through
- * PATTERN (a filter, or each pattern of the stream)?  Under authentication
- * it must be covered by one subscribe-allow pattern and overlap no
- * subscribe-deny pattern (docs/protocol.md).  Without authentication every
- * client may.
+ * Permissions for streams: may S consume through PATTERN (a consumer's
+ * filter, or each pattern of the stream)?  With a user, PATTERN must be
+ * covered by one of its subscribe-allow patterns and overlap none of its
+ * subscribe-deny patterns (docs/protocol.md); without one, every client
+ * may.  Asked by consume (code 8) and stream_info (streams not listed).
  */
 bool session_may_consume(const struct session *s, const char *pattern, size_t len);
 
@@ -191,8 +205,11 @@ bool session_reply_hold(struct session *s, const void *frame, size_t len);
 /* Queues message M for SUB, or applies the slow-consumer policy.  True when queued. */
 bool session_deliver(struct sub *sub, const struct router_msg *m);
 
-/* True when a message of LEN bytes (body and opts) would fit SUB's queue now. */
-bool session_has_room(const struct sub *sub, size_t len);
+/*
+ * True when SUB would take message M now: it fits its queue, and its
+ * permissions let it receive M's topic (queue groups pick such a member).
+ */
+bool session_accepts(const struct sub *sub, const struct router_msg *m);
 
 /*
  * Offers SUB a retained value for its replay: BODY_LEN bytes of topic and

@@ -18,11 +18,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth.h"
 #include "clock.h"
 #include "conn.h"
 #include "listener.h"
 #include "router.h"
 #include "server.h"
+#include "tls.h"
 #include "xalloc.h"
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
@@ -107,6 +109,23 @@ static const struct stats_field broker_fields[] = {
      "Partial frames refused (error 10) while over max_memory.", SNAP(mem_refused_frames), false},
     {"memory_refused_subs", "pigeon_memory_refused_subscriptions_total", "counter",
      "Subscriptions refused (error 10) while over max_memory.", SNAP(mem_refused_subs), false},
+    {"logins_ok", "pigeon_logins_total", "counter", "Logins that succeeded.", SNAP(logins_ok),
+     false},
+    {"logins_failed", "pigeon_logins_failed_total", "counter",
+     "Logins refused for their credentials (code 7).", SNAP(logins_failed), false},
+    {"logins_required", "pigeon_logins_required_total", "counter",
+     "Connections closed for a method before their login (code 6).", SNAP(logins_required),
+     false},
+    {"login_cache_hits", "pigeon_login_cache_hits_total", "counter",
+     "Logins answered from the cache of recent ones, without a password hash check.",
+     SNAP(login_cache_hits), false},
+    {"tls_handshakes", "pigeon_tls_handshakes_total", "counter", "TLS handshakes completed.",
+     SNAP(tls_handshakes), false},
+    {"tls_handshakes_failed", "pigeon_tls_handshakes_failed_total", "counter",
+     "TLS handshakes that failed (a bad certificate, a wrong CA, a client that left).",
+     SNAP(tls_handshakes_failed), false},
+    {"tls_handshakes_in_flight", "pigeon_tls_handshakes_in_flight", "gauge",
+     "TLS handshakes under way.", SNAP(tls_handshakes_in_flight), false},
 };
 
 static const struct stats_field listener_fields[] = {
@@ -217,6 +236,17 @@ void stats_gather(struct server *srv, struct stats_snapshot *out)
     out->undelivered = ls->undelivered;
     out->yields = ls->yields;
     gather_budget(srv, out);
+    out->logins_ok = ls->auth_ok;
+    out->logins_failed = ls->auth_failed;
+    out->logins_required = ls->auth_refused;
+    if (srv->auth != NULL) {
+        struct auth_stats as;
+        auth_get_stats(srv->auth, &as);
+        out->login_cache_hits = as.cache_hits;
+    }
+    out->tls_handshakes = tls_handshakes_done();
+    out->tls_handshakes_failed = tls_handshakes_failed();
+    out->tls_handshakes_in_flight = tls_handshakes_in_flight();
     if (srv->router != NULL) {
         out->subscriptions = router_sub_count(srv->router);
         out->retained_topics = router_retained_count(srv->router);

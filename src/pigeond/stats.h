@@ -64,6 +64,10 @@ struct stats_snapshot {
     uint64_t mem_held;           /* publishers not being read now */
     uint64_t mem_refused_frames; /* partial frames refused */
     uint64_t mem_refused_subs;   /* subscriptions refused */
+    /* Security: */
+    uint64_t logins_ok, logins_failed, logins_required; /* codes 7 and 6 for the latter two */
+    uint64_t login_cache_hits;                            /* logins answered without a hash check */
+    uint64_t tls_handshakes, tls_handshakes_failed, tls_handshakes_in_flight;
     struct stats_listener *listeners; /* owned array, in the server's order */
     size_t n_listeners;
 };

@@ -77,7 +77,9 @@ struct transport_ops {
 struct transport {
     const struct transport_ops *ops;
     evutil_socket_t fd;
-    char peer[TRANSPORT_PEER_MAX]; /* "ip:port", "[v6]:port" or "unix:path" */
+    char peer[TRANSPORT_PEER_MAX];     /* "ip:port", "[v6]:port" or "unix:path" */
+    struct sockaddr_storage peer_addr; /* the peer's address (AF_UNIX: none given) */
+    socklen_t peer_len;
 };
 
 /*

@@ -133,5 +133,9 @@ struct transport *transport_socket_new(evutil_socket_t fd, const struct sockaddr
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)); /* best effort */
     }
     transport_format_peer(t->peer, sizeof(t->peer), peer, local_name);
+    if (inet && peerlen <= sizeof(t->peer_addr)) {
+        memcpy(&t->peer_addr, peer, peerlen);
+        t->peer_len = peerlen;
+    }
     return t;
 }

@@ -16,6 +16,7 @@ it must exit 0 on SIGTERM with no sanitizer report in its log.
 """
 
 import errno
+import hashlib
 import os
 import re
 import resource
@@ -32,10 +33,44 @@ import msgpack
 
 PIGEOND = os.environ.get("PIGEOND", os.path.join(os.path.dirname(__file__), "../../build/src/pigeond/pigeond"))
 DEADLINE = float(os.environ.get("PIGEON_TEST_DEADLINE", "30"))  # seconds for any single wait
-# The transport the default listener uses: "tcp" (127.0.0.1, port 0) or
-# "unix" (a socket in the broker's temp dir).  meson runs the protocol and
-# routing suites over each, so that every transport passes the same suite.
+# The transport the default listener uses: "tcp" (127.0.0.1, port 0),
+# "unix" (a socket in the broker's temp dir) or "tls" (TCP under TLS, with
+# certificates made by certs.py).  meson runs the protocol and routing
+# suites over each, so that every transport passes the same suite.
 TRANSPORT = os.environ.get("PIGEON_TEST_TRANSPORT", "tcp")
+# PIGEON_TEST_AUTH=1: brokers require logins ([auth] users_file), and every
+# Client says hello with a token that may do everything.
+AUTH = os.environ.get("PIGEON_TEST_AUTH") == "1"
+TEST_TOKEN = "pigeon-test-token-7c1f0e9a"
+TEST_USERS = ("[user tester]\ntoken = sha256:%s\npublish = >\nsubscribe = >, $SYS.>\n"
+              "allow_responses = yes\n" % hashlib.sha256(TEST_TOKEN.encode()).hexdigest())
+# Addresses of listeners that speak TLS: connect_socket wraps those.
+TLS_ADDRESSES = set()
+_pki_dir = None
+
+
+def pki():
+    """The directory of the test certificates (certs.py), made once per process."""
+    global _pki_dir
+    if _pki_dir is None:
+        import certs
+        _pki_dir = tempfile.mkdtemp(prefix="pigeon-pki-")
+        certs.make_pki(_pki_dir)
+    return _pki_dir
+
+
+def hello_params(params=None):
+    """A hello map: PARAMS, plus the test token when brokers require logins (AUTH)."""
+    return dict(params or {}, **({"token": TEST_TOKEN} if AUTH else {}))
+
+
+def client_tls_context(cert=None, ca="ca.pem"):
+    """An SSL context that trusts CA (a file of pki()), with client certificate CERT (a name) if given."""
+    import ssl
+    ctx = ssl.create_default_context(cafile=os.path.join(pki(), ca))
+    if cert is not None:
+        ctx.load_cert_chain(os.path.join(pki(), cert + ".pem"), os.path.join(pki(), cert + ".key"))
+    return ctx
 
 REQUEST, RESPONSE, NOTIFICATION = 0, 1, 2
 
@@ -228,8 +263,17 @@ class Broker:
         broker.setdefault("log_level", "debug")
         if listeners is None and TRANSPORT == "unix":
             listeners = {"main": {"bind": "unix:" + os.path.join(self.dir.name, "main.sock")}}
+        elif listeners is None and TRANSPORT == "tls":
+            listeners = {"main": {"bind": "127.0.0.1:0", "tls_cert": os.path.join(pki(), "server.pem"),
+                                  "tls_key": os.path.join(pki(), "server.key")}}
         elif listeners is None:
             listeners = {"main": {"bind": "127.0.0.1:0"}}
+        self.tls_listeners = {n for n, keys in listeners.items() if "tls_cert" in keys}
+        if AUTH and "[auth]" not in extra:
+            users = os.path.join(self.dir.name, "users.conf")
+            with open(users, "w") as f:
+                f.write(TEST_USERS)
+            extra = "[auth]\nusers_file = %s\n%s" % (users, extra)
         lines = ["[broker]"] + ["%s = %s" % kv for kv in broker.items()]
         for name, keys in listeners.items():
             lines.append("[listener %s]" % name)
@@ -255,6 +299,10 @@ class Broker:
                  what="pigeond to bind")
         if check and self.proc.poll() is not None:
             raise AssertionError("pigeond exited with %s:\n%s" % (self.proc.returncode, self.log_text()))
+        if self.proc.poll() is None:
+            for name, addr in self.ports().items():
+                if name in getattr(self, "tls_listeners", ()):
+                    TLS_ADDRESSES.add(addr.strip())
         return self
 
     @property
@@ -372,20 +420,38 @@ class ProtocolError(Exception):
         self.message = message
 
 
+class _Poller:
+    """poll() on one socket, that may be an SSLSocket: bytes already
+    decrypted and buffered count as readable, though the descriptor is quiet."""
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.poller = select.poll()
+        self.poller.register(sock, select.POLLIN)
+
+    def poll(self, timeout_ms):
+        pending = getattr(self.sock, "pending", None)
+        if pending is not None and pending() > 0:
+            return [(self.sock.fileno(), select.POLLIN)]
+        return self.poller.poll(timeout_ms)
+
+
 def readable_poller(sock):
     """A poll object watching SOCK for input (select() stops at descriptor 1023)."""
-    p = select.poll()
-    p.register(sock, select.POLLIN)
-    return p
+    return _Poller(sock)
 
 
-def connect_socket(address, rcvbuf=None, timeout=DEADLINE):
+def connect_socket(address, rcvbuf=None, timeout=DEADLINE, tls=None):
     """A blocking socket connected to ADDRESS ("host:port", "[v6]:port" or "unix:/path").
 
     RCVBUF sets SO_RCVBUF before connecting.  Every wait on the socket is
     bounded by TIMEOUT, so a send to a broker that stopped reading fails
-    rather than hanging the suite.
+    rather than hanging the suite.  TLS (an ssl.SSLContext) wraps the
+    socket; so does the default client context for an address in
+    TLS_ADDRESSES.
     """
+    if tls is None and address in TLS_ADDRESSES:
+        tls = client_tls_context()
     if address.startswith("unix:"):
         family, sockaddr = socket.AF_UNIX, address[5:]
     else:
@@ -399,6 +465,8 @@ def connect_socket(address, rcvbuf=None, timeout=DEADLINE):
     sock.connect(sockaddr)
     if family != socket.AF_UNIX:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if tls is not None:
+        sock = tls.wrap_socket(sock, server_hostname="localhost")
     return sock
 
 
@@ -411,9 +479,9 @@ class Client:
     """
 
     def __init__(self, address, hello=True, timeout=DEADLINE, client_name="test", raw=False,
-                 rcvbuf=None):
+                 rcvbuf=None, tls=None, creds=None):
         self.timeout = timeout
-        self.sock = connect_socket(address, rcvbuf, timeout)
+        self.sock = connect_socket(address, rcvbuf, timeout, tls)
         self._poll = readable_poller(self.sock)
         self.unpacker = msgpack.Unpacker(raw=False, max_buffer_size=256 * 1024 * 1024,
                                          strict_map_key=False, unicode_errors="surrogateescape",
@@ -429,7 +497,10 @@ class Client:
         self.errors = []      # error notification params
         self.frames = []      # every frame, in arrival order
         self.closed = False
-        self.hello_result = self.request("hello", {"client": client_name}) if hello else None
+        if creds is None and AUTH:
+            creds = {"token": TEST_TOKEN}
+        self.hello_result = (self.request("hello", dict({"client": client_name}, **(creds or {})))
+                             if hello else None)
 
     # ------------------------------------------------------------ sending
     def send_raw(self, data):

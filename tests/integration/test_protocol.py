@@ -7,6 +7,7 @@ Codes 9 and 10 are exercised under load in test_limits.py; the `$` rule of
 patterns and queue groups and retained values in test_routing.py.
 """
 
+import os
 import struct
 import unittest
 
@@ -43,10 +44,12 @@ class Hello(BrokerTest):
 
     def test_result_fields(self):
         c = self.client(hello=False, raw=True)
-        msgid = c.send_request("hello", {"client": "fields"})
+        msgid = c.send_request("hello", harness.hello_params({"client": "fields"}))
         err, result = c.wait_response(msgid)
         self.assertIsNone(err)
-        self.assertEqual(set(result), {"server", "version", "proto", "client_id", "max_payload"})
+        self.assertEqual(set(result), {"server", "version", "proto", "minor", "client_id",
+                                       "max_payload"})
+        self.assertEqual(result["minor"], 1)
         self.assertEqual(result["server"], "pigeond")
         self.assertIsInstance(result["version"], str)
         self.assertRegex(result["version"], r"^\d+\.\d+\.\d+")
@@ -64,6 +67,7 @@ class Hello(BrokerTest):
         ids = {self.client().hello_result["client_id"] for _ in range(5)}
         self.assertEqual(len(ids), 5)
 
+    @unittest.skipIf(harness.AUTH, "a broker that requires logins requires hello")
     def test_hello_is_optional(self):
         a = self.client(hello=False)
         b = self.client(hello=False)
@@ -73,6 +77,7 @@ class Hello(BrokerTest):
         a.wait_messages(1)
         self.assertEqual(a.messages, [[sid, "no.hello", 1]])
 
+    @unittest.skipIf(harness.AUTH, "a login needs credentials, which need the map")
     def test_hello_without_params_map(self):
         c = self.client(hello=False)
         result = c.request("hello")
@@ -80,7 +85,8 @@ class Hello(BrokerTest):
 
     def test_hello_ignores_unknown_keys(self):
         c = self.client(hello=False)
-        self.assertEqual(c.request("hello", {"client": "x", "token": None, "future": [1, 2]})["proto"], 1)
+        params = harness.hello_params({"client": "x", "user": None, "future": [1, 2]})
+        self.assertEqual(c.request("hello", params)["proto"], 1)
 
     def test_second_hello_is_bad_params(self):
         c = self.client()
@@ -92,13 +98,15 @@ class Hello(BrokerTest):
     def test_second_hello_after_failed_one_is_allowed(self):
         c = self.client(hello=False)
         self.assertEqual(c.request_error("hello", "not a map")[0], BAD_PARAMS)
-        self.assertEqual(c.request("hello", {"client": "ok"})["proto"], 1)
+        self.assertEqual(c.request("hello", harness.hello_params({"client": "ok"}))["proto"], 1)
 
     def test_bad_hello_params(self):
         c = self.client(hello=False)
         for params in (["x"], [1], [{"client": 5}], [{"token": [1]}], [{}, {}]):
             with self.subTest(params=params):
                 self.assertEqual(c.request_error("hello", *params)[0], BAD_PARAMS)
+        if harness.AUTH:
+            c.request("hello", harness.hello_params())
         self.assertEqual(c.ping(), "pong")
 
     def test_hello_as_notification(self):
@@ -108,11 +116,43 @@ class Hello(BrokerTest):
         c.notify("hello", {"client": "n"})
         code, _ = c.wait_error()
         self.assertEqual(code, BAD_PARAMS)
+        if harness.AUTH:
+            c.request("hello", harness.hello_params())
         self.assertEqual(c.ping(), "pong")
 
-    @unittest.skip("codes 6 and 7 need authentication, which pigeond does not have yet")
-    def test_auth_required_and_failed(self):
-        pass
+
+class Auth(BrokerTest):
+    """Codes 6 and 7, on a broker that requires logins (docs/security.md has the rest)."""
+
+    def setUp(self):
+        super().setUp()
+        users = os.path.join(self.broker.dir.name, "users.conf")
+        with open(users, "w") as f:
+            f.write(harness.TEST_USERS)
+        self.broker.write_config(extra="[auth]\nusers_file = %s\n" % users)
+        self.broker.reload()
+
+    def test_method_before_hello_is_code_6_and_closes(self):
+        for request in (True, False):
+            c = self.client(hello=False)
+            if request:
+                code, _ = c.request_error("ping")
+            else:
+                c.notify("pub", "t", 1)
+                code, _ = c.wait_error()
+            self.assertEqual(code, harness.AUTH_REQUIRED)
+            c.wait_closed()
+
+    def test_wrong_credentials_are_code_7_and_close(self):
+        for creds in ({"token": "wrong"}, {"user": "tester", "password": "x"}, {},
+                      {"token": harness.TEST_TOKEN, "user": "tester", "password": "x"}):
+            with self.subTest(creds=creds):
+                c = self.client(hello=False)
+                self.assertEqual(c.request_error("hello", creds)[0], harness.AUTH_FAILED)
+                c.wait_closed()
+        c = self.client(hello=False)
+        self.assertEqual(c.request("hello", {"token": harness.TEST_TOKEN})["proto"], 1)
+        self.assertEqual(c.ping(), "pong")
 
 
 # --------------------------------------------------------------------- pub
@@ -340,7 +380,7 @@ class Sub(BrokerTest):
 
 class Ping(BrokerTest):
     def test_pong(self):
-        c = self.client(hello=False)
+        c = self.client(hello=harness.AUTH)  # without a login where one is required: code 6
         self.assertEqual(c.request("ping"), "pong")
 
     def test_ping_with_params(self):

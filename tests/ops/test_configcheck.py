@@ -42,9 +42,15 @@ class ConfigCheck(unittest.TestCase):
         text = re.sub(r"(?ms)^\[listener (?!default\]).*?(?=^\[|\Z)", "", text)
         self.assertIn("\n[http]\n", text)
         self.assertIn("\nstats_interval = 10s\n", text)
+        # -t checks the users file too: point it at a real one.
+        users = self.write("[user svc]\ntoken = sha256:" + "ab" * 32 + "\npublish = metrics.>\n",
+                           "users.conf")
+        self.assertIn("\nusers_file = /etc/pigeon/users.conf\n", text)
+        text = text.replace("users_file = /etc/pigeon/users.conf", "users_file = " + users)
         r = run("-t", "-c", self.write(text))
         self.assertEqual(r.returncode, 0, r.stderr + "\n" + text)
         self.assertIn("is valid", r.stdout)
+        self.assertIn("%s is valid" % users, r.stdout)
 
     def test_errors_name_their_line(self):
         cases = [

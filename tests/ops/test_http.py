@@ -13,6 +13,9 @@ import select
 import signal
 import socket
 import time
+import threading
+
+import msgpack
 
 from opslib import (LIMIT, BrokerTest, Broker, OpsTest, http_get, http_json, main, metrics,
                     wait_for, DEADLINE)
@@ -206,8 +209,13 @@ class HttpTest(BrokerTest):
         self.assertGreater(m["pigeon_memory_subscriptions_bytes"], 0)
         self.assertGreaterEqual(m["pigeon_memory_used_bytes"], m["pigeon_memory_subscriptions_bytes"])
         # Retained values past the budget: over it, and a new sub is refused.
-        for i in range(24):  # notifications: once held, c is not read any more
-            c.pub_notify("big.%d" % i, b"v" * (900 * 1024), retain=True)
+        # Notifications, from a thread: once held, c is not read any more, and
+        # TCP pushes back on its send until the values are cleared.
+        frames = b"".join(msgpack.packb([2, "pub", ["big.%d" % i, b"v" * (900 * 1024),
+                                                    {"retain": True}]]) for i in range(24))
+        sender = threading.Thread(target=c.send_raw, args=(frames,), daemon=True)
+        sender.start()
+        self.addCleanup(sender.join, DEADLINE)
         wait_for(lambda: metrics(self.http)["pigeon_memory_over"] == 1, what="over the budget")
         other = self.client()
         self.assertEqual(other.request_error("sub", "x")[0], LIMIT)

@@ -1,6 +1,6 @@
 """test_cli.py - the `pigeon` command line against a real pigeond.
 
-Every subcommand, the JSON <-> MessagePack mapping with its '$' forms (both
+Every subcommand (`passwd` without a broker, on a pipe and on a pty), the JSON <-> MessagePack mapping with its '$' forms (both
 ways, checked on the wire with the harness's raw protocol client), stdin
 mode, raw mode, the documented exit codes, --help, and a small `bench`.
 
@@ -8,16 +8,21 @@ The broker comes from tests/integration/harness.py ($PIGEON_HARNESS_DIR);
 the CLI from $PIGEON_CLI.  Waits are deadlines, never timing asserts.
 """
 
+import ctypes
+import ctypes.util
 import datetime
+import hashlib
 import json
 import math
 import os
+import pty
 import select
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import termios
 import time
 import unittest
 
@@ -723,6 +728,143 @@ class CliUnixSocket(CliBase):
         self.assertEqual(self.run_cli("pub", "u", '"over unix"').returncode, OK)
         code, out, _ = self.finish(sub)
         self.assertEqual(self.lines(out), [{"topic": "u", "payload": "over unix"}])
+
+
+def crypt_check(password, hashed):
+    """True when libxcrypt's crypt(PASSWORD, HASHED) gives HASHED back."""
+    lib = ctypes.CDLL(ctypes.util.find_library("crypt") or "libcrypt.so.1")
+    lib.crypt.restype = ctypes.c_char_p
+    lib.crypt.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
+    return lib.crypt(password, hashed) == hashed
+
+
+class CliPasswd(unittest.TestCase):
+    """`pigeon passwd`: no broker; pipe mode, terminal mode on a pty, --token."""
+
+    def passwd(self, *args, input=None):
+        return subprocess.run([CLI, "passwd"] + list(args), input=input, capture_output=True,
+                              timeout=DEADLINE)
+
+    def test_pipe_one_line(self):
+        r = self.passwd(input=b"correct horse\n")
+        self.assertEqual(r.returncode, OK, r.stderr)
+        lines = r.stdout.splitlines()
+        self.assertEqual(len(lines), 1)
+        self.assertTrue(lines[0].startswith(b"$y$"), lines)
+        self.assertTrue(crypt_check(b"correct horse", lines[0]))
+        self.assertFalse(crypt_check(b"correct horse\n", lines[0]))
+        self.assertFalse(crypt_check(b"wrong horse", lines[0]))
+        # A new salt each time.
+        self.assertNotEqual(self.passwd(input=b"correct horse\n").stdout, r.stdout)
+
+    def test_pipe_variants(self):
+        # Only the first line counts; CRLF and a missing final newline are fine.
+        for data, pw in [(b"pw one\nsecond line\n", b"pw one"), (b"pw-crlf\r\n", b"pw-crlf"),
+                         (b"no-newline", b"no-newline"), (b" spaces kept ", b" spaces kept ")]:
+            r = self.passwd(input=data)
+            self.assertEqual(r.returncode, OK, r.stderr)
+            self.assertTrue(crypt_check(pw, r.stdout.strip()), data)
+
+    def test_pipe_refusals(self):
+        for data, why in [(b"", b"no password given"), (b"\n", b"empty"),
+                          (b"a\x00b\n", b"NUL byte"), (b"x" * 512 + b"\n", b"longer than 511")]:
+            r = self.passwd(input=data)
+            self.assertEqual(r.returncode, USAGE, data)
+            self.assertEqual(r.stdout, b"")
+            self.assertIn(why, r.stderr)
+        self.assertEqual(self.passwd(input=b"x" * 511 + b"\n").returncode, OK)
+        r = self.passwd("hunter2", input=b"x\n")
+        self.assertEqual(r.returncode, USAGE)
+        self.assertIn(b"never taken from the command line", r.stderr)
+        self.assertEqual(self.passwd("--bogus").returncode, USAGE)
+
+    def test_token(self):
+        r = self.passwd("--token")
+        self.assertEqual(r.returncode, OK, r.stderr)
+        token, line = r.stdout.decode().splitlines()
+        self.assertRegex(token, r"^[0-9a-f]{64}$")
+        self.assertEqual(line, "token = sha256:" + hashlib.sha256(token.encode()).hexdigest())
+        self.assertNotEqual(self.passwd("--token").stdout.splitlines()[0], token.encode())
+
+    def test_help(self):
+        r = self.passwd("--help")
+        self.assertEqual(r.returncode, OK)
+        self.assertIn(b"usage: pigeon passwd", r.stdout)
+        r = subprocess.run([CLI, "--help"], capture_output=True, timeout=DEADLINE)
+        self.assertIn(b"passwd", r.stdout)
+
+    # -- the terminal: a pty from Python's pty module --
+
+    def spawn_tty(self):
+        pid, fd = pty.fork()
+        if pid == 0:
+            os.execv(CLI, [CLI, "passwd"])
+        self.addCleanup(os.close, fd)
+        return pid, fd
+
+    def read_until(self, fd, text):
+        seen = b""
+        end = time.monotonic() + DEADLINE
+        while text not in seen:
+            left = end - time.monotonic()
+            self.assertGreater(left, 0, "no %r on the terminal: %r" % (text, seen))
+            r, _, _ = select.select([fd], [], [], min(left, 0.5))
+            if r:
+                try:
+                    chunk = os.read(fd, 4096)
+                except OSError:  # EIO: the child closed the terminal
+                    chunk = b""
+                if not chunk:
+                    self.fail("terminal closed: %r" % seen)
+                seen += chunk
+        return seen
+
+    def read_rest(self, fd, pid):
+        out = b""
+        while True:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+        _, status = os.waitpid(pid, 0)
+        return out, status
+
+    def test_tty_asks_twice_without_echo(self):
+        pid, fd = self.spawn_tty()
+        self.read_until(fd, b"Password: ")
+        os.write(fd, b"tty secret\n")
+        self.read_until(fd, b"Again: ")
+        os.write(fd, b"tty secret\n")
+        out, status = self.read_rest(fd, pid)
+        self.assertEqual(os.waitstatus_to_exitcode(status), OK, out)
+        self.assertNotIn(b"tty secret", out)  # never echoed
+        hashed = [w for w in out.split() if w.startswith(b"$y$")]
+        self.assertEqual(len(hashed), 1, out)
+        self.assertTrue(crypt_check(b"tty secret", hashed[0]))
+        self.assertTrue(termios.tcgetattr(fd)[3] & termios.ECHO)  # echo is back
+
+    def test_tty_mismatch(self):
+        pid, fd = self.spawn_tty()
+        self.read_until(fd, b"Password: ")
+        os.write(fd, b"one\n")
+        self.read_until(fd, b"Again: ")
+        os.write(fd, b"two\n")
+        out, status = self.read_rest(fd, pid)
+        self.assertEqual(os.waitstatus_to_exitcode(status), USAGE)
+        self.assertIn(b"the passwords differ", out)
+        self.assertNotIn(b"$y$", out)
+
+    def test_tty_interrupt_restores_echo(self):
+        pid, fd = self.spawn_tty()
+        self.read_until(fd, b"Password: ")
+        self.assertFalse(termios.tcgetattr(fd)[3] & termios.ECHO)  # off while it asks
+        os.kill(pid, signal.SIGINT)
+        _, status = self.read_rest(fd, pid)
+        self.assertEqual(os.waitstatus_to_exitcode(status), -signal.SIGINT)
+        self.assertTrue(termios.tcgetattr(fd)[3] & termios.ECHO)
 
 
 if __name__ == "__main__":
