@@ -20,8 +20,8 @@ import subprocess
 import time
 import unittest
 
-from harness import (BAD_PARAMS, BAD_TOPIC, DEADLINE, PIGEOND, Broker, BrokerTest, ProtocolError,
-                     wait_for)
+from harness import (BAD_PARAMS, BAD_TOPIC, DEADLINE, FORBIDDEN, PIGEOND, Broker, BrokerTest,
+                     ProtocolError, wait_for)
 
 NO_STREAM, NOT_STORED = 11, 12
 
@@ -705,6 +705,40 @@ class DiskErrorTest(StreamTest):
         c.wait_messages(seq)
         self.assertEqual(self.seqs(c), list(range(1, seq + 1)))
         self.assertEqual(c.messages[-1][2], "back")
+
+
+class PermissionTest(StreamTest):
+    """Under logins, consume needs subscribe permission for its filter or the stream."""
+
+    def test_consume_needs_subscribe_permission(self):
+        from test_security import password_hash  # `pigeon passwd`, as the security tests hash
+        users = os.path.join(self.store_dir_for_users(), "users.conf")
+        with open(users, "w") as f:
+            f.write("[user alice]\npassword = %s\nsubscribe = orders.eu.>\n"
+                    "subscribe_deny = orders.eu.secret.>\npublish = orders.>\n"
+                    "[user bob]\npassword = %s\nsubscribe = >\npublish = >\n"
+                    % (password_hash("alice-pw"), password_hash("bob-pw")))
+        b = self.store_broker({"orders": {"patterns": "orders.>"}, "audit": {"patterns": "audit.>"}},
+                              store="[auth]\nusers_file = %s\n" % users)
+        alice = self.client(b, creds={"user": "alice", "password": "alice-pw"})
+        bob = self.client(b, creds={"user": "bob", "password": "bob-pw"})
+        self.pub(bob, "orders.eu.public.x", 1, stream="orders")
+        self.assertEqual(alice.request_error("consume", "orders")[0], FORBIDDEN)
+        self.assertEqual(alice.request_error("consume", "orders", {"filter": "orders.eu.>"})[0],
+                         FORBIDDEN)  # overlaps a deny
+        sid = self.consume(alice, "orders", filter="orders.eu.public.>")
+        self.assertEqual(alice.wait_messages(1)[0][0], sid)
+        # stream_info lists only what the caller may consume
+        self.assertEqual(alice.request("stream_info"), [])
+        self.assertEqual(alice.request_error("stream_info", "orders")[0], NO_STREAM)
+        self.assertEqual(sorted(i["name"] for i in bob.request("stream_info")), ["audit", "orders"])
+        self.consume(bob, "orders", durable="all")
+
+    def store_dir_for_users(self):
+        import tempfile
+        d = tempfile.TemporaryDirectory(prefix="pigeon-users-")
+        self.addCleanup(d.cleanup)
+        return d.name
 
 
 class MonitoringTest(StreamTest):
