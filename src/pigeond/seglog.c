@@ -1058,11 +1058,6 @@ void seglog_close(struct seglog *lg)
     free(lg);
 }
 
-void seglog_set_segment_size(struct seglog *lg, uint64_t segment_size)
-{
-    lg->segment_size = segment_size;
-}
-
 /* --------------------------------------------------------- appending ---- */
 
 /* Seals S: no more records; the job cuts its file and writes its index. */

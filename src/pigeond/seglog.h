@@ -107,9 +107,6 @@ int seglog_open(const char *dir, const char *name, uint64_t segment_size, struct
 /* Closes LG's files and frees it.  No job may be running.  NULL is fine. */
 void seglog_close(struct seglog *lg);
 
-/* Takes a new segment size for segments begun from now on. */
-void seglog_set_segment_size(struct seglog *lg, uint64_t segment_size);
-
 /* ------------------------------------------------------------ appending */
 
 /*

@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include "block.h"
+#include "clock.h"
 #include "commit.h"
 #include "config.h"
 #include "conn.h"
@@ -122,6 +123,8 @@ struct store {
     msgpack_sbuffer scratch;
     bool state_failing;
     uint64_t commits, state_errors, waiters_failed;
+    uint64_t mem_bytes; /* store_memory's last count */
+    int64_t mem_at;     /* when it was made (monotonic ms), 0: never */
     struct stream_hist state_hist;
 };
 
@@ -1116,7 +1119,10 @@ out:
 
 /* ----------------------------------------------------------- monitoring ---- */
 
-uint64_t store_memory(const struct store *st)
+/* What store_memory adds up, at most every STORE_MEMORY_MS: it walks every consumer. */
+#define STORE_MEMORY_MS 100
+
+static uint64_t memory_count(const struct store *st)
 {
     uint64_t n = sizeof(*st) + st->scratch.alloc;
 
@@ -1130,6 +1136,18 @@ uint64_t store_memory(const struct store *st)
              bs[k]->cap_w * sizeof(struct waiter) + bs[k]->cap_ro * sizeof(struct retained_op);
     }
     return n + (st->cap_pumps + st->cap_dirty + st->cap_held) * sizeof(void *);
+}
+
+uint64_t store_memory(struct store *st)
+{
+    int64_t now = clock_now_ms();
+
+    /* The budget asks after every flush: the figure may be 100 ms old. */
+    if (st->mem_at == 0 || now - st->mem_at >= STORE_MEMORY_MS) {
+        st->mem_bytes = memory_count(st);
+        st->mem_at = now;
+    }
+    return st->mem_bytes;
 }
 
 void store_pack_stream_info(struct store *st, struct stream *sm, msgpack_packer *pk)

@@ -170,7 +170,7 @@ void store_consumer_gone(struct store *st, struct consumer *c);
 /* --------------------------------------------------------- monitoring */
 
 /* Memory the store holds (streams' indexes and caches, gathered batches, consumers). */
-uint64_t store_memory(const struct store *st);
+uint64_t store_memory(struct store *st);
 
 /* Appends the store's Prometheus families to OUT.  0, or -1. */
 int store_format_metrics(struct store *st, struct evbuffer *out);
