@@ -377,6 +377,7 @@ void server_shutdown(struct server *srv)
         return;
     srv->draining = true;
     notify_stopping(srv->notify);
+    store_drain(srv->store); /* what was read is answered before the connections close */
     while ((l = TAILQ_FIRST(&srv->listeners)) != NULL)
         server_close_listener(srv, l);
     /* conn_close never frees, so walking the list while closing is safe. */

@@ -960,6 +960,15 @@ fail:
     return -1;
 }
 
+void store_drain(struct store *st)
+{
+    if (st == NULL)
+        return;
+    commit_wait(st->cm);
+    store_seal(st);
+    commit_wait(st->cm);
+}
+
 void store_close(struct store *st)
 {
     if (st == NULL)

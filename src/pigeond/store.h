@@ -78,6 +78,13 @@ int store_open(struct server *srv, const struct config *conf, struct store **out
 void store_close(struct store *st);
 
 /*
+ * At shutdown, before connections close: commits what is gathered and
+ * waits for it (blocking the loop for a sync or two), so that every request
+ * read so far is answered while its connection can still take the answer.
+ */
+void store_drain(struct store *st);
+
+/*
  * Takes a reloaded config: new streams are opened, existing ones take
  * their new limits and patterns; a stream missing from CONF keeps running
  * (removing one is an explicit step: pigeond --delete-stream).  A changed

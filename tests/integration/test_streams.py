@@ -530,6 +530,24 @@ class DurabilityTest(StreamTest):
         info = c.request("stream_info", "s")["consumers"]["d"]
         self.assertEqual((info["ack_floor"], info["ack_pending"], info["num_pending"]), (20, 0, 0))
 
+    def test_sigterm_answers_what_was_read(self):
+        """Requests read before SIGTERM are answered before their connection closes."""
+        b = self.store_broker({"s": {"patterns": "s.>"}})
+        c = self.client(b)
+        watch = self.client(b)
+        n, payload = 1000, b"p" * 32768
+        ids = [c.send_request("pub", "s.x", payload, {"stream": "s"}) for _ in range(n)]
+        wait_for(lambda: watch.request("stream_info", "s")["last_seq"] == n, what="all read")
+        b.send_signal(signal.SIGTERM)
+        c.wait_closed()
+        answered = [c.responses[i] for i in ids if i in c.responses]
+        self.assertEqual(len(answered), n)
+        self.assertEqual([r[1]["seq"] for r in answered], list(range(1, n + 1)))
+        self.assertEqual(b.wait_exit(), 0)
+        b.log.close()
+        b.start()
+        self.assertEqual(self.client(b).request("stream_info", "s")["last_seq"], n)
+
     def test_retained_survives(self):
         b = self.store_broker({})
         c = self.client(b)
