@@ -164,8 +164,9 @@ START_TEST(test_key_table)
     for (i = 0; config_key_at(i, &section, &key); i++)
         ck_assert(strcmp(section, "broker") == 0 || strcmp(section, "listener") == 0 ||
                   strcmp(section, "http") == 0 || strcmp(section, "auth") == 0 ||
-                  strcmp(section, "store") == 0 || strcmp(section, "stream") == 0);
-    ck_assert_uint_eq(i, 37);
+                  strcmp(section, "cluster") == 0 || strcmp(section, "store") == 0 ||
+                  strcmp(section, "stream") == 0);
+    ck_assert_uint_eq(i, 45);
     ck_assert(config_key_at(0, &section, &key));
     ck_assert_str_eq(key, "io_backend");
 }
@@ -1057,7 +1058,8 @@ START_TEST(test_http_section)
              "unknown key 'max_clients' in [broker]: it belongs in [http]");
     LOAD_BAD("[broker]\nstats_interval = 2h\n", 2, "must be from 0 to 1h");
     LOAD_BAD("[htp]\n", 1,
-             "expected [broker], [listener NAME], [http], [auth], [store] or [stream NAME]");
+             "expected [broker], [listener NAME], [http], [auth], [cluster], [store] or "
+             "[stream NAME]");
 }
 END_TEST
 
@@ -1348,6 +1350,74 @@ START_TEST(test_diff_http)
 }
 END_TEST
 
+/* [cluster]: the backplane (docs/scale-out.md); standalone without redis. */
+START_TEST(test_cluster_section)
+{
+    struct config *conf = config_new_defaults();
+    struct diffs d;
+
+    ck_assert(!conf->cluster.enabled);
+    ck_assert_ptr_null(conf->cluster.redis);
+    ck_assert_str_eq(conf->cluster.prefix, "pigeon");
+    ck_assert_uint_eq(conf->cluster.heartbeat_ms, 1000);
+    ck_assert_uint_eq(conf->cluster.node_timeout_ms, 5000);
+    ck_assert_uint_eq(conf->cluster.max_pending, 16 * 1024 * 1024);
+    config_unref(conf);
+
+    conf = LOAD_OK("[cluster]\nredis = 10.0.0.5:6379\nnode = a1\n");
+    ck_assert(conf->cluster.enabled);
+    ck_assert_str_eq(conf->cluster.redis_host, "10.0.0.5");
+    ck_assert_uint_eq(conf->cluster.redis_port, 6379);
+    ck_assert_ptr_null(conf->cluster.redis_path);
+    ck_assert_str_eq(conf->cluster.node, "a1");
+    ck_assert_ptr_null(conf->cluster.redis_password);
+    config_unref(conf);
+    conf = LOAD_OK("[cluster]\nredis = redis.internal\n"); /* no port: Redis's own */
+    ck_assert_str_eq(conf->cluster.redis_host, "redis.internal");
+    ck_assert_uint_eq(conf->cluster.redis_port, 6379);
+    config_unref(conf);
+    conf = LOAD_OK("[cluster]\nredis = [::1]\n");
+    ck_assert_str_eq(conf->cluster.redis_host, "::1");
+    ck_assert_uint_eq(conf->cluster.redis_port, 6379);
+    config_unref(conf);
+    conf = LOAD_OK("[cluster]\nredis = [::1]:7000\nredis_password = a;b c\n");
+    ck_assert_uint_eq(conf->cluster.redis_port, 7000);
+    ck_assert_str_eq(conf->cluster.redis_password, "a;b c");
+    config_unref(conf);
+    conf = LOAD_OK("[cluster]\nredis = unix:/run/redis/redis.sock\nheartbeat = 250ms\n"
+                   "node_timeout = 500ms\n");
+    ck_assert_str_eq(conf->cluster.redis_path, "/run/redis/redis.sock");
+    ck_assert_ptr_null(conf->cluster.redis_host);
+    config_unref(conf);
+    conf = LOAD_OK("[cluster]\nnode = a1\n"); /* no redis: standalone */
+    ck_assert(conf->cluster.enabled);
+    ck_assert_ptr_null(conf->cluster.redis);
+    config_unref(conf);
+
+    LOAD_BAD("[cluster]\nredis = 10.0.0.5:0\n", 2, "bad redis");
+    LOAD_BAD("[cluster]\nredis = 10.0.0.5\nnode = a:1\n", 3, "use 1 to 64 of");
+    LOAD_BAD("[cluster]\nprefix = {x}\n", 2, "use 1 to 64 of");
+    LOAD_BAD("[cluster]\nredis_user = a\tb\n", 2, "no blank");
+    LOAD_BAD("[cluster]\nheartbeat = 3s\n", 2, "less than twice heartbeat");
+    LOAD_BAD("[cluster]\nheartbeat = 1s\nnode_timeout = 1s\n", 3, "less than twice heartbeat");
+    LOAD_BAD("[cluster]\nheartbeat = 50ms\n", 2, "must be from 100ms to 1m");
+    LOAD_BAD("[cluster]\nredis = 10.0.0.5\nmax_pending = 1mb\n[broker]\nmax_payload = 2mb\n", 3,
+             "smaller than max_payload");
+    LOAD_BAD("[cluster]\n[cluster]\n", 2, "duplicate section [cluster]");
+
+    /* A reload names the keys that change, and never a password. */
+    ck_assert_uint_eq(diff_texts("", "[cluster]\nredis = 10.0.0.5\n", &d), 1);
+    ck_assert_str_eq(d.lines[0], "[cluster] redis (none) -> 10.0.0.5");
+    ck_assert_uint_eq(diff_texts("[cluster]\nredis = 10.0.0.5\nredis_password = one\n",
+                                 "[cluster]\nredis = 10.0.0.5\nredis_password = two\n"
+                                 "heartbeat = 2s\nnode_timeout = 10s\n",
+                                 &d),
+                      2);
+    ck_assert_str_eq(d.lines[0], "[cluster] heartbeat 1s -> 2s");
+    ck_assert_str_eq(d.lines[1], "[cluster] node_timeout 5s -> 10s");
+}
+END_TEST
+
 START_TEST(test_diff_listeners)
 {
     struct diffs d;
@@ -1369,10 +1439,12 @@ START_TEST(test_diff_listeners)
 }
 END_TEST
 
-/* Every [broker] and [http] key of the table can be written out. */
+/* Every [broker], [http] and [cluster] key of the table can be written out. */
 START_TEST(test_value_format_every_key)
 {
-    struct config *conf = LOAD_OK("[http]\nbind = [::1]:7480\n[store]\ndir = /tmp/pigeon-x\n");
+    struct config *conf = LOAD_OK("[http]\nbind = [::1]:7480\n[cluster]\nredis = 10.0.0.5\n"
+                                  "node = a1\nredis_user = u\nredis_password = p\n"
+                                  "[store]\ndir = /tmp/pigeon-x\n");
     const char *section, *key;
     char buf[128];
 
@@ -1389,6 +1461,8 @@ START_TEST(test_value_format_every_key)
     ck_assert_str_eq(buf, "64mb");
     config_value_format(conf, "http", "bind", buf, sizeof(buf));
     ck_assert_str_eq(buf, "[::1]:7480");
+    config_value_format(conf, "cluster", "redis_password", buf, sizeof(buf));
+    ck_assert_str_eq(buf, "(set)"); /* a secret is never written back */
     ck_assert_int_eq(config_value_format(conf, "broker", "nope", buf, sizeof(buf)), -1);
     ck_assert_int_eq(config_value_format(conf, "listener", "bind", buf, sizeof(buf)), -1);
     config_unref(conf);
@@ -1562,7 +1636,7 @@ START_TEST(test_every_key_round_trips)
 
     for (size_t i = 0; config_key_at(i, &section, &key); i++) {
         int distinct = 0;
-        if (strcmp(key, "token") == 0)
+        if (strcmp(key, "token") == 0 || strcmp(key, "redis_password") == 0)
             continue; /* a secret is never written back: "(set)" */
         seen[0] = '\0';
         for (size_t v = 0; v < sizeof(values) / sizeof(values[0]); v++) {
@@ -1670,6 +1744,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_http_section);
     tcase_add_test(tc, test_exposure);
     tcase_add_test(tc, test_tls_keys);
+    tcase_add_test(tc, test_cluster_section);
     tcase_add_test(tc, test_store_and_streams);
     tcase_add_test(tc, test_streams_bad);
     tcase_add_test(tc, test_patterns_overlap);

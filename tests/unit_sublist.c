@@ -403,6 +403,31 @@ START_TEST(test_cache_large_results_not_cached)
 }
 END_TEST
 
+/* The caller's word kept with a cached result: 0 at first, kept across hits, voided with it. */
+START_TEST(test_cache_memo)
+{
+    struct sublist *sl = sublist_new(16), *off = sublist_new(0);
+    struct sub s[2] = {{0}};
+
+    add(sl, "a.>", &s[0]);
+    const struct sublist_result *r = match(sl, "a.b");
+    ck_assert_ptr_nonnull(r->memo);
+    ck_assert_uint_eq(*r->memo, 0);
+    *r->memo = 42;
+    ck_assert_uint_eq(*match(sl, "a.b")->memo, 42); /* a hit keeps it */
+    ck_assert_uint_eq(*match(sl, "a.c")->memo, 0);  /* each topic its own */
+    struct sublist_entry *e = add(sl, "x", &s[1]);
+    ck_assert_uint_eq(*match(sl, "a.b")->memo, 0); /* a change voids it */
+    *match(sl, "a.b")->memo = 7;
+    sublist_remove(sl, e);
+    ck_assert_uint_eq(*match(sl, "a.b")->memo, 0);
+    add(off, "a.>", &s[0]);
+    ck_assert_ptr_null(match(off, "a.b")->memo); /* not cached: nowhere to keep it */
+    sublist_free(sl);
+    sublist_free(off);
+}
+END_TEST
+
 /* A result at the limit is cached; each cached result costs at most its
  * header, SUBLIST_CACHE_RESULT_MAX pointers and its topic. */
 START_TEST(test_cache_bytes_bounded)
@@ -785,6 +810,7 @@ static Suite *sublist_suite(void)
     tcase_add_test(tc, test_cache_second_chance);
     tcase_add_test(tc, test_cache_large_results_not_cached);
     tcase_add_test(tc, test_cache_bytes_bounded);
+    tcase_add_test(tc, test_cache_memo);
     tcase_add_test(tc, test_cache_off);
     suite_add_tcase(s, tc);
 

@@ -37,34 +37,81 @@ enum cli_exit {
 
 #define CLI_DEFAULT_SERVER "127.0.0.1:7400"
 
-/* The options every subcommand takes. */
+/*
+ * The options every subcommand that connects takes.  Credentials and TLS
+ * (docs/cli.md, Logging in and TLS): a flag wins over its environment
+ * variable; PIGEON_PASSWORD is read only with a user, PIGEON_TOKEN only
+ * without one.
+ */
 struct cli_common {
-    const char *server; /* -s/--server, else $PIGEON_SERVER, else the default */
-    const char *name;   /* --name: the client name in hello */
-    bool quiet;         /* -q/--quiet: no notes on stderr */
+    const char *server;   /* -s/--server, else $PIGEON_SERVER, else the default */
+    const char *name;     /* --name: the client name in hello */
+    bool quiet;           /* -q/--quiet: no notes on stderr */
+    const char *user;     /* --user (NULL: $PIGEON_USER, unless --token) */
+    const char *password; /* --password (NULL: $PIGEON_PASSWORD, with a user) */
+    const char *token;    /* --token (NULL: $PIGEON_TOKEN, without a user) */
+    const char *ca;       /* --ca FILE: the CAs the broker's certificate chains to */
+    const char *cert;     /* --cert FILE: a client certificate */
+    const char *key;      /* --key FILE: its key (default: in the --cert file) */
+    bool insecure;        /* --insecure: do not verify the broker's certificate */
 };
 
 /* Fills C with the defaults (and $PIGEON_SERVER). */
 void cli_common_init(struct cli_common *c);
 
+/* getopt_long codes of the common options that have no short form. */
+enum cli_common_longopt {
+    CLI_OPT_USER = 0x100,
+    CLI_OPT_PASSWORD,
+    CLI_OPT_TOKEN,
+    CLI_OPT_CA,
+    CLI_OPT_CERT,
+    CLI_OPT_KEY,
+    CLI_OPT_INSECURE,
+};
+
 /* The getopt_long entries of the common options, for each subcommand's table. */
 #define CLI_COMMON_LONGOPTS                                                                        \
     {"server", required_argument, NULL, 's'}, {"name", required_argument, NULL, 'N'},              \
-        {"quiet", no_argument, NULL, 'q'},                                                         \
+        {"quiet", no_argument, NULL, 'q'}, {"user", required_argument, NULL, CLI_OPT_USER},        \
+        {"password", required_argument, NULL, CLI_OPT_PASSWORD},                                   \
+        {"token", required_argument, NULL, CLI_OPT_TOKEN},                                         \
+        {"ca", required_argument, NULL, CLI_OPT_CA},                                               \
+        {"cert", required_argument, NULL, CLI_OPT_CERT},                                           \
+        {"key", required_argument, NULL, CLI_OPT_KEY},                                             \
+        {"insecure", no_argument, NULL, CLI_OPT_INSECURE},                                         \
     {                                                                                              \
         "help", no_argument, NULL, 'h'                                                             \
     }
 #define CLI_COMMON_SHORTOPTS "s:qh"
 #define CLI_COMMON_HELP                                                                            \
     "  -s, --server ADDR    broker address: host:port, [ipv6]:port, host (port 7400),\n"           \
-    "                       PORT (127.0.0.1:PORT) or unix:/path\n"                                 \
+    "                       PORT (127.0.0.1:PORT), unix:/path, or tls://host:port\n"               \
     "                       (default: $PIGEON_SERVER, else " CLI_DEFAULT_SERVER ")\n"              \
     "      --name NAME      client name the broker logs (default: pigeon-cli)\n"                   \
+    "      --user USER      log in as USER (default: $PIGEON_USER), with --password\n"             \
+    "      --password PW    USER's password (default: $PIGEON_PASSWORD, which other\n"             \
+    "                       users cannot see in the process list, unlike this)\n"                  \
+    "      --token TOKEN    log in with a token instead (default: $PIGEON_TOKEN)\n"                \
+    "      --ca FILE        tls://: the CA certificates (PEM) the broker's certificate\n"          \
+    "                       must chain to (default: the system's)\n"                               \
+    "      --cert FILE      tls://: a client certificate (PEM); the broker may log in\n"           \
+    "                       the user its CN names, with no password\n"                             \
+    "      --key FILE       tls://: the certificate's key (default: in the --cert file)\n"         \
+    "      --insecure       tls://: do not verify the broker's certificate (tests only)\n"         \
     "  -q, --quiet          no notes on stderr (errors are still reported)\n"                      \
     "  -h, --help           this help\n"
 
 /* Applies common option CH (with ARG) to C. 1 when it was one, else 0. */
 int cli_common_option(int ch, const char *arg, struct cli_common *c);
+
+/*
+ * Checks C for the subcommand CMD (credentials that go together, TLS
+ * options only with a tls:// address) and fills the connection settings
+ * of O from it (O from pigeon_options_init).  Returns CLI_OK, or
+ * CLI_USAGE after printing why.
+ */
+int cli_common_apply(const char *cmd, const struct cli_common *c, struct pigeon_options *o);
 
 /* The exit code for a libpigeon error code. */
 int cli_exit_for(int err);
@@ -72,7 +119,12 @@ int cli_exit_for(int err);
 /* Prints "pigeon: MESSAGE" on stderr. */
 void cli_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-/* Prints "pigeon: WHAT: <strerror>(: <details>)" and returns the exit code for ERR. */
+/*
+ * Prints "pigeon: WHAT: <strerror>(: <details>)" and returns the exit code
+ * for ERR.  The broker's own words (DETAILS "broker: MESSAGE") print as
+ * "pigeon: WHAT (NAME): MESSAGE", NAME the protocol's name of the code:
+ * "pigeon: publish refused (forbidden): not allowed to publish to 'x'".
+ */
 int cli_fail(int err, const char *details, const char *what);
 
 /* A usage error: prints "pigeon CMD: MESSAGE" and a hint, returns CLI_USAGE. */
@@ -108,12 +160,17 @@ struct cli_conn {
 };
 
 /*
- * Connects with the blocking API.  RECONNECT: reconnect if the connection
- * drops (long-running commands), with notes on stderr unless quiet.
- * Returns 0 and *OUT (the caller's: cli_close), or an exit code after
- * printing why.
+ * Connects with the blocking API for subcommand CMD.  RECONNECT: reconnect
+ * if the connection drops (long-running commands), with notes on stderr
+ * unless quiet.  Returns 0 and *OUT (the caller's: cli_close), or an exit
+ * code after printing why ("pigeon: tls://h:7401: authentication failed
+ * (as user 'alice')").
  */
-int cli_connect(const struct cli_common *c, bool reconnect, struct cli_conn **out);
+int cli_connect(const char *cmd, const struct cli_common *c, bool reconnect, struct cli_conn **out);
+
+/* Prints why connecting to SERVER failed with ERR (WHY: libpigeon's
+ * details) and returns the exit code. */
+int cli_connect_failed(const struct cli_common *c, int err, const char *why);
 
 /* Flushes (see pigeon_sync_close) and frees CC. NULL is fine. */
 void cli_close(struct cli_conn *cc);

@@ -64,6 +64,7 @@ static const char bench_help[] =
 
 struct bench_cfg {
     struct cli_common common;
+    struct pigeon_options conn; /* the login and TLS of every client (cli_common_apply) */
     unsigned pubs, subs;
     uint64_t msgs;
     uint64_t size;
@@ -227,6 +228,9 @@ static int bench_parse(int argc, char **argv, struct bench_cfg *cfg)
         return cli_usage_error("bench", "unexpected argument '%s'", argv[optind]);
     if (cfg->msgs < cfg->pubs)
         return cli_usage_error("bench", "--msgs must be at least --pubs");
+    pigeon_options_init(&cfg->conn);
+    if ((rc = cli_common_apply("bench", &cfg->common, &cfg->conn)) != CLI_OK)
+        return rc;
     if (cfg->topic[0] == '\0')
         snprintf(cfg->topic, sizeof(cfg->topic), "bench.%08x%04x", (unsigned)time(NULL),
                  (unsigned)getpid() & 0xffff);
@@ -305,10 +309,8 @@ static struct event_base *bench_base_new(void)
 
 static int bench_setup_client(struct bench *b, struct bench_client *bc)
 {
-    struct pigeon_options o;
+    struct pigeon_options o = b->cfg.conn;
 
-    pigeon_options_init(&o);
-    o.client_name = b->cfg.common.name;
     o.reconnect = 0;
     o.max_outbound = BENCH_MAX_OUTBOUND;
     o.on_state = bench_state_cb;

@@ -364,7 +364,7 @@ int cmd_pub(int argc, char **argv)
     if (rc == CLI_OK)
         rc = pub_input_read(&a, &in);
     if (rc == CLI_OK)
-        rc = cli_connect(&a.common, false, &cc);
+        rc = cli_connect("pub", &a.common, false, &cc);
     if (rc != CLI_OK) {
         free(in.buf);
         pub_args_free(&a);

@@ -195,7 +195,7 @@ int cmd_reply(int argc, char **argv)
         return rc < 0 ? CLI_OK : rc;
     /* A command that exits without reading its input must not kill us. */
     signal(SIGPIPE, SIG_IGN);
-    if ((rc = cli_connect(&a.common, true, &cc)) != CLI_OK)
+    if ((rc = cli_connect("reply", &a.common, true, &cc)) != CLI_OK)
         return rc;
     int err = pigeon_sync_subscribe(cc->s, a.topic, a.queue, 0, NULL);
     if (err != PIGEON_OK) {

@@ -140,7 +140,7 @@ int cmd_req(int argc, char **argv)
     msgpack_sbuffer_init(&sb);
     rc = req_payload(&a, &sb);
     if (rc == CLI_OK)
-        rc = cli_connect(&a.common, false, &cc);
+        rc = cli_connect("req", &a.common, false, &cc);
     if (rc != CLI_OK) {
         msgpack_sbuffer_destroy(&sb);
         return rc;

@@ -192,7 +192,7 @@ int cmd_sub(int argc, char **argv)
     memset(&a, 0, sizeof(a));
     int rc = sub_parse(argc, argv, &a);
     if (rc == CLI_OK)
-        rc = cli_connect(&a.common, true, &cc);
+        rc = cli_connect("sub", &a.common, true, &cc);
     if (rc != CLI_OK) {
         subfmt_free(&a.fmt);
         return rc < 0 ? CLI_OK : rc;

@@ -1,6 +1,6 @@
 /*
  * common.c - what the subcommands share (see cli.h): exit codes, messages,
- * argument parsing, connecting, printing payloads.
+ * argument parsing, logging in and TLS, connecting, printing payloads.
  */
 #include "cli.h"
 
@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include <msgpack.h>
@@ -17,13 +18,20 @@
 #include "json.h"
 #include "topic.h"
 
+/* The environment variable NAME, or NULL when it is unset or empty. */
+static const char *cli_env(const char *name)
+{
+    const char *v = getenv(name);
+    return v != NULL && *v != '\0' ? v : NULL;
+}
+
 void cli_common_init(struct cli_common *c)
 {
-    const char *env = getenv("PIGEON_SERVER");
+    const char *env = cli_env("PIGEON_SERVER");
 
-    c->server = env != NULL && *env != '\0' ? env : CLI_DEFAULT_SERVER;
+    memset(c, 0, sizeof(*c));
+    c->server = env != NULL ? env : CLI_DEFAULT_SERVER;
     c->name = "pigeon-cli";
-    c->quiet = false;
 }
 
 int cli_exit_for(int err)
@@ -38,6 +46,7 @@ int cli_exit_for(int err)
     case PIGEON_ECONNLOST:
     case PIGEON_ENOTCONN:
     case PIGEON_EPROTO:
+    case PIGEON_ETLS:
         return CLI_CONNECTION;
     case PIGEON_ETIMEDOUT:
         return CLI_TIMEOUT;
@@ -59,9 +68,26 @@ void cli_warn(const char *fmt, ...)
     fputc('\n', stderr);
 }
 
+/* The protocol's name of broker code ERR, from pigeon_strerror's "phrase (name)". */
+static const char *cli_code_name(int err, char *buf, size_t len)
+{
+    const char *s = pigeon_strerror(err), *open = strrchr(s, '('), *close = strrchr(s, ')');
+
+    if (open == NULL || close == NULL || close < open)
+        return s;
+    snprintf(buf, len, "%.*s", (int)(close - open - 1), open + 1);
+    return buf;
+}
+
 int cli_fail(int err, const char *details, const char *what)
 {
-    if (details != NULL && *details != '\0')
+    static const char broker[] = "broker: ";
+    char name[64];
+
+    if (err > 0 && details != NULL && strncmp(details, broker, sizeof(broker) - 1) == 0)
+        cli_warn("%s (%s): %s", what, cli_code_name(err, name, sizeof(name)),
+                 details + sizeof(broker) - 1);
+    else if (details != NULL && *details != '\0')
         cli_warn("%s: %s: %s", what, pigeon_strerror(err), details);
     else
         cli_warn("%s: %s", what, pigeon_strerror(err));
@@ -215,16 +241,92 @@ static void cli_error_cb(pigeon_client *c, int err, const char *message, void *a
     }
 }
 
-int cli_connect(const struct cli_common *common, bool reconnect, struct cli_conn **out)
+/* ------------------------------------------------------ logging in, TLS --- */
+
+static bool cli_is_tls(const char *server)
+{
+    return strncasecmp(server, "tls://", 6) == 0;
+}
+
+/* The credentials of C into O: a user and password, or a token (cli.h). */
+static int cli_apply_login(const char *cmd, const struct cli_common *c, struct pigeon_options *o)
+{
+    const char *user = c->user != NULL ? c->user : c->token == NULL ? cli_env("PIGEON_USER") : NULL;
+
+    if (user != NULL) {
+        if (c->token != NULL)
+            return cli_usage_error(cmd, "--user and --token: log in with one or the other");
+        o->user = user;
+        o->password = c->password != NULL ? c->password : cli_env("PIGEON_PASSWORD");
+        if (o->password == NULL)
+            return cli_usage_error(cmd,
+                                   "user '%s' needs a password: --password, or "
+                                   "$PIGEON_PASSWORD",
+                                   user);
+        return CLI_OK;
+    }
+    if (c->password != NULL)
+        return cli_usage_error(cmd, "--password is for a user: give --user too");
+    o->token = c->token != NULL ? c->token : cli_env("PIGEON_TOKEN");
+    return CLI_OK;
+}
+
+/* The TLS options of C into O: only for a tls:// address. */
+static int cli_apply_tls(const char *cmd, const struct cli_common *c, struct pigeon_options *o)
+{
+    if ((c->ca != NULL || c->cert != NULL || c->key != NULL || c->insecure) &&
+        !cli_is_tls(c->server))
+        return cli_usage_error(cmd,
+                               "--ca, --cert, --key and --insecure are for TLS: the "
+                               "broker's address must be tls://HOST:PORT, not '%s'",
+                               c->server);
+    if (c->key != NULL && c->cert == NULL)
+        return cli_usage_error(cmd, "--key is the key of --cert: give the certificate too");
+    if (c->insecure && c->ca != NULL)
+        return cli_usage_error(cmd, "--ca and --insecure: verify against the CA, or not at all");
+    o->tls_ca = c->ca;
+    o->tls_cert = c->cert;
+    o->tls_key = c->key;
+    o->tls_no_verify = c->insecure;
+    return CLI_OK;
+}
+
+int cli_common_apply(const char *cmd, const struct cli_common *c, struct pigeon_options *o)
+{
+    int rc = cli_apply_login(cmd, c, o);
+
+    if (rc == CLI_OK)
+        rc = cli_apply_tls(cmd, c, o);
+    o->client_name = c->name;
+    return rc;
+}
+
+int cli_connect_failed(const struct cli_common *c, int err, const char *why)
+{
+    if (why == NULL || *why == '\0')
+        why = pigeon_strerror(err);
+    if (err == PIGEON_ERR_AUTH_FAILED || err == PIGEON_ERR_AUTH_REQUIRED)
+        cli_warn("%s: %s", c->server, why); /* libpigeon's words do not name the broker */
+    else if (err == PIGEON_ETLS && c->ca == NULL && strstr(why, "certificate verify failed"))
+        cli_warn("%s (--ca FILE gives the CA that signed the broker's certificate)", why);
+    else
+        cli_warn("%s", why);
+    return cli_exit_for(err);
+}
+
+int cli_connect(const char *cmd, const struct cli_common *common, bool reconnect,
+                struct cli_conn **out)
 {
     struct pigeon_options o;
-    struct cli_conn *cc = calloc(1, sizeof(*cc));
 
+    pigeon_options_init(&o);
+    int rc = cli_common_apply(cmd, common, &o);
+    if (rc != CLI_OK)
+        return rc;
+    struct cli_conn *cc = calloc(1, sizeof(*cc));
     if (cc == NULL)
         return cli_fail(PIGEON_ENOMEM, NULL, "connect");
     cc->quiet = common->quiet;
-    pigeon_options_init(&o);
-    o.client_name = common->name;
     o.reconnect = reconnect;
     o.on_state = cli_state_cb;
     o.state_arg = cc;
@@ -236,9 +338,8 @@ int cli_connect(const struct cli_common *common, bool reconnect, struct cli_conn
     int err = pigeon_sync_connect(common->server, &o, 0, &cc->s);
     if (err != PIGEON_OK) {
         /* "connect to ADDR: Connection refused", "bad address 'ADDR': ..." */
-        cli_warn("%s", why[0] != '\0' ? why : pigeon_strerror(err));
         free(cc);
-        return cli_exit_for(err);
+        return cli_connect_failed(common, err, why);
     }
     *out = cc;
     return CLI_OK;
@@ -299,6 +400,27 @@ int cli_common_option(int ch, const char *arg, struct cli_common *c)
         return 1;
     case 'q':
         c->quiet = true;
+        return 1;
+    case CLI_OPT_USER:
+        c->user = arg;
+        return 1;
+    case CLI_OPT_PASSWORD:
+        c->password = arg;
+        return 1;
+    case CLI_OPT_TOKEN:
+        c->token = arg;
+        return 1;
+    case CLI_OPT_CA:
+        c->ca = arg;
+        return 1;
+    case CLI_OPT_CERT:
+        c->cert = arg;
+        return 1;
+    case CLI_OPT_KEY:
+        c->key = arg;
+        return 1;
+    case CLI_OPT_INSECURE:
+        c->insecure = true;
         return 1;
     default:
         return 0;

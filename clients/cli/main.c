@@ -31,7 +31,9 @@ static const char main_help[] =
     "  passwd [--token]       make a password hash or a token for the users file\n"
     "\n"
     "'pigeon COMMAND --help' describes each.  The broker's address comes from\n"
-    "-s/--server, else $PIGEON_SERVER, else " CLI_DEFAULT_SERVER ".\n"
+    "-s/--server, else $PIGEON_SERVER, else " CLI_DEFAULT_SERVER " (tls://host:port\n"
+    "for TLS); a login from --user and --password, or --token (else $PIGEON_USER,\n"
+    "$PIGEON_PASSWORD, $PIGEON_TOKEN).\n"
     "\n"
     "exit codes: 0 ok, 1 usage or bad input, 2 connection, 3 refused by the\n"
     "broker, 4 timeout, 5 no responders, 6 other errors, 7 an error reply.\n";

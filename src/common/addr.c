@@ -2,7 +2,7 @@
  * addr.c - parsing and resolving addresses (see addr.h for the forms and
  * the roles).
  *
- * The parser reads top-down: a scheme prefix (none is supported yet), then
+ * The parser reads top-down: a scheme prefix ("tls://", to connect), then
  * one of three shapes chosen by the first bytes: "unix:", '[', or a host
  * and port.  Messages are the daemon's historical ones where they existed
  * (tests/unit_config.c matches them), so `pigeond -t` reads as before.
@@ -17,6 +17,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "proto.h"
 
@@ -124,19 +125,33 @@ static int addr_parse_port(const char *p, enum addr_role role, uint16_t *port, c
 
 /* ------------------------------------------------------------ the forms --- */
 
-/* "NAME://...": no scheme is supported yet, so any is refused by name. */
-static int addr_parse_scheme(const char *s, char *why, size_t why_len)
+/*
+ * A "NAME://" prefix at S.  "tls://" (any case) to connect sets A's scheme
+ * and returns the prefix's length; any other, or "tls://" to listen, is
+ * refused by name (-1).  0 when S has none: a "1x://" is no scheme name,
+ * and the shapes below say what is wrong with it.
+ */
+static int addr_parse_scheme(const char *s, enum addr_role role, struct addr *a, char *why,
+                             size_t why_len)
 {
     const char *sep = strstr(s, "://");
     size_t n = sep != NULL ? (size_t)(sep - s) : 0;
 
     if (n == 0 || !isalpha((unsigned char)s[0]) ||
         strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+-.") < n)
-        return 0; /* not a scheme: the shapes below say what is wrong */
-    return addr_fail(why, why_len,
-                     "unsupported scheme '%.*s://': expected host:port, [v6addr]:port or "
-                     "unix:/path",
-                     (int)(n > 16 ? 16 : n), s);
+        return 0;
+    if (n == 3 && strncasecmp(s, "tls", 3) == 0) {
+        if (role == ADDR_LISTEN)
+            return addr_fail(why, why_len,
+                             "tls:// is for clients: a listener speaks TLS when it has tls_cert "
+                             "and tls_key");
+        a->scheme = ADDR_SCHEME_TLS;
+        return (int)n + 3;
+    }
+    return addr_fail(
+        why, why_len, "unsupported scheme '%.*s://': expected %s", (int)(n > 16 ? 16 : n), s,
+        role == ADDR_LISTEN ? "host:port, [v6addr]:port or unix:/path"
+                            : "host:port, [v6addr]:port, unix:/path or tls://host:port");
 }
 
 /* "unix:PATH": the part after "unix:" into A. */
@@ -231,10 +246,19 @@ int addr_parse(const char *s, enum addr_role role, struct addr *out, char *why, 
     out->port = PROTO_DEFAULT_PORT;
     if (s == NULL || *s == '\0')
         return addr_fail(why, why_len, "empty address");
-    if (addr_parse_scheme(s, why, why_len) < 0)
+    int used = addr_parse_scheme(s, role, out, why, why_len);
+    if (used < 0)
         return -1;
-    if (strncmp(s, "unix:", 5) == 0)
+    s += used;
+    if (out->scheme == ADDR_SCHEME_TLS && *s == '\0')
+        return addr_fail(why, why_len, "nothing after tls://: expected tls://host:port");
+    if (strncmp(s, "unix:", 5) == 0) {
+        if (out->scheme == ADDR_SCHEME_TLS)
+            return addr_fail(why, why_len,
+                             "TLS is for TCP: tls://host:port, not a unix socket (its file mode "
+                             "guards it)");
         return addr_parse_unix(s + 5, role, out, why, why_len);
+    }
     if (s[0] == '[')
         return addr_parse_v6(s, role, out, why, why_len);
     return addr_parse_host_port(s, role, out, why, why_len);
@@ -297,10 +321,12 @@ int addr_resolve(const struct addr *a, struct addr_target *out, const char **why
 
 void addr_format(const struct addr *a, char *out, size_t outlen)
 {
+    const char *scheme = a->scheme == ADDR_SCHEME_TLS ? "tls://" : "";
+
     if (a->kind == ADDR_UNIX)
         snprintf(out, outlen, "unix:%s", a->path);
     else if (strchr(a->host, ':') != NULL)
-        snprintf(out, outlen, "[%s]:%u", a->host, a->port);
+        snprintf(out, outlen, "%s[%s]:%u", scheme, a->host, a->port);
     else
-        snprintf(out, outlen, "%s:%u", a->host, a->port);
+        snprintf(out, outlen, "%s%s:%u", scheme, a->host, a->port);
 }

@@ -11,14 +11,17 @@
  *   host, [v6]     no port: the default port, 7400            (connect only)
  *   port           a bare number N: 127.0.0.1:N                (connect only)
  *   unix:/path     a unix domain socket, at most 107 bytes of path
+ *   tls://FORM     any TCP form above, under TLS               (connect only)
  *
  * A host name is dot-separated labels of letters, digits, '-' and '_'
  * (1..63 bytes each, 253 in all); a host of only digits and dots must be a
  * dotted quad.  A port is decimal.
  *
  *   valid:    "127.0.0.1:7400"  "localhost"  "[::1]"  "21400"  "unix:/run/p.sock"
+ *             "tls://broker.example:7400"  "tls://[::1]:7401"
  *   invalid:  "::1:7400" (brackets)  "127.1:7400" (not a dotted quad)
  *             "[127.0.0.1]:1" (not IPv6)  ":7400" (no host)  "a b:1"  "h:65536"
+ *             "tls://unix:/p.sock" (TLS is for TCP)  "tcp://h:1" (no such scheme)
  *
  * Roles.  What an address means differs between the two ends, so the
  * caller says which it parses:
@@ -28,11 +31,15 @@
  *   a bare number N            127.0.0.1:N           refused: say which host
  *   port 0                     refused               the system picks a port
  *   unix:relative/path         from the working dir  refused: must be absolute
+ *   tls://...                  TCP under TLS         refused: a listener speaks
+ *                                                    TLS by its tls_cert/tls_key
  *
- * Schemes.  A "NAME://" prefix will name a transport other than plain TCP
- * or unix sockets ("tls://host:port" is reserved for TLS).  None exists
- * yet: every such prefix is refused by name, and struct addr's scheme field
- * is where a parsed one will go.
+ * Schemes.  A "NAME://" prefix names a transport other than plain TCP or
+ * unix sockets.  "tls://" (in any case) is the one there is: the clients
+ * connect over TCP and speak TLS on it (unix sockets are guarded by their
+ * file mode, so TLS on them is refused).  Any other prefix is refused by
+ * name.  The scheme goes into struct addr's scheme field; the rest of the
+ * address is parsed as without it.
  *
  * Parsing is pure (no system call, no allocation), so it can be tested
  * alone; addr_resolve then asks getaddrinfo.  Shared by pigeond's config
@@ -58,6 +65,7 @@ enum addr_role {
 
 enum addr_scheme {
     ADDR_SCHEME_PLAIN, /* no prefix: plain TCP, or a unix socket */
+    ADDR_SCHEME_TLS,   /* "tls://": TCP under TLS (ADDR_CONNECT only) */
 };
 
 enum addr_kind {
@@ -98,7 +106,8 @@ struct addr_target {
  */
 int addr_resolve(const struct addr *a, struct addr_target *out, const char **why);
 
-/* Writes A back as text into OUT (OUTLEN bytes), for messages. */
+/* Writes A back as text into OUT (OUTLEN bytes), for messages: "tls://" first
+ * for ADDR_SCHEME_TLS. */
 void addr_format(const struct addr *a, char *out, size_t outlen);
 
 #endif

@@ -75,6 +75,7 @@
 
 #define SEC_MS  UNITS_SEC_MS
 #define HOUR_MS UNITS_HOUR_MS
+#define MIN_MS  UNITS_MIN_MS
 
 #define DEFAULT_LISTENER_NAME "default"
 #define DEFAULT_LISTENER_BIND "127.0.0.1:7400"
@@ -312,6 +313,21 @@ static void http_release(void *obj)
 static void auth_release(void *obj)
 {
     free(((struct config_auth *)obj)->users_file);
+}
+
+static void cluster_release(void *obj)
+{
+    struct config_cluster *c = obj;
+
+    free(c->redis);
+    free(c->redis_host);
+    free(c->redis_path);
+    free(c->redis_user);
+    if (c->redis_password != NULL)
+        memset(c->redis_password, 0, strlen(c->redis_password));
+    free(c->redis_password);
+    free(c->node);
+    free(c->prefix);
 }
 
 /* ------------------------------------------------------ the key types ---- */
@@ -624,12 +640,78 @@ static void mode_format(const struct key_def *k, const void *field, char *buf, s
         buf[0] = '\0';
 }
 
+/* True when the address V (addr.h's forms) names a port: "host" and "[v6]" do not. */
+static bool addr_has_port(const char *v)
+{
+    if (v[0] == '[')
+        return strstr(v, "]:") != NULL;
+    return strchr(v, ':') != NULL || strspn(v, "0123456789") == strlen(v);
+}
+
+/* [cluster] redis (config_cluster.redis): host:port (6379 if none), [v6]:port, or unix:/path. */
+static int redis_addr_parse(const struct key_def *k, void *field, const char *value, char *why,
+                            size_t why_len)
+{
+    struct config_cluster *c = CONTAINER_OF(field, struct config_cluster, redis);
+    struct addr a;
+
+    if (addr_parse(value, ADDR_CONNECT, &a, why, why_len) < 0)
+        return -1;
+    free(c->redis); /* set already by a duplicate key (collecting errors) */
+    free(c->redis_host);
+    free(c->redis_path);
+    c->redis_host = c->redis_path = NULL;
+    c->redis = xstrdup(value);
+    if (a.kind == ADDR_UNIX) {
+        c->redis_path = xstrdup(a.path);
+    } else {
+        c->redis_host = xstrdup(a.host);
+        c->redis_port = addr_has_port(value) ? a.port : 6379;
+    }
+    return 0;
+}
+
+static bool name_ok(const char *s, size_t len);
+
+/* A name that goes into Redis keys and channels ([cluster] node, prefix): 1 to 64 of A-Z a-z 0-9 _
+ * . - */
+static int name_parse(const struct key_def *k, void *field, const char *value, char *why,
+                      size_t why_len)
+{
+    if (!name_ok(value, strlen(value))) {
+        snprintf(why, why_len, "use 1 to 64 of A-Z a-z 0-9 _ . -");
+        return -1;
+    }
+    return string_parse(k, field, value, why, why_len);
+}
+
+/* A word: 1 to 128 printable bytes, no blank ([cluster] redis_user). */
+static int word_parse(const struct key_def *k, void *field, const char *value, char *why,
+                      size_t why_len)
+{
+    size_t len = strlen(value);
+
+    for (size_t i = 0; i < len; i++) {
+        if ((unsigned char)value[i] <= 0x20 || value[i] == 0x7f) {
+            snprintf(why, why_len, "expected a word: no blank or control character");
+            return -1;
+        }
+    }
+    if (len > 128) {
+        snprintf(why, why_len, "at most 128 bytes");
+        return -1;
+    }
+    return string_parse(k, field, value, why, why_len);
+}
+
 static const struct key_type type_size32 = {number_parse, number_format, &units_size, false};
 static const struct key_type type_size64 = {number_parse, number_format, &units_size, true};
-static const struct key_type type_size_auto = {size_auto_parse, size_auto_format, &units_size, true};
+static const struct key_type type_size_auto = {size_auto_parse, size_auto_format, &units_size,
+                                               true};
 static const struct key_type type_count32 = {number_parse, number_format, &units_count, false};
 static const struct key_type type_duration = {number_parse, number_format, &units_duration, false};
-static const struct key_type type_interval = {interval_parse, number_format, &units_duration, false};
+static const struct key_type type_interval = {interval_parse, number_format, &units_duration,
+                                              false};
 static const struct key_type type_names = {names_parse, names_format, NULL, false};
 static const struct key_type type_listen_bind = {listen_bind_parse, string_format, NULL, false};
 static const struct key_type type_http_bind = {http_bind_parse, string_format, NULL, false};
@@ -637,6 +719,9 @@ static const struct key_type type_mode = {mode_parse, mode_format, NULL, false};
 static const struct key_type type_string = {string_parse, string_format, NULL, false};
 static const struct key_type type_secret = {string_parse, secret_format, NULL, false};
 static const struct key_type type_bool = {bool_parse, bool_format, NULL, false};
+static const struct key_type type_redis_addr = {redis_addr_parse, string_format, NULL, false};
+static const struct key_type type_name = {name_parse, string_format, NULL, false};
+static const struct key_type type_word = {word_parse, string_format, NULL, false};
 static const struct key_type type_count64 = {number_parse, number_format, &units_count, true};
 static const struct key_type type_duration64 = {number_parse, number_format, &units_duration, true};
 static const struct key_type type_path = {path_parse, string_format, NULL, false};
@@ -719,6 +804,21 @@ static const struct key_def auth_keys[] = {
 };
 KEYS_FIT(auth_keys);
 
+/* [cluster]: struct config_cluster (docs/scale-out.md). */
+static const struct key_def cluster_keys[] = {
+    {KEY("redis", type_redis_addr, config_cluster, redis)},
+    {KEY("node", type_name, config_cluster, node)},
+    {KEY("redis_user", type_word, config_cluster, redis_user)},
+    {KEY("redis_password", type_secret, config_cluster, redis_password)},
+    {KEY("prefix", type_name, config_cluster, prefix), .def = "pigeon"},
+    {KEY("heartbeat", type_duration, config_cluster, heartbeat_ms), RANGE(100, MIN_MS),
+     .def = "1s"},
+    {KEY("node_timeout", type_duration, config_cluster, node_timeout_ms), RANGE(500, 10 * MIN_MS),
+     .def = "5s"},
+    {KEY("max_pending", type_size64, config_cluster, max_pending), RANGE(MIB, 16 * GIB),
+     .def = "16mb"},
+};
+KEYS_FIT(cluster_keys);
 static const char *const discard_names[] = {[CONFIG_DISCARD_OLD] = "old",
                                             [CONFIG_DISCARD_NEW] = "new"};
 
@@ -749,7 +849,16 @@ KEYS_FIT(stream_keys);
 /* ------------------------------------------------------ parse state ---- */
 
 /* The kinds of section: sections[]'s rows, in the order of messages and config_key_at. */
-enum section_id { SEC_BROKER, SEC_LISTENER, SEC_HTTP, SEC_AUTH, SEC_STORE, SEC_STREAM, SEC_COUNT };
+enum section_id {
+    SEC_BROKER,
+    SEC_LISTENER,
+    SEC_HTTP,
+    SEC_AUTH,
+    SEC_CLUSTER,
+    SEC_STORE,
+    SEC_STREAM,
+    SEC_COUNT
+};
 
 struct parse {
     struct inifile f;                  /* the reader: line, errors (inifile.h) */
@@ -790,6 +899,7 @@ struct section_def {
 
 static void listener_finish(struct parse *p, void *obj);
 static void listener_clash(struct parse *p, const void *a, const void *b);
+static void cluster_finish(struct parse *p, void *obj);
 static void store_finish(struct parse *p, void *obj);
 static void stream_finish(struct parse *p, void *obj);
 static void stream_clash(struct parse *p, const void *a, const void *b);
@@ -821,6 +931,11 @@ static const struct section_def sections[SEC_COUNT] = {
                   KEYS(auth_keys),
                   OPTIONAL(config_auth, auth),
                   .release = auth_release},
+    [SEC_CLUSTER] = {.name = "cluster",
+                     KEYS(cluster_keys),
+                     OPTIONAL(config_cluster, cluster),
+                     .finish = cluster_finish,
+                     .release = cluster_release},
     [SEC_STORE] = {.name = "store",
                    KEYS(store_keys),
                    OPTIONAL(config_store, store),
@@ -973,6 +1088,19 @@ static void listener_clash(struct parse *p, const void *obj_a, const void *obj_b
     if (a->bind != NULL && b->bind != NULL && listener_addr_clash(a, b)) /* NULL: failed */
         parse_fail(p, b->line, "listener '%s' binds %s, as listener '%s' does (line %d)", b->name,
                    b->bind, a->name, a->line);
+}
+
+/* A node is declared dead after node_timeout without a heartbeat: at least two must fit in it. */
+static void cluster_finish(struct parse *p, void *obj)
+{
+    const struct config_cluster *c = obj;
+    int line = key_line_of(p, SEC_CLUSTER, "node_timeout");
+
+    if ((uint64_t)c->node_timeout_ms < 2 * (uint64_t)c->heartbeat_ms)
+        parse_fail(p, line ? line : key_line_of(p, SEC_CLUSTER, "heartbeat"),
+                   "node_timeout %" PRIu32 " ms is less than twice heartbeat %" PRIu32
+                   " ms: a node would expire between two of its heartbeats",
+                   c->node_timeout_ms, c->heartbeat_ms);
 }
 
 /* No dir: the unit's StateDirectory= (systemd sets $STATE_DIRECTORY), or an error. */
@@ -1217,6 +1345,20 @@ static void validate_payload_outbound(struct parse *p)
                conf->max_payload, conf->max_outbound);
 }
 
+/* [cluster] max_pending must let the largest message through to the backplane. */
+static void validate_pending_payload(struct parse *p)
+{
+    const struct config *conf = p->conf;
+    int line = key_line_of(p, SEC_CLUSTER, "max_pending");
+
+    if (!conf->cluster.enabled || conf->cluster.max_pending >= (uint64_t)conf->max_payload)
+        return;
+    parse_fail(p, line ? line : key_line_of(p, SEC_BROKER, "max_payload"),
+               "[cluster] max_pending %" PRIu64 " is smaller than max_payload %" PRIu32
+               ": the largest messages could never reach other nodes",
+               conf->cluster.max_pending, conf->max_payload);
+}
+
 /* Each pair of a named kind, in file order: no name twice, nothing its clash hook refuses. */
 static void validate_named(struct parse *p, const struct section_def *sec)
 {
@@ -1287,6 +1429,7 @@ static void validate_exposure(struct parse *p)
 static void config_validate(struct parse *p)
 {
     validate_payload_outbound(p);
+    validate_pending_payload(p);
     if (p->conf->n_streams > 0 && !p->conf->store.enabled)
         parse_fail(p, p->conf->streams[0].line,
                    "stream '%s' needs a [store] section (where its messages are kept)",

@@ -18,6 +18,10 @@
  *   [http]                the monitoring endpoint, off without the section:
  *                         bind = host:port, max_clients, timeout,
  *                         header_timeout, max_clients_per_address
+ *   [cluster]             the Redis backplane, standalone without redis:
+ *                         redis = host:port | unix:/path, node, redis_user,
+ *                         redis_password, prefix, heartbeat, node_timeout,
+ *                         max_pending
  *
  * Sizes take an optional k/kb/m/mb/g/gb suffix (powers of 1024), durations
  * ms/s/m/h/d (a bare number is seconds).  Unknown sections and keys, bad values
@@ -101,6 +105,23 @@ struct config_http {
     int line;                         /* line of the section header */
 };
 
+/* [cluster]: the Redis backplane (cluster.h).  Standalone unless the section sets redis. */
+struct config_cluster {
+    bool enabled;             /* the file has a [cluster] section (clustered when redis is set) */
+    char *redis;              /* the value as written; owned; NULL when standalone */
+    char *redis_host;         /* TCP: address without brackets; owned; NULL for a unix socket */
+    uint16_t redis_port;      /* TCP: 6379 unless given */
+    char *redis_path;         /* unix socket; owned; NULL for TCP */
+    char *redis_user;         /* AUTH user, or NULL; owned */
+    char *redis_password;     /* AUTH password, or NULL; owned; never logged or formatted */
+    char *node;               /* this node's name; owned; NULL: hostname-pid */
+    char *prefix;             /* of every Redis key and channel; owned; NULL: "pigeon" */
+    uint32_t heartbeat_ms;    /* 1s between heartbeats */
+    uint32_t node_timeout_ms; /* 5s without a heartbeat and a node's interest expires */
+    uint64_t max_pending;     /* 16mb sent to Redis and not yet acknowledged */
+    int line;                 /* line of the section header */
+};
+
 enum config_discard {
     CONFIG_DISCARD_OLD, /* drop the oldest messages to make room */
     CONFIG_DISCARD_NEW, /* refuse new messages (code 12) while full */
@@ -155,6 +176,7 @@ struct config {
 
     struct config_http http;
     struct config_auth auth;
+    struct config_cluster cluster;
 
     struct config_store store;
     struct config_stream *streams; /* owned array, in file order */

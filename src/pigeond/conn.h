@@ -36,7 +36,8 @@
  *
  * Reading is held while any reason in `holds` stands: its own output past
  * max_outbound (it does not read its responses), frames waiting from an
- * earlier wake-up, or the broker's memory budget (budget.h).
+ * earlier wake-up, the broker's memory budget (budget.h), or a backplane
+ * that has fallen behind (cluster.h).
  */
 #ifndef PIGEON_CONN_H
 #define PIGEON_CONN_H
@@ -65,12 +66,13 @@ enum conn_state {
 
 /* Why reading is held (bits of conn.holds). */
 enum {
-    CONN_HOLD_OUTPUT = 1 << 0,  /* its own output is past max_outbound */
-    CONN_HOLD_BACKLOG = 1 << 1, /* frames read earlier still wait (deferred) */
-    CONN_HOLD_MEMORY = 1 << 2,  /* a publisher, while the broker is over max_memory */
-    CONN_HOLD_SESSION = 1 << 3, /* its session asked (a hello being checked) */
-    CONN_HOLD_REPLIES = 1 << 4, /* responses held behind one the store owes (session.h) */
-    CONN_HOLD_STORE = 1 << 5,   /* a publisher, while the store's gathered batch is full */
+    CONN_HOLD_OUTPUT = 1 << 0,    /* its own output is past max_outbound */
+    CONN_HOLD_BACKLOG = 1 << 1,   /* frames read earlier still wait (deferred) */
+    CONN_HOLD_MEMORY = 1 << 2,    /* a publisher, while the broker is over max_memory */
+    CONN_HOLD_SESSION = 1 << 3,   /* its session asked (a hello being checked) */
+    CONN_HOLD_BACKPLANE = 1 << 4, /* a publisher, while Redis is behind (cluster.h) */
+    CONN_HOLD_REPLIES = 1 << 5,   /* responses held behind one the store owes (session.h) */
+    CONN_HOLD_STORE = 1 << 6,     /* a publisher, while the store's gathered batch is full */
 };
 
 /* How long a TLS client may take to finish its handshake. */

@@ -321,7 +321,7 @@ static void handle_pub(const struct call *call)
     struct call kk = *call, *k = &kk;
     struct conn *c = k->c;
     struct mpread r = k->env->params;
-    struct router_msg m = {.block = k->blk};
+    struct router_msg m = {.block = k->blk, .from = k->s};
     struct pub_opts po = {0};
     const char *topic;
     uint32_t tlen;

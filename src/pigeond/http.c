@@ -92,6 +92,7 @@
 
 #include "access.h"
 #include "clock.h"
+#include "cluster.h"
 #include "conn.h"
 #include "listener.h"
 #include "router.h"
@@ -592,7 +593,10 @@ static void handle_connections(struct http *h, struct evhttp_request *req)
             json_array_append_new(items, connection_json(c, now));
         i++;
     }
-    http_reply_json(req, page_wrap(&p, i, "connections", items));
+    json_t *root = page_wrap(&p, i, "connections", items);
+    if (h->srv->cluster != NULL) /* which node of the cluster these connections are on */
+        json_object_set_new(root, "node", json_string(cluster_node(h->srv->cluster)));
+    http_reply_json(req, root);
 }
 
 static json_t *subscription_json(const struct session *ss, const struct sub *s)

@@ -20,7 +20,9 @@
 #include <msgpack.h>
 
 #include "block.h"
+#include "cluster.h"
 #include "config.h"
+#include "hmap.h"
 #include "proto.h"
 #include "retain.h"
 #include "session.h"
@@ -44,6 +46,7 @@ struct router {
     struct retain_store *retained; /* owned; values are struct retained */
     msgpack_sbuffer scratch;       /* builds a retained value's opts */
     uint64_t sub_bytes;            /* charged for the subscriptions (router_sub_bytes) */
+    struct cluster *cluster;       /* borrowed; the backplane, or NULL standalone */
 };
 
 /* A retained value: owned by the store. */
@@ -91,11 +94,30 @@ static uint64_t sub_charge(const struct sub *sub)
            ROUTER_SUB_INDEX_COST;
 }
 
+void router_set_cluster(struct router *r, struct cluster *c)
+{
+    r->cluster = c;
+}
+
+void router_interest_hold(struct router *r, const char *pattern)
+{
+    if (r->cluster != NULL)
+        cluster_interest_add(r->cluster, pattern, NULL);
+}
+
+void router_interest_release(struct router *r, const char *pattern)
+{
+    if (r->cluster != NULL)
+        cluster_interest_remove(r->cluster, pattern, NULL);
+}
+
 void router_subscribe(struct router *r, struct sub *sub)
 {
     sub->entry = sublist_insert(r->subs, sub->pattern, strlen(sub->pattern), sub->queue,
                                 sub->queue ? strlen(sub->queue) : 0, sub);
     r->sub_bytes += sub_charge(sub);
+    if (r->cluster != NULL)
+        cluster_interest_add(r->cluster, sub->pattern, sub->queue);
 }
 
 void router_unsubscribe(struct router *r, struct sub *sub)
@@ -103,9 +125,30 @@ void router_unsubscribe(struct router *r, struct sub *sub)
     sublist_remove(r->subs, sub->entry);
     sub->entry = NULL;
     r->sub_bytes -= sub_charge(sub);
+    if (r->cluster != NULL)
+        cluster_interest_remove(r->cluster, sub->pattern, sub->queue);
 }
 
 /* ------------------------------------------------------------ retained */
+
+/* Keeps BODY then OPTS as TOPIC's retained value. 0, or -PROTO_ERR_LIMIT. */
+static int retained_put(struct router *r, const struct config *conf, const char *topic, size_t tlen,
+                        const uint8_t *body, size_t blen, const uint8_t *opts, size_t olen)
+{
+    /* The store adds what its trie nodes for the topic take (retain.h). */
+    size_t cost = sizeof(struct retained) + sizeof(struct block) + blen + olen;
+    if (retain_bytes_if_set(r->retained, topic, tlen, cost) > conf->max_retained)
+        return -PROTO_ERR_LIMIT;
+
+    struct retained *rv = xmalloc(sizeof(*rv));
+    rv->blk = block_new(blen + olen);
+    rv->body_len = (uint32_t)blen;
+    rv->opts_len = (uint32_t)olen;
+    memcpy(rv->blk->data, body, blen);
+    memcpy(rv->blk->data + blen, opts, olen);
+    retained_free(retain_set(r->retained, topic, tlen, rv, cost));
+    return 0;
+}
 
 /* Stores or clears M's topic's retained value. 0, or -PROTO_ERR_LIMIT. */
 static int router_retain(struct router *r, const struct config *conf, const struct router_msg *m)
@@ -116,22 +159,58 @@ static int router_retain(struct router *r, const struct config *conf, const stru
     }
     msgpack_sbuffer_clear(&r->scratch);
     size_t olen = encode_msg_opts(&r->scratch, m->reply_to, m->reply_to_len, m->headers, true);
-    /* The store adds what its trie nodes for the topic take (retain.h). */
-    size_t cost = sizeof(struct retained) + sizeof(struct block) + m->body_len + olen;
-    if (retain_bytes_if_set(r->retained, m->topic, m->topic_len, cost) > conf->max_retained)
-        return -PROTO_ERR_LIMIT;
-
-    struct retained *rv = xmalloc(sizeof(*rv));
-    rv->blk = block_new(m->body_len + olen);
-    rv->body_len = (uint32_t)m->body_len;
-    rv->opts_len = (uint32_t)olen;
-    memcpy(rv->blk->data, m->body, m->body_len);
-    memcpy(rv->blk->data + m->body_len, r->scratch.data, olen);
-    retained_free(retain_set(r->retained, m->topic, m->topic_len, rv, cost));
-    return 0;
+    return retained_put(r, conf, m->topic, m->topic_len, m->body, m->body_len,
+                        (const uint8_t *)r->scratch.data, olen);
 }
 
-struct block *router_retained_get(struct router *r, const char *topic, size_t len,
+int router_store_retained(struct router *r, const struct config *conf, const char *topic,
+                          size_t tlen, const uint8_t *body, size_t blen, const uint8_t *opts,
+                          size_t olen)
+{
+    if (body == NULL) {
+        retained_free(retain_clear(r->retained, topic, tlen));
+        return 0;
+    }
+    const struct retained *old = retain_get(r->retained, topic, tlen);
+    if (old != NULL && old->body_len == blen && old->opts_len == olen &&
+        memcmp(old->blk->data, body, blen) == 0 && memcmp(old->blk->data + blen, opts, olen) == 0)
+        return 0; /* our own change coming back, or one we had */
+    return retained_put(r, conf, topic, tlen, body, blen, opts, olen);
+}
+
+bool router_retained_get(const struct router *r, const char *topic, size_t tlen,
+                         const uint8_t **body, size_t *blen, const uint8_t **opts, size_t *olen)
+{
+    const struct retained *rv = retain_get(r->retained, topic, tlen);
+
+    if (rv == NULL)
+        return false;
+    *body = rv->blk->data;
+    *blen = rv->body_len;
+    *opts = rv->blk->data + rv->body_len;
+    *olen = rv->opts_len;
+    return true;
+}
+
+struct foreach_arg {
+    void (*fn)(const char *topic, size_t len, void *arg);
+    void *arg;
+};
+
+static void retained_foreach_cb(const char *topic, size_t len, void *value, void *arg)
+{
+    const struct foreach_arg *fa = arg;
+    fa->fn(topic, len, fa->arg);
+}
+
+void router_retained_foreach(struct router *r, void (*fn)(const char *topic, size_t len, void *arg),
+                             void *arg)
+{
+    struct foreach_arg fa = {.fn = fn, .arg = arg};
+    retain_foreach_match(r->retained, ">", 1, retained_foreach_cb, &fa);
+}
+
+struct block *router_retained_ref(struct router *r, const char *topic, size_t len,
                                   uint32_t *body_len, uint32_t *opts_len)
 {
     struct retained *rv = retain_get(r->retained, topic, len);
@@ -199,6 +278,13 @@ static bool router_sub_ready(void *item, void *arg)
     return session_accepts(item, arg);
 }
 
+/* True when M, from the backplane, is for queue group G here (the sender gave us its turn). */
+static bool router_group_allowed(const struct router_msg *m, struct sublist_group *g)
+{
+    const struct sub *any = sublist_group_item(g, 0);
+    return m->group_ok != NULL && m->group_ok(m->group_arg, any->pattern, any->queue);
+}
+
 long router_publish(struct router *r, const struct config *conf, const struct router_msg *m)
 {
     long n = 0;
@@ -208,11 +294,16 @@ long router_publish(struct router *r, const struct config *conf, const struct ro
         if (rc < 0)
             return rc;
     }
-    const struct sublist_result *res = sublist_match(r->subs, m->topic, m->topic_len);
+    uint32_t hash = hmap_hash(m->topic, m->topic_len); /* once, for both indexes */
+    const struct sublist_result *res = sublist_match_h(r->subs, m->topic, m->topic_len, hash);
     for (size_t i = 0; i < res->n_items; i++)
         n += session_deliver(res->items[i], m);
     for (size_t i = 0; i < res->n_groups; i++)
-        n += session_deliver(sublist_group_pick(res->groups[i], router_sub_ready, (void *)m), m);
+        if (!m->remote || router_group_allowed(m, res->groups[i]))
+            n += session_deliver(sublist_group_pick(res->groups[i], router_sub_ready, (void *)m), m);
+    /* Deliveries never change the index (closing is deferred), so RES is still good here. */
+    if (r->cluster != NULL && !m->remote)
+        n += cluster_forward(r->cluster, m, res, hash);
     return n;
 }
 

@@ -3,8 +3,11 @@
  *
  * The router is the one place a message goes from its publisher to its
  * subscribers: it owns the subscription index (sublist.h) and the retained
- * store (retain.h), and it is the entry point a future source of messages
- * (a Redis backplane, a durable store replaying) will call as well.
+ * store (retain.h), and it is the entry point other sources of messages
+ * call as well: the backplane (cluster.h) delivers messages from other
+ * nodes through router_publish with `remote` set, learns this node's
+ * interest from router_subscribe and router_unsubscribe, and is offered
+ * every local publication after local delivery.
  *
  * A published message travels as bytes: `body` is the topic and payload
  * exactly as the publisher encoded them (adjacent in a `pub` frame and in a
@@ -30,9 +33,11 @@
 #include "encode.h"
 
 struct block;
+struct cluster;
 struct config;
 struct retain_cursor;
 struct server;
+struct session;
 struct sub;
 
 /* A message to route. Every pointer is borrowed for the call. */
@@ -49,6 +54,16 @@ struct router_msg {
     const char *reply_to; /* for the retained copy's opts, or NULL */
     size_t reply_to_len;
     const void *headers; /* msgpack_object *, for the retained copy's opts, or NULL */
+    struct session *from; /* the publishing client, or NULL (the broker itself, the backplane) */
+    /*
+     * From the backplane (cluster.h): delivered here only, never sent on.
+     * Its queue groups get it only where GROUP_OK(GROUP_ARG, pattern,
+     * queue) is true (the sending node gave this node their turn); NULL
+     * means none does.
+     */
+    bool remote;
+    bool (*group_ok)(const void *arg, const char *pattern, const char *queue);
+    const void *group_arg;
 };
 
 struct router;
@@ -58,6 +73,23 @@ struct router *router_new(struct server *srv);
 
 /* Frees the router; every subscription and replay must be gone. NULL is fine. */
 void router_free(struct router *r);
+
+/*
+ * Joins R to the backplane C (borrowed; NULL leaves it): from then on
+ * subscriptions are announced to it and publications offered to it.
+ */
+void router_set_cluster(struct router *r, struct cluster *c);
+
+/*
+ * Interest without a subscription: the node wants messages on PATTERN
+ * (checked) from the other nodes of the cluster, as if a client here had
+ * subscribed to it, and releases that wish.  For the store: a node that
+ * defines a stream holds its patterns, so that messages published on any
+ * node reach router_publish here (with `remote` set) and are captured.
+ * Counted: each hold needs its release.  Nothing happens standalone.
+ */
+void router_interest_hold(struct router *r, const char *pattern);
+void router_interest_release(struct router *r, const char *pattern);
 
 /* Adds SUB (its pattern checked, its queue group or NULL) to the index; sets SUB->entry. */
 void router_subscribe(struct router *r, struct sub *sub);
@@ -85,18 +117,44 @@ int router_replay_step(struct router *r, struct retain_cursor *cur, struct sub *
 /*
  * Routes M to every matching subscription: one delivery per plain
  * subscription, one per queue group (round robin).  With M->retain, first
- * stores or clears the topic's retained value.  Returns the number of
- * deliveries queued, or -PROTO_ERR_LIMIT when the value cannot be retained
- * within max_retained (then nothing is delivered).  CONF gives the limit.
+ * stores or clears the topic's retained value.  Unless M->remote, then
+ * offers it to the backplane, if any.  Returns the number of deliveries
+ * queued (with the remote subscriptions it was sent toward), or
+ * -PROTO_ERR_LIMIT when the value cannot be retained within max_retained
+ * (then nothing is delivered).  CONF gives the limit.
  */
 long router_publish(struct router *r, const struct config *conf, const struct router_msg *m);
+
+/*
+ * Sets TOPIC's retained value to BODY (topic and payload, as published)
+ * and OPTS (the opts its replays carry, `retained: true` included), or
+ * clears it when BODY is NULL, without delivering anything: a change made
+ * on another node (cluster.h).  Setting the value it already has changes
+ * nothing (so a replay under way still offers it).  0, or -PROTO_ERR_LIMIT
+ * over max_retained.
+ */
+int router_store_retained(struct router *r, const struct config *conf, const char *topic,
+                          size_t tlen, const uint8_t *body, size_t blen, const uint8_t *opts,
+                          size_t olen);
+
+/*
+ * TOPIC's retained value as stored: *BODY (topic and payload) and *OPTS
+ * (the opts its replays carry), borrowed until the value changes.  False
+ * when TOPIC has none.
+ */
+bool router_retained_get(const struct router *r, const char *topic, size_t tlen,
+                         const uint8_t **body, size_t *blen, const uint8_t **opts, size_t *olen);
+
+/* Calls FN(topic, len, ARG) for every retained topic but the '$' ones; FN must not change them. */
+void router_retained_foreach(struct router *r, void (*fn)(const char *topic, size_t len, void *arg),
+                             void *arg);
 
 /*
  * The value retained for TOPIC now, for the store (store.h): its block
  * with a new reference for the caller (body then opts, BODY_LEN and
  * OPTS_LEN bytes), or NULL when the topic has none.
  */
-struct block *router_retained_get(struct router *r, const char *topic, size_t len,
+struct block *router_retained_ref(struct router *r, const char *topic, size_t len,
                                   uint32_t *body_len, uint32_t *opts_len);
 
 /*

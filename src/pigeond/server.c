@@ -27,6 +27,7 @@
 #include "activation.h"
 #include "auth.h"
 #include "clock.h"
+#include "cluster.h"
 #include "conn.h"
 #include "encode.h"
 #include "http.h"
@@ -291,7 +292,9 @@ static void server_log_change_cb(void *arg, const char *section, const char *key
     struct server *srv = arg;
     bool broker = strcmp(section, "broker") == 0;
 
-    if (old_value == NULL)
+    if (strcmp(section, "cluster") == 0) /* the link is made once (cluster.h) */
+        log_warning(&srv->log, "SIGHUP: [cluster] %s takes effect at the next start", key);
+    else if (old_value == NULL)
         log_notice(&srv->log, "SIGHUP: [%s] added: %s %s", section, key, new_value);
     else if (new_value == NULL)
         log_notice(&srv->log, "SIGHUP: [%s] removed (%s %s)", section, key, old_value);
@@ -378,6 +381,7 @@ void server_shutdown(struct server *srv)
     srv->draining = true;
     notify_stopping(srv->notify);
     store_drain(srv->store); /* what was read is answered before the connections close */
+    cluster_shutdown(srv->cluster); /* the other nodes drop this one's interest now */
     while ((l = TAILQ_FIRST(&srv->listeners)) != NULL)
         server_close_listener(srv, l);
     /* conn_close never frees, so walking the list while closing is safe. */
@@ -508,6 +512,13 @@ int server_init(struct server *srv, struct config *conf, const char *conf_path,
         return -1;
     if (budget_init(srv) < 0 || server_apply_auth(srv, conf) < 0)
         return -1;
+    if (conf->cluster.enabled && conf->cluster.redis != NULL) {
+        if (cluster_new(srv, &conf->cluster, &srv->cluster) < 0)
+            return -1;
+        router_set_cluster(srv->router, srv->cluster);
+    } else if (conf->cluster.enabled) {
+        log_notice(&srv->log, "[cluster] sets no redis: running standalone");
+    }
     if (activation_new(&srv->log, &srv->activation) < 0)
         return -1;
     for (size_t i = 0; i < conf->n_listeners; i++)
@@ -553,6 +564,9 @@ void server_fini(struct server *srv)
     while ((c = TAILQ_FIRST(&srv->loop.conns)) != NULL)
         conn_destroy(c);
     budget_fini(srv);
+    if (srv->router != NULL)
+        router_set_cluster(srv->router, NULL);
+    cluster_free(srv->cluster);
     auth_free(srv->auth);
     notify_free(srv->notify);
     sysstats_free(srv->sysstats);

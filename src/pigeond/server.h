@@ -8,8 +8,8 @@
  * What the per-message path needs lives in the loop (loop.h) and the
  * router (router.h), not here.  Places kept for what comes next:
  * authentication and permissions hang off the server (checked by the
- * session at hello, pub and sub); a durable store and a backplane attach to
- * the router; more loops become an array here.
+ * session at hello, pub and sub); a durable store attaches to the router,
+ * as the backplane (cluster.h) does; more loops become an array here.
  */
 #ifndef PIGEON_SERVER_H
 #define PIGEON_SERVER_H
@@ -25,6 +25,7 @@
 
 struct activation;
 struct auth;
+struct cluster;
 struct http;
 struct listener;
 struct notify;
@@ -58,6 +59,7 @@ struct server {
     struct notify *notify;         /* sd_notify and the watchdog */
     struct http *http;             /* the [http] monitoring endpoint */
     struct sysstats *sysstats;     /* $SYS.broker.stats */
+    struct cluster *cluster;       /* the Redis backplane ([cluster]), or NULL standalone */
 };
 
 /*

@@ -128,6 +128,47 @@ static const struct stats_field broker_fields[] = {
      "TLS handshakes under way.", SNAP(tls_handshakes_in_flight), false},
 };
 
+#define CSNAP(f) offsetof(struct cluster_stats, f)
+
+/* The backplane's figures: only on a node of a cluster. */
+static const struct stats_field cluster_fields[] = {
+    {"up", "pigeon_cluster_up", "gauge", "1 while the backplane (Redis) is up, 0 while it is down.",
+     CSNAP(up), false},
+    {"nodes", "pigeon_cluster_nodes", "gauge", "Other nodes of the cluster this node knows.",
+     CSNAP(nodes), false},
+    {"remote_interest", "pigeon_cluster_remote_interest", "gauge",
+     "Entries (node, pattern, queue group) in the remote-interest index.", CSNAP(remote_interest),
+     false},
+    {"msgs_out", "pigeon_cluster_messages_out_total", "counter",
+     "Messages sent to other nodes through the backplane (one per message and node).",
+     CSNAP(msgs_out), false},
+    {"bytes_out", "pigeon_cluster_out_bytes_total", "counter",
+     "Bytes of the batches sent to other nodes.", CSNAP(bytes_out), false},
+    {"msgs_in", "pigeon_cluster_messages_in_total", "counter",
+     "Messages received from other nodes and routed here.", CSNAP(msgs_in), false},
+    {"bytes_in", "pigeon_cluster_in_bytes_total", "counter",
+     "Topic and payload bytes of the messages received from other nodes.", CSNAP(bytes_in), false},
+    {"dropped", "pigeon_cluster_dropped_total", "counter",
+     "Messages for other nodes dropped: the backplane was down, or max_pending was reached.",
+     CSNAP(dropped), false},
+    {"unreceived", "pigeon_cluster_unreceived_total", "counter",
+     "Messages sent to a node whose channel had no listener (it had just gone).", CSNAP(unreceived),
+     false},
+    {"reconnects", "pigeon_cluster_reconnects_total", "counter",
+     "Times the backplane came back after being up.", CSNAP(reconnects), false},
+    {"pending_bytes", "pigeon_cluster_pending_bytes", "gauge",
+     "Bytes batched or sent to Redis and not yet acknowledged (bounded by max_pending).",
+     CSNAP(pending_bytes), false},
+    {"held", "pigeon_cluster_publishers_held_total", "counter",
+     "Times a publisher stopped being read because Redis was behind (512 KiB waiting).",
+     CSNAP(held), false},
+    {"malformed", "pigeon_cluster_malformed_total", "counter",
+     "Backplane messages that could not be read and were dropped.", CSNAP(malformed), false},
+    {"retained_refused", "pigeon_cluster_retained_refused_total", "counter",
+     "Retained values from other nodes that did not fit max_retained here.",
+     CSNAP(retained_refused), false},
+};
+
 static const struct stats_field listener_fields[] = {
     {"accepted", "pigeon_listener_connections_accepted_total", "counter",
      "Client connections accepted, per listener.", LSNAP(accepted), false},
@@ -253,6 +294,10 @@ void stats_gather(struct server *srv, struct stats_snapshot *out)
         out->retained_bytes = router_retained_bytes(srv->router);
     }
     gather_listeners(srv, out);
+    if (srv->cluster != NULL) {
+        out->node = cluster_node(srv->cluster);
+        cluster_stats(srv->cluster, &out->cluster);
+    }
 }
 
 void stats_release(struct stats_snapshot *s)
@@ -306,6 +351,10 @@ static int metrics_info(const struct stats_snapshot *s, struct evbuffer *out)
     rc |= metrics_label(out, s->version) < 0;
     rc |= evbuffer_add_printf(out, "\",io_backend=\"") < 0;
     rc |= metrics_label(out, s->backend) < 0;
+    if (s->node != NULL) {
+        rc |= evbuffer_add_printf(out, "\",node=\"") < 0;
+        rc |= metrics_label(out, s->node) < 0;
+    }
     rc |= evbuffer_add_printf(out, "\"} 1\n") < 0;
     return rc ? -1 : 0;
 }
@@ -327,16 +376,28 @@ static int metrics_listener_family(const struct stats_snapshot *s, const struct 
     return rc ? -1 : 0;
 }
 
+/* One sample per field of FIELDS, read from BASE. */
+static int metrics_fields(const void *base, const struct stats_field *fields, size_t n,
+                          struct evbuffer *out)
+{
+    int rc = 0;
+
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        const struct stats_field *f = &fields[i];
+        rc |= metrics_header(out, f);
+        rc |= evbuffer_add(out, f->metric, strlen(f->metric));
+        rc |= metrics_value(out, f, field_get(base, f));
+    }
+    return rc;
+}
+
 int stats_format_metrics(const struct stats_snapshot *s, struct evbuffer *out)
 {
     int rc = metrics_info(s, out);
 
-    for (size_t i = 0; i < ARRAY_SIZE(broker_fields) && rc == 0; i++) {
-        const struct stats_field *f = &broker_fields[i];
-        rc |= metrics_header(out, f);
-        rc |= evbuffer_add(out, f->metric, strlen(f->metric));
-        rc |= metrics_value(out, f, field_get(s, f));
-    }
+    rc |= metrics_fields(s, broker_fields, ARRAY_SIZE(broker_fields), out);
+    if (s->node != NULL)
+        rc |= metrics_fields(&s->cluster, cluster_fields, ARRAY_SIZE(cluster_fields), out);
     for (size_t i = 0; i < ARRAY_SIZE(listener_fields) && rc == 0; i++)
         rc |= metrics_listener_family(s, &listener_fields[i], out);
     return rc ? -1 : 0;
@@ -373,7 +434,14 @@ static void pack_fields(msgpack_packer *pk, const void *base, const struct stats
 
 void stats_pack(const struct stats_snapshot *s, msgpack_packer *pk)
 {
-    msgpack_pack_map(pk, 3 + ARRAY_SIZE(broker_fields));
+    msgpack_pack_map(pk, 3 + ARRAY_SIZE(broker_fields) + (s->node != NULL ? 2 : 0));
+    if (s->node != NULL) {
+        pack_str(pk, "node");
+        pack_str(pk, s->node);
+        pack_str(pk, "cluster");
+        msgpack_pack_map(pk, ARRAY_SIZE(cluster_fields));
+        pack_fields(pk, &s->cluster, cluster_fields, ARRAY_SIZE(cluster_fields));
+    }
     pack_str(pk, "version");
     pack_str(pk, s->version);
     pack_str(pk, "backend");

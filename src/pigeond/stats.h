@@ -24,6 +24,8 @@
 #include <event2/buffer.h>
 #include <msgpack.h>
 
+#include "cluster.h"
+
 struct server;
 
 /* One open listener's figures. */
@@ -70,6 +72,9 @@ struct stats_snapshot {
     uint64_t tls_handshakes, tls_handshakes_failed, tls_handshakes_in_flight;
     struct stats_listener *listeners; /* owned array, in the server's order */
     size_t n_listeners;
+    /* The backplane (cluster.h), when the node is part of a cluster: */
+    const char *node; /* borrowed: this node's name; NULL standalone (no cluster figures) */
+    struct cluster_stats cluster;
 };
 
 /*
@@ -86,7 +91,9 @@ void stats_release(struct stats_snapshot *s);
 
 /*
  * Appends S to OUT in the Prometheus text exposition format (version
- * 0.0.4): HELP and TYPE lines, then the samples, all named pigeon_*.
+ * 0.0.4): HELP and TYPE lines, then the samples, all named pigeon_*
+ * (the backplane's pigeon_cluster_*, and pigeon_info's node label, only
+ * on a node of a cluster).
  * Returns 0, or -1 when libevent could not allocate.
  */
 int stats_format_metrics(const struct stats_snapshot *s, struct evbuffer *out);
@@ -101,6 +108,8 @@ int stats_format_status(const struct stats_snapshot *s, char *buf, size_t len);
 /*
  * Packs S as one MessagePack map (string keys, unsigned values except
  * `version` and `backend`, and `listeners`, a map of name to map) with PK.
+ * On a node of a cluster it also has `node` (its name) and `cluster` (a
+ * map of the backplane's figures).
  */
 void stats_pack(const struct stats_snapshot *s, msgpack_packer *pk);
 

@@ -242,7 +242,7 @@ static void waiter_answer(struct store *st, struct waiter *w, bool ok, const cha
 static void retained_undo(struct store *st, struct retained_op *op)
 {
     uint32_t bl = 0, ol = 0;
-    struct block *now = router_retained_get(st->srv->router, op->topic, op->tlen, &bl, &ol);
+    struct block *now = router_retained_ref(st->srv->router, op->topic, op->tlen, &bl, &ol);
 
     if (now == op->set && !op->undone) {
         router_retained_put(st->srv->router, st->srv->conf, op->topic, op->tlen, op->prev,
@@ -286,7 +286,7 @@ static long retained_gather(struct store *st, const struct router_msg *m, struct
 {
     struct batch *b = st->gather;
     uint32_t bl = 0, ol = 0;
-    struct block *set = router_retained_get(st->srv->router, m->topic, m->topic_len, &bl, &ol);
+    struct block *set = router_retained_ref(st->srv->router, m->topic, m->topic_len, &bl, &ol);
 
     if (b->n_ro == b->cap_ro) {
         b->cap_ro = b->cap_ro ? b->cap_ro * 2 : 16;
@@ -546,7 +546,7 @@ int store_publish(struct store *st, struct session *s, const struct router_msg *
     if (sm == NULL && !m->retain)
         return 1;
     if (m->retain)
-        prev = router_retained_get(st->srv->router, m->topic, m->topic_len, &prev_body, &prev_opts);
+        prev = router_retained_ref(st->srv->router, m->topic, m->topic_len, &prev_body, &prev_opts);
     long n = router_publish(st->srv->router, st->srv->loop.conf, m);
     if (n < 0) {
         block_unref(prev);

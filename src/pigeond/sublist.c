@@ -112,6 +112,7 @@ struct sl_node {
  */
 struct sl_cached {
     struct sublist_result res;
+    uint64_t memo; /* the caller's word (res.memo points here) */
     uint64_t gen;  /* sl->gen when it was built */
     uint32_t hash; /* of the topic, kept for the sweep */
     uint8_t tlen;  /* topics have at most PROTO_TOPIC_MAX bytes */
@@ -291,6 +292,17 @@ void *sublist_group_pick(struct sublist_group *g, bool (*ready)(void *item, void
     return g->members[start]->item;
 }
 
+size_t sublist_group_size(const struct sublist_group *g)
+{
+    return g->n_members;
+}
+
+void *sublist_group_item(const struct sublist_group *g, size_t i)
+{
+    assert(i < g->n_members);
+    return g->members[i]->item;
+}
+
 /* ------------------------------------------------------- insert/remove ---- */
 
 static void plain_push(struct sublist_entry **head, struct sublist_entry *e)
@@ -456,6 +468,8 @@ static struct sl_cached *cached_new(struct sublist *sl, const char *topic, size_
     c->res.n_items = s->n_items;
     c->res.groups = groups;
     c->res.n_groups = s->n_groups;
+    c->memo = 0;
+    c->res.memo = &c->memo;
     c->gen = sl->gen;
     c->hash = hash;
     c->tlen = (uint8_t)len;
@@ -511,6 +525,7 @@ static const struct sublist_result *scratch_result(struct sublist *sl)
     sl->uncached.n_items = sl->scratch.n_items;
     sl->uncached.groups = sl->scratch.groups;
     sl->uncached.n_groups = sl->scratch.n_groups;
+    sl->uncached.memo = NULL;
     return &sl->uncached;
 }
 
@@ -550,12 +565,18 @@ static const struct sublist_result *match_uncached(struct sublist *sl, const cha
 
 const struct sublist_result *sublist_match(struct sublist *sl, const char *topic, size_t len)
 {
-    uint32_t h;
+    if (sl->cache_max == 0)
+        return match_uncached(sl, topic, len);
+    return sublist_match_h(sl, topic, len, hmap_hash(topic, len));
+}
+
+const struct sublist_result *sublist_match_h(struct sublist *sl, const char *topic, size_t len,
+                                             uint32_t h)
+{
     struct sl_cached *c;
 
     if (sl->cache_max == 0)
         return match_uncached(sl, topic, len);
-    h = hmap_hash(topic, len);
     c = hmap_get_h(&sl->cache, topic, len, h);
     if (c != NULL && c->gen == sl->gen) {
         if (!c->hot)

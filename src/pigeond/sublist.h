@@ -20,6 +20,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct sublist;
 struct sublist_entry; /* one inserted subscription; owned by the index */
@@ -38,6 +39,15 @@ struct sublist_result {
     size_t n_items;
     struct sublist_group *const *groups; /* queue groups with a match */
     size_t n_groups;
+    /*
+     * A word the caller may keep with a cached result, to remember
+     * something about the topic for as long as the result stands: it
+     * starts at 0, and any insert or remove voids it with the result.
+     * The backplane keeps there that the topic has no remote interest
+     * (cluster.c), so that such a message costs no second lookup.  NULL
+     * when the result is not cached (the cache is off, or it is too large).
+     */
+    uint64_t *memo;
 };
 
 /*
@@ -80,11 +90,28 @@ void sublist_remove(struct sublist *sl, struct sublist_entry *entry);
 const struct sublist_result *sublist_match(struct sublist *sl, const char *topic, size_t len);
 
 /*
+ * As sublist_match, with HASH = hmap_hash(TOPIC, LEN) computed by the
+ * caller: a caller that looks one topic up in two indexes (the router and
+ * the backplane's remote-interest index) hashes it once.
+ */
+const struct sublist_result *sublist_match_h(struct sublist *sl, const char *topic, size_t len,
+                                             uint32_t hash);
+
+/*
  * Picks the group's next member in round-robin order, passing over members
  * for which READY(item, ARG) is false; when none is ready, returns the next
  * member anyway.  READY may be NULL.  Never NULL for a group in a result.
  */
 void *sublist_group_pick(struct sublist_group *g, bool (*ready)(void *item, void *arg), void *arg);
+
+/*
+ * A group's members, for a caller that chooses among them itself (the
+ * backplane weighs remote nodes by their member counts, interest.h):
+ * how many there are, and the item of member I (I below that count), in
+ * no promised order.  Valid until the next insert or remove.
+ */
+size_t sublist_group_size(const struct sublist_group *g);
+void *sublist_group_item(const struct sublist_group *g, size_t i);
 
 /* Subscriptions in the index (a group's members each count). */
 size_t sublist_count(const struct sublist *sl);

@@ -20,6 +20,17 @@
  * max_payload, dropped and reported), and keeps one inbox subscription per
  * client for request/reply.
  *
+ * Security.  A "tls://host:port" address speaks TLS (OpenSSL 3), verifying
+ * the broker's certificate against a CA file or the system's store, and its
+ * name against the host connected to; a client certificate is optional (a
+ * broker logs it in as the user its CN names).  Credentials (user and
+ * password, or a token) go in hello, on every connection, reconnects
+ * included.  A refused login is PIGEON_ERR_AUTH_FAILED (or
+ * PIGEON_ERR_AUTH_REQUIRED) and is not retried; a denied publication or
+ * subscription is PIGEON_ERR_FORBIDDEN, with the broker's words ("not
+ * allowed to publish to 'orders.admin.x'") in pigeon_errmsg or on_error's
+ * MESSAGE; a failed handshake or certificate check is PIGEON_ETLS.
+ *
  * Payloads are MessagePack bytes: the library takes one encoded object
  * (pointer + length) and hands out exactly the bytes the publisher sent;
  * nothing is decoded or re-encoded on the way.  pigeon_publish_obj and
@@ -94,8 +105,9 @@ enum pigeon_error {
     PIGEON_ERR_BAD_TOPIC = 4,      /* a topic or pattern that breaks the rules */
     PIGEON_ERR_TOO_LARGE = 5,      /* a frame over the broker's max_payload */
     PIGEON_ERR_AUTH_REQUIRED = 6,  /* hello with credentials needed first */
-    PIGEON_ERR_AUTH_FAILED = 7,    /* wrong credentials */
-    PIGEON_ERR_FORBIDDEN = 8,      /* denied (e.g. publishing to a '$' topic) */
+    PIGEON_ERR_AUTH_FAILED = 7,    /* wrong or missing credentials */
+    PIGEON_ERR_FORBIDDEN = 8,      /* the user may not (publish to a topic, subscribe
+                                      to a pattern, publish to a '$' topic) */
     PIGEON_ERR_SLOW_CONSUMER = 9,  /* this client's outbound queue overflowed */
     PIGEON_ERR_LIMIT = 10,         /* a broker limit (subscriptions, idle, ...) */
 
@@ -113,6 +125,9 @@ enum pigeon_error {
     PIGEON_ENOREPLY = -11,      /* the message has no reply_to */
     PIGEON_ENORESPONDERS = -12, /* a request's topic has no subscriber */
     PIGEON_ESYS = -13,          /* another system error (see pigeon_errmsg) */
+    PIGEON_ETLS = -14,          /* TLS failed: the broker's certificate did not verify, the
+                                   handshake failed, an alert; or a CA, certificate or key
+                                   file could not be loaded (see pigeon_errmsg) */
 };
 
 /*
@@ -207,13 +222,16 @@ typedef void (*pigeon_error_cb)(pigeon_client *c, int err, const char *message, 
  * Settings of a client.  Always start from pigeon_options_init(), which
  * fills in the defaults given below, then change what you need: fields may
  * be added at the end in later versions.  Strings are borrowed for the
- * pigeon_connect / pigeon_sync_connect call only (the client copies them).
+ * pigeon_connect / pigeon_sync_connect call only (the client copies what it
+ * keeps, and reads the files then).
  */
 struct pigeon_options {
     const char *client_name; /* told to the broker in hello (its logs); "libpigeon" */
-    const char *token;       /* credentials for brokers with authentication; NULL */
-    const char *user;        /* NULL */
-    const char *password;    /* NULL */
+    const char *token;       /* credentials, sent in hello on every connection: a token, */
+    const char *user;        /* or a user and a password (the broker refuses both kinds */
+    const char *password;    /* at once); NULL.  Kept in memory for reconnects, wiped at
+                                pigeon_close.  Over plain TCP they cross the network in
+                                clear: use a tls:// address off this machine */
 
     int connect_timeout_ms;     /* one connection attempt, hello included; 5000 */
     int reconnect;              /* 1: reconnect when the connection drops or an attempt
@@ -261,6 +279,20 @@ struct pigeon_options {
                           with a NUL.
                           Written during those calls only; NULL by default */
     size_t errbuf_len; /* bytes at errbuf; 0 by default */
+
+    /* TLS, for tls:// addresses only (set with a plain address they are
+     * PIGEON_EINVAL: credentials meant for TLS must not go out in clear).
+     * The files are PEM, read by pigeon_connect (a bad one fails it with
+     * PIGEON_ETLS and says why in errbuf); keys unencrypted. */
+    const char *tls_ca;   /* CA certificates the broker's must chain to; NULL:
+                             the system's store */
+    const char *tls_cert; /* a client certificate (then intermediates), or NULL;
+                             a broker that verifies client certificates logs the
+                             client in as the user its subject CN names */
+    const char *tls_key;  /* tls_cert's private key; NULL: in tls_cert's file */
+    int tls_no_verify;    /* nonzero: do not verify the broker's certificate or
+                             name (anyone in the path can read and change the
+                             traffic; for tests); 0 */
 };
 
 /* Fills O with the defaults above. */
@@ -307,8 +339,9 @@ typedef void (*pigeon_reply_cb)(pigeon_client *c, int err, const pigeon_msg *rep
 /*
  * Creates a client on BASE (borrowed: it must outlive the client) and
  * starts connecting to ADDRESS: "host:port", "[ipv6]:port", "host" or
- * "[ipv6]" (port 7400), "port" alone (127.0.0.1:port) or "unix:/path"
- * (clients/c/README.md lists the forms).  Host names are resolved with
+ * "[ipv6]" (port 7400), "port" alone (127.0.0.1:port) or "unix:/path",
+ * and any TCP form after "tls://" for TLS (clients/c/README.md lists the
+ * forms).  Host names are resolved with
  * getaddrinfo, which may block: prefer numeric addresses in
  * latency-sensitive programs.
  * OPTS may be NULL for the defaults.  The connection comes up
@@ -319,7 +352,13 @@ typedef void (*pigeon_reply_cb)(pigeon_client *c, int err, const pigeon_msg *rep
  * retried like any other.  On success *OUT is the caller's, to be
  * released with pigeon_close.  Returns PIGEON_OK, PIGEON_EINVAL,
  * PIGEON_EADDRESS (ADDRESS is none of the forms) or PIGEON_ENOMEM, with
- * the details in OPTS->errbuf when it is set.
+ * the details in OPTS->errbuf when it is set; PIGEON_EINVAL too for TLS
+ * options with a plain address, PIGEON_ETLS for a TLS file that cannot be
+ * loaded.  Later failures come through on_state: a refused login
+ * (PIGEON_ERR_AUTH_FAILED, PIGEON_ERR_AUTH_REQUIRED) closes the client for
+ * good, and so does a TLS failure (PIGEON_ETLS) before any connection was
+ * made (a wrong CA or name will not fix itself; once connected, the
+ * broker's certificate may be being replaced, so it is retried).
  */
 PIGEON_API int pigeon_connect(struct event_base *base, const char *address,
                               const struct pigeon_options *opts, pigeon_client **out);
@@ -462,8 +501,11 @@ typedef struct pigeon_sync pigeon_sync;
  * connection once made.  OPTS may be NULL; on_state and on_error are
  * honoured.  On success *OUT is the caller's (pigeon_sync_close).  Returns
  * PIGEON_OK, PIGEON_ECONNECT, PIGEON_ETIMEDOUT, PIGEON_EADDRESS, a broker
- * code, or PIGEON_ENOMEM; on failure OPTS->errbuf, when set, says why
- * (the system's reason for a refused connection, say).
+ * code (PIGEON_ERR_AUTH_FAILED for a refused login), PIGEON_ETLS,
+ * PIGEON_EINVAL or PIGEON_ENOMEM; on failure OPTS->errbuf, when set, says
+ * why (the system's reason for a refused connection, the certificate
+ * check that failed: "TLS handshake with tls://h:7401: certificate verify
+ * failed: unable to get local issuer certificate", say).
  */
 PIGEON_API int pigeon_sync_connect(const char *address, const struct pigeon_options *opts,
                                    int timeout_ms, pigeon_sync **out);

@@ -50,6 +50,7 @@
 #include "envelope.h"
 #include "frame.h"
 #include "mpread.h"
+#include "tls.h"
 #include "wire.h"
 
 static void client_up_cb(void *arg);
@@ -95,6 +96,15 @@ void client_set_state(pigeon_client *c, enum pigeon_state st, int err)
     c->state = st;
     if (c->opts.on_state != NULL)
         c->opts.on_state(c, st, err, c->opts.state_arg);
+}
+
+/* Frees a copy of a secret, wiped first: freed memory may be handed out again. */
+static void client_free_secret(char *s)
+{
+    if (s != NULL) {
+        explicit_bzero(s, strlen(s));
+        free(s);
+    }
 }
 
 static char *client_strdup(const char *s, bool *oom)
@@ -149,6 +159,49 @@ static bool client_options_valid(const struct pigeon_options *o)
            o->max_incoming >= 64 && o->max_outbound > 0;
 }
 
+/*
+ * The TLS options of O fit the address A: they are for tls:// only (set
+ * for a plain address, they mean TLS was intended, and credentials would
+ * go out in clear), and a key needs its certificate.  True when they fit;
+ * else false, with why in O's errbuf.
+ */
+static bool client_tls_options_fit(const struct pigeon_options *o, const struct addr *a,
+                                   const char *address)
+{
+    bool any = o->tls_ca != NULL || o->tls_cert != NULL || o->tls_key != NULL || o->tls_no_verify;
+
+    if (any && a->scheme != ADDR_SCHEME_TLS) {
+        client_errbuf(o,
+                      "tls_ca, tls_cert, tls_key and tls_no_verify are for tls:// addresses, "
+                      "not '%.64s'",
+                      address);
+        return false;
+    }
+    if (o->tls_key != NULL && o->tls_cert == NULL) {
+        client_errbuf(o, "tls_key is the key of tls_cert: give the certificate too");
+        return false;
+    }
+    return true;
+}
+
+/* For a tls:// address: reads O's CA, certificate and key into C->tls. */
+static int client_make_tls(pigeon_client *c, const struct pigeon_options *o)
+{
+    struct tls_settings st = {.ca = o->tls_ca,
+                              .cert = o->tls_cert,
+                              .key = o->tls_key,
+                              .no_verify = o->tls_no_verify != 0};
+    char err[TLS_ERR_MAX];
+
+    if (c->addr.scheme != ADDR_SCHEME_TLS)
+        return PIGEON_OK;
+    if (tls_ctx_new(&st, &c->tls, err, sizeof(err)) < 0) {
+        client_errbuf(o, "%s", err);
+        return PIGEON_ETLS;
+    }
+    return PIGEON_OK;
+}
+
 /* ------------------------------------------------------------ lifetime --- */
 
 static const struct transport_handlers client_conn_handlers = {
@@ -161,6 +214,7 @@ static const struct transport_handlers client_conn_handlers = {
 static void client_free(pigeon_client *c)
 {
     transport_free(c->transport);
+    tls_ctx_free(c->tls);
     if (c->retry_ev != NULL)
         event_free(c->retry_ev);
     if (c->attempt_ev != NULL)
@@ -176,9 +230,9 @@ static void client_free(pigeon_client *c)
     buf_free(&c->pending);
     buf_free(&c->scratch);
     free(c->name);
-    free(c->token);
+    client_free_secret(c->token);
     free(c->user);
-    free(c->password);
+    client_free_secret(c->password);
     free(c);
 }
 
@@ -197,6 +251,7 @@ static int client_copy_options(pigeon_client *c, const struct pigeon_options *o)
     c->opts.password = c->password;
     c->opts.errbuf = NULL; /* the caller's, for pigeon_connect only */
     c->opts.errbuf_len = 0;
+    c->opts.tls_ca = c->opts.tls_cert = c->opts.tls_key = NULL; /* read into c->tls */
     if (c->opts.reconnect < 0)
         c->opts.reconnect = 1;
     return oom ? PIGEON_ENOMEM : PIGEON_OK;
@@ -222,6 +277,25 @@ void client_arm_timer(struct event *ev, int ms)
 {
     struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
     event_add(ev, &tv);
+}
+
+/*
+ * The client's inbox: `_INBOX.<user>.<16 hex>` when it logs in as USER,
+ * else `_INBOX.<16 hex>`.  A broker's users file grants each user its own
+ * inboxes with `subscribe = _INBOX.%u.>` (docs/security.md), so that no
+ * user can read another's replies.  A name that could not be a topic token
+ * (no broker has such a user) is left out.
+ */
+static void client_make_inbox(pigeon_client *c, const char *user)
+{
+    uint64_t r = backoff_rng_next(&c->rng);
+    size_t n = user != NULL ? strlen(user) : 0;
+
+    if (n > 0 && n <= 64 &&
+        strspn(user, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-") == n)
+        snprintf(c->inbox, sizeof(c->inbox), CLIENT_INBOX_PREFIX "%s.%016" PRIx64, user, r);
+    else
+        snprintf(c->inbox, sizeof(c->inbox), CLIENT_INBOX_PREFIX "%016" PRIx64, r);
 }
 
 /* Starts a connection attempt. PIGEON_OK, or PIGEON_ENOMEM. */
@@ -260,6 +334,8 @@ int pigeon_connect(struct event_base *base, const char *address, const struct pi
                       why);
         return PIGEON_EADDRESS;
     }
+    if (!client_tls_options_fit(opts, &a, address))
+        return PIGEON_EINVAL;
 
     pigeon_client *c = calloc(1, sizeof(*c));
     if (c == NULL) {
@@ -276,17 +352,20 @@ int pigeon_connect(struct event_base *base, const char *address, const struct pi
     buf_init(&c->pending);
     buf_init(&c->scratch);
     backoff_rng_seed(&c->rng);
-    snprintf(c->inbox, sizeof(c->inbox), CLIENT_INBOX_PREFIX "%016" PRIx64,
-             backoff_rng_next(&c->rng));
+    client_make_inbox(c, opts->user);
     int rc = client_copy_options(c, opts);
     if (rc == PIGEON_OK)
-        rc = transport_new(base, &client_conn_handlers, c, opts->max_incoming, &c->transport);
+        rc = client_make_tls(c, opts); /* says why in errbuf */
+    if (rc == PIGEON_OK)
+        rc = transport_new(base, &client_conn_handlers, c, opts->max_incoming, c->tls,
+                           &c->transport);
     if (rc == PIGEON_OK)
         rc = client_make_events(c);
     if (rc == PIGEON_OK)
         rc = client_start_attempt(c);
     if (rc != PIGEON_OK) {
-        client_errbuf(opts, "out of memory");
+        if (rc == PIGEON_ENOMEM)
+            client_errbuf(opts, "out of memory");
         client_free(c);
         return rc;
     }
@@ -408,6 +487,8 @@ void client_lost(pigeon_client *c, int err, const char *why)
     }
     c->down_code = 0;
     c->ping_out = false;
+    if (err == PIGEON_ETLS && !c->ever_connected)
+        c->no_retry = true; /* a wrong CA, name or certificate: retrying cannot fix it */
     subs_unbind_all(&c->subs);
     if (!client_fail_waits(c, &c->sent, PIGEON_ECONNLOST))
         return;

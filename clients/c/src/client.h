@@ -32,6 +32,7 @@
 struct event;
 struct envelope;
 struct mpread;
+struct tls_ctx;
 
 #define CLIENT_MAX_INCOMING ((uint32_t)(1024u * 1024 * 1024 + 64 * 1024))
 #define CLIENT_INBOX_PREFIX "_INBOX."
@@ -40,13 +41,17 @@ struct mpread;
 struct pigeon_client {
     struct event_base *base;     /* borrowed */
     struct transport *transport; /* owned */
+    struct tls_ctx *tls;         /* owned; NULL for a plain address */
     struct addr addr;
-    struct pigeon_options opts; /* the strings point at the copies below */
+    struct pigeon_options opts; /* the strings point at the copies below (tls_* NULL:
+                                   their files were read into `tls`) */
     char *name, *token, *user, *password;
 
     enum pigeon_state state;
-    bool no_retry;     /* the broker refused the credentials */
-    uint32_t attempts; /* retries since the last hello answered */
+    bool no_retry;       /* the broker refused the credentials, or TLS failed before
+                            any connection was made */
+    bool ever_connected; /* a hello was answered once */
+    uint32_t attempts;   /* retries since the last hello answered */
     uint32_t next_msgid;
     uint32_t max_payload; /* from the last hello; 0 before */
     int down_code;        /* the broker's last fatal-looking error on this socket */
@@ -58,7 +63,7 @@ struct pigeon_client {
     struct buf pending;  /* frames waiting for a connection */
     struct reqs reqs;
 
-    char inbox[32]; /* "_INBOX.<16 hex>" */
+    char inbox[96]; /* "_INBOX.<16 hex>", or "_INBOX.<user>.<16 hex>" (see client.c) */
     struct sub *inbox_sub;
     uint64_t next_token;
 

@@ -33,7 +33,7 @@ static const char *broker_phrase(int err)
     case PIGEON_ERR_AUTH_FAILED:
         return "authentication failed (auth_failed)";
     case PIGEON_ERR_FORBIDDEN:
-        return "forbidden (forbidden)";
+        return "not allowed (forbidden)";
     case PIGEON_ERR_SLOW_CONSUMER:
         return "slow consumer (slow_consumer)";
     case PIGEON_ERR_LIMIT:
@@ -76,6 +76,8 @@ const char *pigeon_strerror(int err)
         return "no responders for the request";
     case PIGEON_ESYS:
         return "system error";
+    case PIGEON_ETLS:
+        return "TLS failed";
     default:
         return "unknown error";
     }

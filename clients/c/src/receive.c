@@ -22,24 +22,46 @@
 
 /* ---------------------------------------------------------- receiving --- */
 
-static void client_on_hello(pigeon_client *c, int err, struct mpread result)
+/*
+ * Hello was refused with ERR and the broker's MSG (MLEN bytes).  A refused
+ * login is final (the same credentials would be refused again); its message
+ * is the broker's ("authentication failed"), then which credentials were
+ * sent, never their value.
+ */
+static void client_hello_refused(pigeon_client *c, int err, const char *msg, uint32_t mlen)
 {
-    uint64_t max_payload, client_id;
+    char who[128];
 
-    if (err != PIGEON_OK) {
-        if (err == PIGEON_ERR_AUTH_FAILED || err == PIGEON_ERR_AUTH_REQUIRED)
-            c->no_retry = true;
-        c->down_code = err;
-        snprintf(c->down_msg, sizeof(c->down_msg), "hello refused: %.200s", c->errmsg);
+    c->down_code = err;
+    if (err != PIGEON_ERR_AUTH_FAILED && err != PIGEON_ERR_AUTH_REQUIRED) {
+        snprintf(c->down_msg, sizeof(c->down_msg), "hello refused: broker: %.*s", (int)mlen, msg);
         client_lost(c, err, c->down_msg);
         return;
     }
+    c->no_retry = true;
+    if (c->token != NULL)
+        snprintf(who, sizeof(who), "with a token");
+    else if (c->user != NULL)
+        snprintf(who, sizeof(who), "as user '%.64s'%s", c->user,
+                 c->password != NULL ? "" : ", with no password");
+    else
+        snprintf(who, sizeof(who), "with no credentials: give a user and password, or a token");
+    snprintf(c->down_msg, sizeof(c->down_msg), "%.*s (%s)", (int)(mlen > 120 ? 120 : mlen), msg,
+             who);
+    client_lost(c, err, c->down_msg);
+}
+
+static void client_on_hello(pigeon_client *c, struct mpread result)
+{
+    uint64_t max_payload, client_id;
+
     if (wire_parse_hello(result, &max_payload, &client_id) < 0) {
         client_proto_error(c, "hello result is not a map");
         return;
     }
     c->max_payload = max_payload > UINT32_MAX ? UINT32_MAX : (uint32_t)max_payload;
     c->attempts = 0;
+    c->ever_connected = true;
     event_del(c->attempt_ev);
     /* Before CONNECTED: until then publications join the buffer, behind it. */
     if (client_send_pending(c) != PIGEON_OK) {
@@ -72,7 +94,10 @@ static void client_on_response(pigeon_client *c, const struct envelope *env)
         client_err(c, err, "broker: %.*s", (int)mlen, msg);
     switch (w.kind) {
     case WAIT_HELLO:
-        client_on_hello(c, err, env->result);
+        if (err != PIGEON_OK)
+            client_hello_refused(c, err, msg, mlen);
+        else
+            client_on_hello(c, env->result);
         break;
     case WAIT_SUB:
         client_on_sub(c, w.u.sub, err, env->result);

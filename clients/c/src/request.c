@@ -1,8 +1,9 @@
 /*
  * request.c - request/reply through the client's inbox.
  *
- * A client has one inbox, `_INBOX.<16 random hex digits>`, and subscribes
- * to `<inbox>.*` on its first request; each request publishes with
+ * A client has one inbox, `_INBOX.<16 random hex digits>` (with its user's
+ * name before the digits when it logs in as a user: client_make_inbox),
+ * and subscribes to `<inbox>.*` on its first request; each request publishes with
  * reply_to `<inbox>.<token>`, a counter, and waits in the table of
  * requests (reqs.c) with a timer of its own.  The request's `pub` is a
  * request too, so that the broker's refusal, or a delivery count of zero

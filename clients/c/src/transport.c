@@ -6,6 +6,10 @@
  * with no copy (a bufferevent reads 4 KiB at a time into a chain that
  * would have to be pulled up), and writes use send(MSG_NOSIGNAL), which a
  * bufferevent cannot (it would raise SIGPIPE in the user's process).
+ *
+ * Layers, top-down: set-up; connecting (TCP, then the TLS handshake); the
+ * seam (transport_recv and transport_xmit: plaintext in and out, over the
+ * socket or TLS); writing; reading.
  */
 #include "transport.h"
 
@@ -23,13 +27,20 @@
 #include "clock.h"
 #include "frame.h"
 #include "pigeon.h"
+#include "tls.h"
 
 #define TRANSPORT_READ_CHUNK (256 * 1024) /* room for one read() */
 #define TRANSPORT_WRITE_NOW  (64 * 1024)  /* output that is sent without waiting */
 
+/* What transport_recv and transport_xmit return besides a byte count (apart
+ * from tls.h's enum tls_status, which they turn into these). */
+#define TRANSPORT_IO_AGAIN  (-100) /* the socket would block; the events are set */
+#define TRANSPORT_IO_FAILED (-101) /* transport_fail was called: the transport is FAILING */
+
 enum transport_state {
     TRANSPORT_IDLE,
     TRANSPORT_CONNECTING,
+    TRANSPORT_HANDSHAKING, /* TLS: TCP is up, the handshake under way */
     TRANSPORT_UP,
     TRANSPORT_FAILING, /* socket closed; `down` runs from defer_ev */
 };
@@ -46,6 +57,10 @@ struct transport {
     struct event *defer_ev; /* `up` or `down` from the loop; owned */
     bool writing;           /* wr_ev added for output */
     bool flush_pending;
+    struct tls_ctx *tls_ctx; /* borrowed; NULL: plain sockets */
+    struct tls_conn *tls;    /* owned, per socket; NULL before the TCP connection */
+    bool read_wants_write;   /* TLS: a read waits for the socket to be writable */
+    bool write_wants_read;   /* TLS: a write waits for it to be readable */
     struct buf in;
     struct buf out;
     struct frame_scanner scan;
@@ -55,6 +70,7 @@ struct transport {
     struct addr_target targets[ADDR_MAX_TARGETS];
     int n_targets, next_target;
     char peer[128];
+    char host[ADDR_HOST_MAX + 1]; /* what the broker's certificate must name */
     /* a deferred `down` */
     int down_err;
     char down_why[192];
@@ -64,11 +80,12 @@ static void transport_read_cb(evutil_socket_t fd, short what, void *arg);
 static void transport_write_cb(evutil_socket_t fd, short what, void *arg);
 static void transport_flush_cb(evutil_socket_t fd, short what, void *arg);
 static void transport_defer_cb(evutil_socket_t fd, short what, void *arg);
+static void transport_read_ready(struct transport *c);
 
 /* ---------------------------------------------------------------- set-up */
 
 int transport_new(struct event_base *base, const struct transport_handlers *h, void *arg,
-                  uint32_t max_in, struct transport **out)
+                  uint32_t max_in, struct tls_ctx *tls, struct transport **out)
 {
     struct transport *c = calloc(1, sizeof(*c));
     if (c == NULL)
@@ -78,6 +95,7 @@ int transport_new(struct event_base *base, const struct transport_handlers *h, v
     c->arg = arg;
     c->fd = -1;
     c->max_in = max_in;
+    c->tls_ctx = tls;
     buf_init(&c->in);
     buf_init(&c->out);
     c->flush_ev = event_new(base, -1, 0, transport_flush_cb, c);
@@ -93,6 +111,9 @@ int transport_new(struct event_base *base, const struct transport_handlers *h, v
 /* Closes the socket and its events; buffers are emptied, memory kept. */
 static void transport_close_socket(struct transport *c)
 {
+    tls_conn_free(c->tls); /* close_notify first, when TLS is up */
+    c->tls = NULL;
+    c->read_wants_write = c->write_wants_read = false;
     if (c->rd_ev != NULL) {
         event_free(c->rd_ev);
         c->rd_ev = NULL;
@@ -153,6 +174,25 @@ static void transport_fail_errno(struct transport *c, int err, const char *what,
     transport_fail(c, err, why);
 }
 
+/*
+ * TLS failed under C: the socket's own error is PIGEON_ECONNLOST (as
+ * without TLS, "WHAT PEER: reason"), TLS's is PIGEON_ETLS ("TLS_WHAT PEER:
+ * reason").
+ */
+static void transport_fail_tls(struct transport *c, const char *what, const char *tls_what)
+{
+    const char *reason;
+    char why[sizeof(c->down_why)];
+    int syserr = tls_conn_error(c->tls, &reason);
+
+    if (syserr != 0) {
+        transport_fail_errno(c, PIGEON_ECONNLOST, what, syserr);
+        return;
+    }
+    snprintf(why, sizeof(why), "%s %s: %s", tls_what, c->peer, reason);
+    transport_fail(c, PIGEON_ETLS, why);
+}
+
 bool transport_is_up(const struct transport *c)
 {
     return c->state == TRANSPORT_UP;
@@ -180,7 +220,7 @@ int64_t transport_last_tx(const struct transport *c)
 
 /* ------------------------------------------------------------ connecting */
 
-/* The socket of the current target connected: start reading. */
+/* Connected (TCP and, under TLS, the handshake): start reading. */
 static void transport_established(struct transport *c)
 {
     event_del(c->wr_ev);
@@ -192,6 +232,42 @@ static void transport_established(struct transport *c)
         return;
     }
     c->h.up(c->arg);
+}
+
+/* Takes the TLS handshake a step; once done, the transport is UP. */
+static void transport_handshake_step(struct transport *c)
+{
+    switch (tls_handshake(c->tls)) {
+    case 0:
+        transport_established(c);
+        break;
+    case TLS_WANT_WRITE:
+        if (event_add(c->wr_ev, NULL) < 0)
+            transport_fail(c, PIGEON_ENOMEM, "cannot watch the socket");
+        break;
+    case TLS_WANT_READ:
+        event_del(c->wr_ev); /* rd_ev is on throughout */
+        break;
+    default:
+        transport_fail_tls(c, "TLS handshake with", "TLS handshake with");
+        break;
+    }
+}
+
+/* The TCP connection of the current target is made: TLS first, if any. */
+static void transport_connected(struct transport *c)
+{
+    if (c->tls_ctx == NULL) {
+        transport_established(c);
+        return;
+    }
+    event_del(c->wr_ev);
+    if (tls_conn_new(c->tls_ctx, c->fd, c->host, &c->tls) < 0 || event_add(c->rd_ev, NULL) < 0) {
+        transport_fail(c, PIGEON_ENOMEM, "out of memory starting TLS");
+        return;
+    }
+    c->state = TRANSPORT_HANDSHAKING;
+    transport_handshake_step(c);
 }
 
 /*
@@ -243,7 +319,7 @@ static void transport_next_target(struct transport *c, int syserr)
 {
     int rc = transport_try_targets(c, &syserr);
     if (rc > 0)
-        transport_established(c);
+        transport_connected(c);
     else if (rc < 0)
         transport_fail_errno(c, PIGEON_ECONNECT, "connect to", syserr);
 }
@@ -255,6 +331,7 @@ int transport_open(struct transport *c, const struct addr *a)
 
     transport_drop(c);
     addr_format(a, c->peer, sizeof(c->peer));
+    snprintf(c->host, sizeof(c->host), "%s", a->kind == ADDR_TCP ? a->host : "localhost");
     c->state = TRANSPORT_CONNECTING;
     c->n_targets = addr_resolve(a, c->targets, &why);
     c->next_target = 0;
@@ -290,8 +367,81 @@ static void transport_defer_cb(evutil_socket_t fd, short what, void *arg)
         c->state = TRANSPORT_IDLE;
         c->h.down(c->arg, c->down_err, c->down_why);
     } else if (c->state == TRANSPORT_CONNECTING && c->fd >= 0) {
-        transport_established(c);
+        transport_connected(c);
     }
+}
+
+/* ------------------------------------------------------------- the seam */
+
+/*
+ * Reads plaintext into P (LEN bytes of room): the bytes read (> 0), 0 at
+ * the end of the stream, TRANSPORT_IO_AGAIN or TRANSPORT_IO_FAILED.
+ */
+static ssize_t transport_recv(struct transport *c, uint8_t *p, size_t len)
+{
+    if (c->tls == NULL) {
+        ssize_t n = read(c->fd, p, len);
+        if (n >= 0)
+            return n;
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+            return TRANSPORT_IO_AGAIN;
+        transport_fail_errno(c, PIGEON_ECONNLOST, "read from", errno);
+        return TRANSPORT_IO_FAILED;
+    }
+    ssize_t n = tls_read(c->tls, p, len);
+    if (n >= 0)
+        return n;
+    if (n == TLS_WANT_WRITE) {
+        c->read_wants_write = true;
+        if (event_add(c->wr_ev, NULL) == 0)
+            return TRANSPORT_IO_AGAIN;
+        transport_fail(c, PIGEON_ENOMEM, "cannot watch the socket");
+        return TRANSPORT_IO_FAILED;
+    }
+    if (n == TLS_WANT_READ)
+        return TRANSPORT_IO_AGAIN;
+    transport_fail_tls(c, "read from", "TLS error from");
+    return TRANSPORT_IO_FAILED;
+}
+
+/* send() on the plain socket: as tls_write, bytes taken or a tls_status. */
+static ssize_t transport_send_plain(struct transport *c, const uint8_t *p, size_t len)
+{
+    ssize_t n;
+
+    do {
+        n = send(c->fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+    } while (n < 0 && errno == EINTR);
+    if (n > 0)
+        return n;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        return TLS_WANT_WRITE;
+    transport_fail_errno(c, PIGEON_ECONNLOST, "send to", n < 0 ? errno : EPIPE);
+    return TRANSPORT_IO_FAILED;
+}
+
+/*
+ * Writes up to LEN bytes of plaintext from P: the bytes taken (> 0),
+ * TRANSPORT_IO_AGAIN (wr_ev is set, or the read event sends again) or
+ * TRANSPORT_IO_FAILED.
+ */
+static ssize_t transport_xmit(struct transport *c, const uint8_t *p, size_t len)
+{
+    ssize_t n = c->tls == NULL ? transport_send_plain(c, p, len) : tls_write(c->tls, p, len);
+
+    if (n > 0 || n == TRANSPORT_IO_FAILED)
+        return n;
+    if (n == TLS_WANT_WRITE) {
+        if (!c->writing && event_add(c->wr_ev, NULL) == 0)
+            c->writing = true;
+        return TRANSPORT_IO_AGAIN;
+    }
+    if (n == TLS_WANT_READ) {
+        c->write_wants_read = true; /* rd_ev is on while UP */
+        return TRANSPORT_IO_AGAIN;
+    }
+    transport_fail_tls(c, "send to", "TLS error from");
+    return TRANSPORT_IO_FAILED;
 }
 
 /* --------------------------------------------------------------- writing */
@@ -300,22 +450,11 @@ static void transport_defer_cb(evutil_socket_t fd, short what, void *arg)
 static void transport_send(struct transport *c)
 {
     while (buf_size(&c->out) > 0) {
-        ssize_t n =
-            send(c->fd, c->out.data + c->out.off, buf_size(&c->out), MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (n > 0) {
-            buf_consume(&c->out, (size_t)n);
-            c->last_tx = clock_now_ms();
-            continue;
-        }
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            if (!c->writing && event_add(c->wr_ev, NULL) == 0)
-                c->writing = true;
-            return;
-        }
-        transport_fail_errno(c, PIGEON_ECONNLOST, "send to", n < 0 ? errno : EPIPE);
-        return;
+        ssize_t n = transport_xmit(c, c->out.data + c->out.off, buf_size(&c->out));
+        if (n <= 0)
+            return; /* waiting for the socket, or failed */
+        buf_consume(&c->out, (size_t)n);
+        c->last_tx = clock_now_ms();
     }
     if (c->writing) {
         event_del(c->wr_ev);
@@ -362,11 +501,22 @@ static void transport_write_cb(evutil_socket_t fd, short what, void *arg)
         if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
             err = errno;
         if (err == 0) {
-            transport_established(c);
+            transport_connected(c);
         } else {
             transport_close_socket(c);
             transport_next_target(c, err);
         }
+        return;
+    }
+    if (c->state == TRANSPORT_HANDSHAKING) {
+        transport_handshake_step(c);
+        return;
+    }
+    if (c->read_wants_write) {
+        c->read_wants_write = false;
+        if (!c->writing)
+            event_del(c->wr_ev);
+        transport_read_ready(c); /* may free C: nothing after it */
         return;
     }
     transport_send(c);
@@ -425,25 +575,45 @@ static bool transport_take_frames(struct transport *c)
     return true;
 }
 
-static void transport_read_cb(evutil_socket_t fd, short what, void *arg)
+/* The socket (or TLS) has bytes for us: read them and hand up the frames. */
+static void transport_read_ready(struct transport *c)
 {
-    struct transport *c = arg;
     uint8_t *p = buf_reserve(&c->in, TRANSPORT_READ_CHUNK);
 
     if (p == NULL) {
         transport_fail(c, PIGEON_ENOMEM, "out of memory for input");
         return;
     }
-    ssize_t n = read(c->fd, p, c->in.cap - c->in.len);
+    ssize_t n = transport_recv(c, p, c->in.cap - c->in.len);
     if (n > 0) {
         buf_commit(&c->in, (size_t)n);
         c->last_rx = clock_now_ms();
-        transport_take_frames(c);
+        if (!transport_take_frames(c))
+            return; /* C may be gone */
+        /* Bytes TLS read ahead wait inside it, not on the socket: no event
+         * would come for them. */
+        if (c->tls != NULL && c->state == TRANSPORT_UP && tls_has_pending(c->tls))
+            event_active(c->rd_ev, EV_READ, 0);
     } else if (n == 0) {
         char why[160];
         snprintf(why, sizeof(why), "%s closed the connection", c->peer);
         transport_fail(c, PIGEON_ECONNLOST, why);
-    } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-        transport_fail_errno(c, PIGEON_ECONNLOST, "read from", errno);
     }
+}
+
+static void transport_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct transport *c = arg;
+
+    if (c->state == TRANSPORT_HANDSHAKING) {
+        transport_handshake_step(c);
+        return;
+    }
+    if (c->write_wants_read) {
+        c->write_wants_read = false;
+        transport_send(c);
+        if (c->state != TRANSPORT_UP)
+            return;
+    }
+    transport_read_ready(c);
 }

@@ -4,8 +4,9 @@
  * what to send, when to reconnect; this is only the transport.  (Named
  * apart from pigeond's `struct conn`, the broker's side of a connection.)
  *
- * States: IDLE (no socket), CONNECTING, UP, and FAILING (the socket is
- * closed and the `down` handler is about to run).  Handlers are never
+ * States: IDLE (no socket), CONNECTING, HANDSHAKING (tls:// only: the TCP
+ * connection is made, the TLS handshake under way), UP, and FAILING (the
+ * socket is closed and the `down` handler is about to run).  Handlers are never
  * called from inside a transport_* call: a failure met while writing on the
  * caller's behalf is reported from the event loop, so no user callback
  * ever runs inside pigeon_publish and the like.
@@ -23,6 +24,16 @@
  * publications goes out in one system call, or sends at once when 64 KiB
  * are waiting.
  * send() uses MSG_NOSIGNAL: no SIGPIPE, and no signal handler needed.
+ *
+ * TLS.  A transport made with a TLS context speaks TLS on every socket it
+ * opens (tls.c does the records); the seam is two functions, one that
+ * reads plaintext and one that writes it, each over the plain socket or
+ * TLS.  Everything above them (frames, batching, the states) is the same
+ * for both.  A TLS call may need the other direction first (a write that
+ * waits for a read, or the reverse): that is remembered and retried from
+ * the other event.  Failures of TLS itself (the handshake, a certificate,
+ * an alert) are PIGEON_ETLS; a socket that fails under TLS is the same
+ * PIGEON_ECONNLOST as without it.
  */
 #ifndef PIGEON_TRANSPORT_H
 #define PIGEON_TRANSPORT_H
@@ -35,6 +46,7 @@
 #include "buf.h"
 
 struct event_base;
+struct tls_ctx;
 struct transport;
 
 struct transport_handlers {
@@ -58,18 +70,20 @@ struct transport_handlers {
 
 /*
  * Creates an idle transport on BASE (borrowed).  H is copied; ARG is passed to
- * the handlers.  Returns 0 and *OUT (the caller's: transport_free), or
- * PIGEON_ENOMEM.
+ * the handlers.  TLS (borrowed, must outlive the transport) is NULL for
+ * plain sockets, or the context every connection speaks TLS with.
+ * Returns 0 and *OUT (the caller's: transport_free), or PIGEON_ENOMEM.
  */
 int transport_new(struct event_base *base, const struct transport_handlers *h, void *arg,
-                  uint32_t max_in, struct transport **out);
+                  uint32_t max_in, struct tls_ctx *tls, struct transport **out);
 
 /* Closes the socket without calling any handler and frees C. NULL is fine. */
 void transport_free(struct transport *c);
 
 /*
  * Starts connecting an IDLE transport to A (borrowed for the call; resolved
- * now).  The outcome comes through `up` or `down`.  Returns 0, or
+ * now; its host is the name a TLS certificate must carry).  The outcome
+ * comes through `up` (after the TLS handshake, under TLS) or `down`.  Returns 0, or
  * PIGEON_ENOMEM (the transport stays IDLE, no handler runs).
  */
 int transport_open(struct transport *c, const struct addr *a);

@@ -16,95 +16,6 @@
 
 #include "support.h"
 
-struct obs {
-    int connected;    /* CONNECTED transitions */
-    int disconnected; /* DISCONNECTED transitions */
-    int closed;       /* CLOSED transitions */
-    int last_err;     /* of the last state change with an error */
-    int errors;       /* on_error calls */
-    int last_error;
-    int msgs;
-    int done;
-    int done_err;
-    uint64_t done_result;
-};
-
-static void obs_state_cb(pigeon_client *c, enum pigeon_state state, int err, void *arg)
-{
-    struct obs *o = arg;
-    if (state == PIGEON_STATE_CONNECTED)
-        o->connected++;
-    else if (state == PIGEON_STATE_DISCONNECTED)
-        o->disconnected++;
-    else if (state == PIGEON_STATE_CLOSED)
-        o->closed++;
-    if (err != PIGEON_OK)
-        o->last_err = err;
-}
-
-static void obs_error_cb(pigeon_client *c, int err, const char *message, void *arg)
-{
-    struct obs *o = arg;
-    o->errors++;
-    o->last_error = err;
-}
-
-static void obs_msg_cb(pigeon_client *c, const pigeon_msg *m, void *arg)
-{
-    ((struct obs *)arg)->msgs++;
-}
-
-static void obs_done_cb(pigeon_client *c, int err, uint64_t result, void *arg)
-{
-    struct obs *o = arg;
-    o->done++;
-    o->done_err = err;
-    o->done_result = result;
-}
-
-static pigeon_client *client_new(struct event_base *base, const char *addr, struct obs *o,
-                                 struct pigeon_options *opts)
-{
-    struct pigeon_options def;
-    pigeon_client *c;
-    if (opts == NULL) {
-        test_options(&def);
-        opts = &def;
-    }
-    opts->on_state = obs_state_cb;
-    opts->state_arg = o;
-    opts->on_error = obs_error_cb;
-    opts->error_arg = o;
-    ck_assert_int_eq(pigeon_connect(base, addr, opts, &c), PIGEON_OK);
-    return c;
-}
-
-static bool connected(void *arg)
-{
-    return ((struct obs *)arg)->connected > 0;
-}
-
-static bool done(void *arg)
-{
-    return ((struct obs *)arg)->done > 0;
-}
-
-static bool closed(void *arg)
-{
-    return ((struct obs *)arg)->closed > 0;
-}
-
-struct at_least {
-    const int *v;
-    int n;
-};
-
-static bool reached(void *arg)
-{
-    struct at_least *a = arg;
-    return *a->v >= a->n;
-}
-
 /* "127.0.0.1:PORT" in BUF (64 bytes). */
 static const char *tcp_addr(char *buf, int port)
 {
@@ -118,7 +29,7 @@ static void confirm(struct event_base *base, pigeon_client *c, const char *topic
 {
     o->done = 0;
     ck_assert_int_eq(pigeon_publish_confirm(c, topic, p, len, NULL, obs_done_cb, o), PIGEON_OK);
-    ck_assert(run_until(base, done, o));
+    ck_assert(run_until(base, obs_done, o));
 }
 
 /* ------------------------------------------------------- server down */
@@ -182,10 +93,10 @@ START_TEST(test_down_at_connect_async)
 
     test_options(&opts);
     opts.reconnect = 0;
-    pigeon_client *c = client_new(base, tcp_addr(addr, free_port()), &o, &opts);
+    pigeon_client *c = obs_connect(base, tcp_addr(addr, free_port()), &o, &opts);
     /* Accepted while connecting, failed when the attempt fails. */
     ck_assert_int_eq(pigeon_publish_confirm(c, "a", &x, 1, NULL, obs_done_cb, &d), PIGEON_OK);
-    ck_assert(run_until(base, closed, &o));
+    ck_assert(run_until(base, obs_closed, &o));
     ck_assert_int_eq(o.last_err, PIGEON_ECONNECT);
     ck_assert_int_eq(o.connected, 0);
     ck_assert_int_eq(d.done, 1);
@@ -209,7 +120,7 @@ START_TEST(test_down_then_up)
     char bind[64];
     const uint8_t x = 0x01;
 
-    pigeon_client *c = client_new(base, tcp_addr(addr, port), &o, NULL);
+    pigeon_client *c = obs_connect(base, tcp_addr(addr, port), &o, NULL);
     ck_assert_int_eq(pigeon_subscribe(c, "early", NULL, obs_msg_cb, &m, NULL), PIGEON_OK);
     for (int i = 0; i < 3; i++)
         ck_assert_int_eq(pigeon_publish(c, "early", &x, 1, NULL), PIGEON_OK);
@@ -218,7 +129,7 @@ START_TEST(test_down_then_up)
     ck_assert_int_eq(o.last_err, PIGEON_ECONNECT);
     snprintf(bind, sizeof(bind), "127.0.0.1:%d", port);
     broker_start(&b, bind, NULL);
-    ck_assert(run_until(base, connected, &o));
+    ck_assert(run_until(base, obs_connected, &o));
     struct at_least three = {&m.msgs, 3};
     ck_assert(run_until(base, reached, &three));
     pigeon_close(c);
@@ -239,14 +150,14 @@ START_TEST(test_restart_mid_stream)
 
     snprintf(bind, sizeof(bind), "127.0.0.1:%d", free_port());
     broker_start(&b, bind, NULL);
-    pigeon_client *sub = client_new(base, b.addr, &so, NULL);
-    pigeon_client *pub = client_new(base, b.addr, &po, NULL);
-    ck_assert(run_until(base, connected, &so));
-    ck_assert(run_until(base, connected, &po));
+    pigeon_client *sub = obs_connect(base, b.addr, &so, NULL);
+    pigeon_client *pub = obs_connect(base, b.addr, &po, NULL);
+    ck_assert(run_until(base, obs_connected, &so));
+    ck_assert(run_until(base, obs_connected, &po));
     struct pigeon_sub_opts sopts = {.on_done = obs_done_cb, .done_arg = &cf};
     ck_assert_int_eq(pigeon_subscribe(sub, "rs.>", &sopts, obs_msg_cb, &sm, NULL), PIGEON_OK);
     ck_assert_int_eq(pigeon_subscribe(sub, "own", NULL, obs_msg_cb, &own, NULL), PIGEON_OK);
-    ck_assert(run_until(base, done, &cf));
+    ck_assert(run_until(base, obs_done, &cf));
     for (int i = 0; i < 10; i++)
         ck_assert_int_eq(pigeon_publish(pub, "rs.a", &x, 1, NULL), PIGEON_OK);
     struct at_least ten = {&sm.msgs, 10};
@@ -381,7 +292,7 @@ START_TEST(test_buffer_over_new_limit)
     opts.error_arg = &k;
     pigeon_client *c;
     ck_assert_int_eq(pigeon_connect(base, b.addr, &opts, &c), PIGEON_OK);
-    ck_assert(run_until(base, connected, &o));
+    ck_assert(run_until(base, obs_connected, &o));
     ck_assert_uint_eq(pigeon_max_payload(c), 64 * 1024);
     ck_assert_int_eq(pigeon_subscribe(c, "nl.>", NULL, shrink_msg_cb, &k, NULL), PIGEON_OK);
 
@@ -441,8 +352,8 @@ START_TEST(test_bad_topic_local)
     const uint8_t x = 0x01;
 
     broker_start(&b, "127.0.0.1:0", NULL);
-    pigeon_client *c = client_new(base, b.addr, &o, NULL);
-    ck_assert(run_until(base, connected, &o));
+    pigeon_client *c = obs_connect(base, b.addr, &o, NULL);
+    ck_assert(run_until(base, obs_connected, &o));
     ck_assert_int_eq(pigeon_publish(c, "a..b", &x, 1, NULL), PIGEON_ERR_BAD_TOPIC);
     ck_assert_ptr_nonnull(strstr(pigeon_errmsg(c), "empty token"));
     ck_assert_int_eq(pigeon_publish(c, "a.*", &x, 1, NULL), PIGEON_ERR_BAD_TOPIC);
@@ -479,8 +390,8 @@ START_TEST(test_bad_topic_server)
     broker_start(&b, "127.0.0.1:0", NULL);
     test_options(&opts);
     opts.verify_topics = 0; /* let the broker judge */
-    pigeon_client *c = client_new(base, b.addr, &o, &opts);
-    ck_assert(run_until(base, connected, &o));
+    pigeon_client *c = obs_connect(base, b.addr, &o, &opts);
+    ck_assert(run_until(base, obs_connected, &o));
     struct obs r = {0};
     confirm(base, c, "a..b", &x, 1, &r);
     ck_assert_int_eq(r.done_err, PIGEON_ERR_BAD_TOPIC);
@@ -495,7 +406,7 @@ START_TEST(test_bad_topic_server)
     /* A refused subscription is removed and reported to on_done. */
     struct pigeon_sub_opts so = {.on_done = obs_done_cb, .done_arg = &sd};
     ck_assert_int_eq(pigeon_subscribe(c, "a.>.b", &so, obs_msg_cb, &m, &id), PIGEON_OK);
-    ck_assert(run_until(base, done, &sd));
+    ck_assert(run_until(base, obs_done, &sd));
     ck_assert_int_eq(sd.done_err, PIGEON_ERR_BAD_TOPIC);
     ck_assert_uint_eq(sd.done_result, id);
     ck_assert_int_eq(pigeon_unsubscribe(c, id), PIGEON_EINVAL);
@@ -529,8 +440,8 @@ START_TEST(test_too_large_local)
     ok[1] = (sizeof(ok) - 3) >> 8;
     ok[2] = (sizeof(ok) - 3) & 0xff;
     broker_start(&b, "127.0.0.1:0", "max_payload = 1k");
-    pigeon_client *c = client_new(base, b.addr, &o, NULL);
-    ck_assert(run_until(base, connected, &o));
+    pigeon_client *c = obs_connect(base, b.addr, &o, NULL);
+    ck_assert(run_until(base, obs_connected, &o));
     ck_assert_uint_eq(pigeon_max_payload(c), 1024);
     ck_assert_int_eq(pigeon_publish(c, "big", big, sizeof(big), NULL), PIGEON_ERR_TOO_LARGE);
     struct obs r = {0};
@@ -558,9 +469,9 @@ START_TEST(test_too_large_before_hello)
     big[1] = (sizeof(big) - 3) >> 8;
     big[2] = (sizeof(big) - 3) & 0xff;
     broker_start(&b, "127.0.0.1:0", "max_payload = 1k");
-    pigeon_client *c = client_new(base, b.addr, &o, NULL);
+    pigeon_client *c = obs_connect(base, b.addr, &o, NULL);
     ck_assert_int_eq(pigeon_publish(c, "big", big, sizeof(big), NULL), PIGEON_OK);
-    ck_assert(run_until(base, connected, &o));
+    ck_assert(run_until(base, obs_connected, &o));
     ck_assert_int_eq(o.errors, 1);
     ck_assert_int_eq(o.last_error, PIGEON_ERR_TOO_LARGE);
     ck_assert_int_eq(pigeon_publish(c, "big", big, sizeof(big), NULL), PIGEON_ERR_TOO_LARGE);
@@ -588,8 +499,8 @@ START_TEST(test_malformed_payloads)
     memset(deep, 0x91, sizeof(deep));
     deep[sizeof(deep) - 1] = 0x01; /* 39 nested arrays around 1 */
     broker_start(&b, "127.0.0.1:0", NULL);
-    pigeon_client *c = client_new(base, b.addr, &o, NULL);
-    ck_assert(run_until(base, connected, &o));
+    pigeon_client *c = obs_connect(base, b.addr, &o, NULL);
+    ck_assert(run_until(base, obs_connected, &o));
     ck_assert_int_eq(pigeon_publish(c, "t", reserved, sizeof(reserved), NULL), PIGEON_EINVAL);
     ck_assert_int_eq(pigeon_publish(c, "t", truncated, sizeof(truncated), NULL), PIGEON_EINVAL);
     ck_assert_int_eq(pigeon_publish(c, "t", two, sizeof(two), NULL), PIGEON_EINVAL);
@@ -619,7 +530,7 @@ START_TEST(test_pending_bound)
 
     test_options(&opts);
     opts.max_pending = 1000;
-    pigeon_client *c = client_new(base, tcp_addr(addr, free_port()), &o, &opts);
+    pigeon_client *c = obs_connect(base, tcp_addr(addr, free_port()), &o, &opts);
     while ((rc = pigeon_publish(c, "q", p, sizeof(p), NULL)) == PIGEON_OK)
         accepted++;
     ck_assert_int_eq(rc, PIGEON_EFULL);
@@ -627,7 +538,7 @@ START_TEST(test_pending_bound)
     ck_assert_int_le(accepted, 10);
     ck_assert_uint_le(pigeon_outbound_bytes(c), 1000);
     opts.max_pending = 0;
-    pigeon_client *d = client_new(base, tcp_addr(addr, free_port()), &o, &opts);
+    pigeon_client *d = obs_connect(base, tcp_addr(addr, free_port()), &o, &opts);
     ck_assert_int_eq(pigeon_publish(d, "q", p, sizeof(p), NULL), PIGEON_ENOTCONN);
     pigeon_close(c);
     pigeon_close(d);
@@ -647,15 +558,15 @@ START_TEST(test_keepalive)
     broker_start(&b, "127.0.0.1:0", "idle_timeout = 2s");
     test_options(&opts);
     opts.ping_interval_ms = 200;
-    pigeon_client *a = client_new(base, b.addr, &live, &opts);
+    pigeon_client *a = obs_connect(base, b.addr, &live, &opts);
     test_options(&opts);
     opts.ping_interval_ms = 0;
     opts.reconnect = 0;
-    pigeon_client *m = client_new(base, b.addr, &mute, &opts);
-    ck_assert(run_until(base, connected, &live));
-    ck_assert(run_until(base, connected, &mute));
+    pigeon_client *m = obs_connect(base, b.addr, &mute, &opts);
+    ck_assert(run_until(base, obs_connected, &live));
+    ck_assert(run_until(base, obs_connected, &mute));
     /* The silent one is closed by the broker with code 10 ... */
-    ck_assert(run_until(base, closed, &mute));
+    ck_assert(run_until(base, obs_closed, &mute));
     ck_assert_int_eq(mute.last_err, PIGEON_ERR_LIMIT);
     ck_assert_int_eq(mute.last_error, PIGEON_ERR_LIMIT);
     /* ... while the pinging one, idle as long, stays. */

@@ -47,18 +47,27 @@ static void broker_write_config(struct broker *b, const char *bind, const char *
     fclose(f);
 }
 
-/* Reads the address from the ports file ("main ADDRESS"). */
-static bool broker_read_ports(struct broker *b)
+bool broker_address(const struct broker *b, const char *want, char *out)
 {
     char line[256], name[64], addr[192];
     FILE *f = fopen(b->ports, "r");
+    bool found = false;
+
     if (f == NULL)
         return false;
-    bool ok = fgets(line, sizeof(line), f) != NULL && sscanf(line, "%63s %191s", name, addr) == 2;
+    while (!found && fgets(line, sizeof(line), f) != NULL)
+        found = sscanf(line, "%63s %191s", name, addr) == 2 &&
+                (*want == '\0' || strcmp(name, want) == 0);
     fclose(f);
-    if (ok)
-        snprintf(b->addr, sizeof(b->addr), "%s", addr);
-    return ok;
+    if (found)
+        snprintf(out, 192, "%s", addr);
+    return found;
+}
+
+/* Reads the listener's address from the ports file ("NAME ADDRESS" lines). */
+static bool broker_read_ports(struct broker *b)
+{
+    return broker_address(b, b->listener, b->addr);
 }
 
 void broker_restart(struct broker *b)
@@ -89,7 +98,8 @@ void broker_restart(struct broker *b)
     }
 }
 
-void broker_start(struct broker *b, const char *bind, const char *extra)
+/* B's temp dir and the names of its files. */
+static void broker_init(struct broker *b, const char *listener)
 {
     memset(b, 0, sizeof(*b));
     snprintf(b->dir, sizeof(b->dir), "/tmp/libpigeon-test-XXXXXX");
@@ -97,7 +107,23 @@ void broker_start(struct broker *b, const char *bind, const char *extra)
     snprintf(b->conf, sizeof(b->conf), "%s/pigeond.conf", b->dir);
     snprintf(b->ports, sizeof(b->ports), "%s/ports", b->dir);
     snprintf(b->log, sizeof(b->log), "%s/pigeond.log", b->dir);
+    snprintf(b->listener, sizeof(b->listener), "%s", listener);
+}
+
+void broker_start(struct broker *b, const char *bind, const char *extra)
+{
+    broker_init(b, "main");
     broker_write_config(b, bind, extra);
+    broker_restart(b);
+}
+
+void broker_start_text(struct broker *b, const char *text, const char *listener)
+{
+    broker_init(b, listener);
+    FILE *f = fopen(b->conf, "w");
+    ck_assert_msg(f != NULL, "cannot write %s", b->conf);
+    fputs(text, f);
+    fclose(f);
     broker_restart(b);
 }
 
@@ -189,6 +215,76 @@ void run_for(struct event_base *base, double seconds)
 bool flag_set(void *arg)
 {
     return *(int *)arg != 0;
+}
+
+void obs_state_cb(pigeon_client *c, enum pigeon_state state, int err, void *arg)
+{
+    struct obs *o = arg;
+    o->connected += state == PIGEON_STATE_CONNECTED;
+    o->disconnected += state == PIGEON_STATE_DISCONNECTED;
+    o->closed += state == PIGEON_STATE_CLOSED;
+    if (err != PIGEON_OK)
+        o->last_err = err;
+}
+
+void obs_error_cb(pigeon_client *c, int err, const char *message, void *arg)
+{
+    struct obs *o = arg;
+    o->errors++;
+    o->last_error = err;
+    snprintf(o->error_msg, sizeof(o->error_msg), "%s", message);
+}
+
+void obs_msg_cb(pigeon_client *c, const pigeon_msg *m, void *arg)
+{
+    ((struct obs *)arg)->msgs++;
+}
+
+void obs_done_cb(pigeon_client *c, int err, uint64_t result, void *arg)
+{
+    struct obs *o = arg;
+    o->done++;
+    o->done_err = err;
+    o->done_result = result;
+}
+
+pigeon_client *obs_connect(struct event_base *base, const char *addr, struct obs *o,
+                           struct pigeon_options *opts)
+{
+    struct pigeon_options def;
+    pigeon_client *c = NULL;
+
+    if (opts == NULL) {
+        test_options(&def);
+        opts = &def;
+    }
+    opts->on_state = obs_state_cb;
+    opts->state_arg = o;
+    opts->on_error = obs_error_cb;
+    opts->error_arg = o;
+    ck_assert_int_eq(pigeon_connect(base, addr, opts, &c), PIGEON_OK);
+    return c;
+}
+
+bool obs_connected(void *arg)
+{
+    return ((struct obs *)arg)->connected > 0;
+}
+
+bool obs_closed(void *arg)
+{
+    return ((struct obs *)arg)->closed > 0;
+}
+
+bool obs_done(void *arg)
+{
+    return ((struct obs *)arg)->done > 0;
+}
+
+bool reached(void *arg)
+{
+    struct at_least *a = arg;
+    return *a->v >= a->n;
 }
 
 void test_options(struct pigeon_options *o)

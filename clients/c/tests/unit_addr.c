@@ -2,7 +2,8 @@
  * unit_addr.c - the shared address module (src/common/addr.h), which
  * libpigeon and the CLI parse with ADDR_CONNECT and pigeond's `bind` with
  * ADDR_LISTEN: every form in both roles, every refusal with its message,
- * the reserved scheme prefix, and resolution of numeric and unix addresses
+ * the tls:// scheme (to connect only) and other prefixes refused by name,
+ * and resolution of numeric and unix addresses
  * (no DNS needed).  pigeond's own messages for `bind` lines are checked
  * again, through the config file, by tests/unit_config.c.
  */
@@ -154,10 +155,48 @@ START_TEST(test_refusals_by_role)
 }
 END_TEST
 
-START_TEST(test_scheme_reserved)
+/* S parses to connect as TCP under TLS to HOST:PORT, and formats back as FORMATTED. */
+static void tls_ok(const char *s, const char *host, unsigned port, const char *formatted)
 {
-    both_bad("tls://broker.example:7400", "unsupported scheme 'tls://'");
-    both_bad("TCP://127.0.0.1:1", "unsupported scheme 'TCP://'");
+    struct addr a;
+    char why[ADDR_WHY_MAX] = "", buf[300];
+    ck_assert_msg(addr_parse(s, ADDR_CONNECT, &a, why, sizeof(why)) == 0, "'%s' refused: %s", s,
+                  why);
+    ck_assert_int_eq(a.scheme, ADDR_SCHEME_TLS);
+    ck_assert_int_eq(a.kind, ADDR_TCP);
+    ck_assert_str_eq(a.host, host);
+    ck_assert_uint_eq(a.port, port);
+    addr_format(&a, buf, sizeof(buf));
+    ck_assert_str_eq(buf, formatted);
+}
+
+START_TEST(test_scheme_tls)
+{
+    tls_ok("tls://broker.example:7401", "broker.example", 7401, "tls://broker.example:7401");
+    tls_ok("tls://127.0.0.1:7401", "127.0.0.1", 7401, "tls://127.0.0.1:7401");
+    tls_ok("tls://[::1]:7401", "::1", 7401, "tls://[::1]:7401");
+    tls_ok("tls://broker.example", "broker.example", 7400, "tls://broker.example:7400");
+    tls_ok("tls://[::1]", "::1", 7400, "tls://[::1]:7400");
+    tls_ok("tls://7401", "127.0.0.1", 7401, "tls://127.0.0.1:7401");
+    tls_ok("TLS://h:1", "h", 1, "tls://h:1");
+    /* The rest is checked as without the prefix. */
+    parse_bad("tls://", ADDR_CONNECT, "nothing after tls://");
+    parse_bad("tls://h:99999", ADDR_CONNECT, "the port must be a number from 1 to 65535");
+    parse_bad("tls://::1:7400", ADDR_CONNECT, "an IPv6 address needs brackets");
+    parse_bad("tls://unix:/run/p.sock", ADDR_CONNECT, "TLS is for TCP");
+    /* A listener speaks TLS by its configuration, not by its address. */
+    parse_bad("tls://127.0.0.1:7401", ADDR_LISTEN, "tls:// is for clients");
+}
+END_TEST
+
+START_TEST(test_scheme_others_refused)
+{
+    parse_bad("tcp://127.0.0.1:1", ADDR_CONNECT,
+              "unsupported scheme 'tcp://': expected host:port, [v6addr]:port, unix:/path or "
+              "tls://host:port");
+    parse_bad("TCP://127.0.0.1:1", ADDR_LISTEN,
+              "unsupported scheme 'TCP://': expected host:port, [v6addr]:port or unix:/path");
+    both_bad("tlsx://h:1", "unsupported scheme 'tlsx://'");
     /* Not a scheme name before "://": the shapes say what is wrong. */
     both_bad("1x://h:1", "an IPv6 address needs brackets");
     parse_ok("unix:/tmp/a://b", ADDR_CONNECT, ADDR_UNIX, NULL, 0, "/tmp/a://b");
@@ -225,7 +264,8 @@ int main(void)
     tc = tcase_create("refusals");
     tcase_add_test(tc, test_refusals_common);
     tcase_add_test(tc, test_refusals_by_role);
-    tcase_add_test(tc, test_scheme_reserved);
+    tcase_add_test(tc, test_scheme_tls);
+    tcase_add_test(tc, test_scheme_others_refused);
     tcase_add_test(tc, test_message_fits);
     suite_add_tcase(s, tc);
     tc = tcase_create("resolve");

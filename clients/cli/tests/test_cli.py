@@ -564,8 +564,10 @@ class CliTest(CliBase):
                          ("0", "the port must be a number from 1 to 65535"),
                          ("::1:7400", "an IPv6 address needs brackets: [addr]:port"),
                          ("127.1:7400", "not an IPv4 address or a host name"),
-                         ("tls://127.0.0.1:%s" % port, "unsupported scheme 'tls://': expected "
-                          "host:port, [v6addr]:port or unix:/path")):
+                         ("tcp://127.0.0.1:%s" % port, "unsupported scheme 'tcp://': expected "
+                          "host:port, [v6addr]:port, unix:/path or tls://host:port"),
+                         ("tls://unix:/tmp/x.sock", "TLS is for TCP: tls://host:port, not a unix "
+                          "socket (its file mode guards it)")):
             for args in (["pub", "-s", bad, "addr.t", "1"], ["sub", "-s", bad, "addr.t"],
                          ["bench", "-s", bad, "--msgs", "1"]):
                 with self.subTest(args=args):

@@ -10,11 +10,13 @@ lists them for users:
     host, [v6]    the default port, 7400
     port          a bare number N: 127.0.0.1:N
     unix:/path    a unix domain socket (at most 107 bytes of path)
+    tls://FORM    any of the TCP forms above, under TLS: "tls://broker.example:7401"
 
 A host name is dot-separated labels of letters, digits, '-' and '_' (1..63
 bytes each, 253 in all); a host of only digits and dots must be a dotted
-quad.  Ports are 1..65535.  A "NAME://" prefix is reserved for other
-transports ("tls://" for TLS): none exists yet, so any is refused by name.
+quad.  Ports are 1..65535.  "tls://" (in any case) is the one "NAME://"
+prefix there is; any other is refused by name, and so is TLS over a unix
+socket (its file mode guards it).
 
 Parsing does no I/O.  An address that is none of these raises BadAddress
 (a ValueError) naming the address and what is wrong with it.
@@ -45,8 +47,7 @@ _ZONE = re.compile(r"[A-Za-z0-9_.-]{1,%d}\Z" % ZONE_MAX)
 class Address:
     """Where a broker listens: TCP host and port, or a unix socket path.
 
-    scheme is "" (plain TCP or a unix socket): the room a transport such
-    as TLS will take.
+    scheme is "" (plain TCP or a unix socket) or "tls" (TCP under TLS).
     """
 
     host: Optional[str]
@@ -58,12 +59,17 @@ class Address:
     def is_unix(self) -> bool:
         return self.path is not None
 
+    @property
+    def is_tls(self) -> bool:
+        return self.scheme == "tls"
+
     def __str__(self) -> str:
         if self.path is not None:
             return "unix:" + self.path
+        prefix = "tls://" if self.is_tls else ""
         if ":" in self.host:
-            return "[%s]:%d" % (self.host, self.port)
-        return "%s:%d" % (self.host, self.port)
+            return "%s[%s]:%d" % (prefix, self.host, self.port)
+        return "%s%s:%d" % (prefix, self.host, self.port)
 
 
 def parse_address(address: Optional[str] = None) -> Address:
@@ -91,14 +97,26 @@ def _parse(s: str) -> Address:
     if not s:
         raise _Bad("empty address")
     m = _SCHEME.match(s)
+    if m and m.group(0).lower() == "tls://":
+        return _parse_tls(s[len(m.group(0)):])
     if m:
-        raise _Bad("unsupported scheme %r: expected host:port, [v6addr]:port or unix:/path"
-                   % m.group(0)[:19])
+        raise _Bad("unsupported scheme %r: expected host:port, [v6addr]:port, unix:/path or "
+                   "tls://host:port" % m.group(0)[:19])
     if s.startswith("unix:"):
         return _parse_unix(s[5:])
     if s.startswith("["):
         return _parse_v6(s)
     return _parse_host_port(s)
+
+
+def _parse_tls(rest: str) -> Address:
+    """What follows "tls://": a TCP form."""
+    if not rest:
+        raise _Bad("nothing after tls://: expected tls://host:port")
+    if rest.startswith("unix:"):
+        raise _Bad("TLS is for TCP: tls://host:port, not a unix socket (its file mode guards it)")
+    a = _parse_v6(rest) if rest.startswith("[") else _parse_host_port(rest)
+    return Address(a.host, a.port, None, "tls")
 
 
 def _parse_port(text: str) -> int:

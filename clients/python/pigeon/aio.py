@@ -6,7 +6,9 @@
             print(msg.topic, msg.payload)
 
 The session's state and rules are session.py's (shared with the blocking
-client); this file is the asyncio I/O around them.
+client); this file is the asyncio I/O around them.  Under TLS (tls://
+addresses) asyncio's own TLS carries the streams, with the context
+tls.client_context made.
 
 Tasks.  Each connection has a reader task that cuts frames, hands them to
 the session, resolves the futures of calls and queues messages on their
@@ -23,13 +25,15 @@ from the event loop that made it (as with any asyncio object).
 """
 
 import asyncio
+import ssl
 import time
 import warnings
 from typing import Any, Callable, Mapping, Optional
 
 from . import protocol as proto
-from .errors import (AuthFailed, AuthRequired, BadParams, ClientClosed, ConnectError,
-                     ConnectionLost, PigeonError, TimeoutError)
+from . import tls
+from .errors import (AuthError, BadParams, ClientClosed, ConnectError, ConnectionLost,
+                     PigeonError, TimeoutError, TlsError)
 from .protocol import Backoff, Message
 from .session import (CLOSED, CONNECTED, DEFAULT_MAX_BUFFER, DEFAULT_MAX_PENDING,
                       DEFAULT_PING_INTERVAL, DEFAULT_TIMEOUT, LOST, RECONNECTING, Link, OnDone,
@@ -240,13 +244,17 @@ class AsyncClient(SessionFacade):
                  max_pending: Optional[int] = DEFAULT_MAX_PENDING,
                  on_error: Optional[Callable[[PigeonError], None]] = None,
                  token: Optional[str] = None, user: Optional[str] = None,
-                 password: Optional[str] = None):
+                 password: Optional[str] = None, ssl_context: Optional[ssl.SSLContext] = None,
+                 ca: Optional[str] = None, cert: Optional[str] = None,
+                 key: Optional[str] = None, insecure: bool = False):
         self._session = Session(address, name=name, timeout=timeout, reconnect=reconnect,
                                 max_attempts=max_attempts, backoff=backoff,
                                 ping_interval=ping_interval, max_buffer=max_buffer,
                                 buffer_full=buffer_full, max_pending=max_pending,
                                 on_error=on_error, token=token, user=user, password=password,
                                 changed=self._state_changed)
+        self._ssl = tls.client_context(self._session.address, ssl_context, ca, cert, key,
+                                       insecure)
         self._changed = asyncio.Event()   # set, and replaced, on each state change
         self._inbox_lock = asyncio.Lock()
         self._supervisor: Optional[asyncio.Task] = None
@@ -376,8 +384,8 @@ class AsyncClient(SessionFacade):
             try:
                 await self._establish()
                 break
-            except (AuthFailed, AuthRequired):
-                self._set_lost(None)
+            except (AuthError, TlsError):
+                self._set_lost(None)  # what no retry can fix
                 raise
             except (OSError, PigeonError) as e:
                 attempt += 1
@@ -391,19 +399,46 @@ class AsyncClient(SessionFacade):
         self._supervisor = asyncio.get_running_loop().create_task(self._supervise())
         return self
 
-    async def _establish(self) -> None:
+    async def _open(self):
+        """Streams to the broker, under TLS for tls:// (the handshake done);
+        raises ConnectError, TlsError."""
         s = self._session
         limit = 4 * proto.READ_CHUNK
+        if s.address.is_unix:
+            opening = asyncio.open_unix_connection(s.address.path, limit=limit)
+        elif self._ssl is not None:
+            opening = asyncio.open_connection(s.address.host, s.address.port, limit=limit,
+                                              ssl=self._ssl,
+                                              server_hostname=tls.server_hostname(s.address),
+                                              ssl_handshake_timeout=s.timeout)
+        else:
+            opening = asyncio.open_connection(s.address.host, s.address.port, limit=limit)
         try:
-            if s.address.is_unix:
-                opening = asyncio.open_unix_connection(s.address.path, limit=limit)
-            else:
-                opening = asyncio.open_connection(s.address.host, s.address.port, limit=limit)
-            reader, writer = await asyncio.wait_for(opening, s.timeout)
+            return await asyncio.wait_for(opening, s.timeout)
         except asyncio.TimeoutError as e:
             raise ConnectError("timed out") from e
+        except ssl.SSLError as e:
+            raise tls.handshake_error(s.address, e) from e
         except OSError as e:
             raise ConnectError(str(e)) from e
+
+    async def _hello(self, conn: "_AConn") -> Any:
+        """As Client._hello: the reader's TlsError wins over a failed write."""
+        s = self._session
+        try:
+            return await self._call_on(conn, "hello", s.hello_params(), s.timeout)
+        except AuthError as e:
+            raise s.hello_refused(e) from None
+        except ConnectionLost:
+            if self._ssl is not None and conn.task is not None:
+                await asyncio.wait([conn.task], timeout=s.timeout)
+            if conn.tls_error is not None:
+                raise conn.tls_error from None
+            raise
+
+    async def _establish(self) -> None:
+        s = self._session
+        reader, writer = await self._open()
         conn = _AConn(reader, writer, s.next_gen())
         if s.state == CLOSED:
             conn.abort()
@@ -411,7 +446,7 @@ class AsyncClient(SessionFacade):
         s.link = conn
         conn.task = asyncio.get_running_loop().create_task(self._read_loop(conn))
         try:
-            s.hello_done(await self._call_on(conn, "hello", s.hello_params(), s.timeout))
+            s.hello_done(await self._hello(conn))
             if s.state == CLOSED:
                 raise ClientClosed("client closed")
             if not conn.alive:
@@ -575,6 +610,8 @@ class AsyncClient(SessionFacade):
                 run(self._session.receive(conn, conn.decoder.feed(data)))
         except asyncio.CancelledError:
             raise
+        except ssl.SSLError as e:  # an alert: say the broker refused our certificate
+            exc = conn.tls_error = tls.stream_error(self._session.address, e)
         except (OSError, PigeonError) as e:
             exc = e
         except Exception as e:
@@ -642,6 +679,10 @@ class AsyncClient(SessionFacade):
                 await self._establish()
                 s.reconnects += 1
                 log.info("pigeon %s: reconnected", s.address)
+                return
+            except AuthError as e:  # the same credentials would be refused again
+                log.warning("pigeon %s: %s; giving up", s.address, e)
+                self._set_lost(ConnectionLost("login to %s refused" % (s.address,), e))
                 return
             except (OSError, PigeonError) as e:
                 last = e

@@ -6,7 +6,9 @@
             print(msg.topic, msg.payload)
 
 The session's state and rules are session.py's (shared with the asyncio
-client); this file is the blocking I/O around them.
+client); this file is the blocking I/O around them.  Under TLS (tls://
+addresses) a connection's socket is a tls.TlsSocket, which the reader and
+the writers share as they share a plain one.
 
 Threads.  Each connection has a reader thread that owns the socket's input:
 it cuts frames, hands them to the session (under _lock), then wakes the
@@ -29,14 +31,16 @@ several threads at once (each message goes to one of them).  A Message is
 not changed after it is made.
 """
 
+import ssl
 import threading
 import time
 from typing import Any, Callable, Iterator, Mapping, Optional
 
 from . import protocol as proto
+from . import tls
 from .address import open_socket
-from .errors import (AuthFailed, AuthRequired, BadParams, ClientClosed, ConnectError,
-                     ConnectionLost, PigeonError, TimeoutError)
+from .errors import (AuthError, BadParams, ClientClosed, ConnectError, ConnectionLost,
+                     PigeonError, TimeoutError, TlsError)
 from .protocol import Backoff, Message
 from .session import (CLOSED, CONNECTED, CONNECTING, DEFAULT_MAX_BUFFER,  # noqa: F401
                       DEFAULT_MAX_PENDING, DEFAULT_PING_INTERVAL, DEFAULT_TIMEOUT, LOST,
@@ -195,7 +199,9 @@ class Client(SessionFacade):
                  max_pending: Optional[int] = DEFAULT_MAX_PENDING,
                  on_error: Optional[Callable[[PigeonError], None]] = None,
                  token: Optional[str] = None, user: Optional[str] = None,
-                 password: Optional[str] = None):
+                 password: Optional[str] = None, ssl_context: Optional[ssl.SSLContext] = None,
+                 ca: Optional[str] = None, cert: Optional[str] = None,
+                 key: Optional[str] = None, insecure: bool = False):
         self._wlock = threading.Lock()
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
@@ -207,6 +213,8 @@ class Client(SessionFacade):
                                 buffer_full=buffer_full, max_pending=max_pending,
                                 on_error=on_error, token=token, user=user, password=password,
                                 changed=self._cond.notify_all)
+        self._ssl = tls.client_context(self._session.address, ssl_context, ca, cert, key,
+                                       insecure)
         self._inbox_lock = threading.Lock()
         self._supervisor: Optional[threading.Thread] = None
 
@@ -358,8 +366,8 @@ class Client(SessionFacade):
             try:
                 self._establish()
                 break
-            except (AuthFailed, AuthRequired):
-                self._set_lost(None)
+            except (AuthError, TlsError):
+                self._set_lost(None)  # what no retry can fix
                 raise
             except (OSError, PigeonError) as e:
                 attempt += 1
@@ -382,10 +390,7 @@ class Client(SessionFacade):
         Raises OSError or PigeonError; the state is CONNECTED on return.
         """
         s = self._session
-        try:
-            sock = open_socket(s.address, s.timeout)
-        except OSError as e:
-            raise ConnectError(str(e)) from e
+        sock = self._open()
         conn = _Conn(sock, s.next_gen())
         conn.thread = threading.Thread(target=self._read_loop, args=(conn,), daemon=True,
                                        name="pigeon-reader-%d" % conn.gen)
@@ -398,7 +403,7 @@ class Client(SessionFacade):
             conn.close()
             raise ClientClosed("client closed")
         try:
-            s.hello_done(self._call_on(conn, "hello", s.hello_params(), s.timeout))
+            s.hello_done(self._hello(conn))
             with self._wlock:
                 with self._lock:
                     if s.state == CLOSED:
@@ -413,6 +418,48 @@ class Client(SessionFacade):
                     s.set_state(CONNECTED)
         except BaseException:
             conn.close()
+            raise
+
+    def _open(self):
+        """A connected socket to the broker, under TLS for tls:// (the
+        handshake done); raises ConnectError, TlsError."""
+        s = self._session
+        try:
+            sock = open_socket(s.address, s.timeout)
+        except OSError as e:
+            raise ConnectError(str(e)) from e
+        if self._ssl is None:
+            return sock
+        try:
+            wrapped = tls.TlsSocket(sock, self._ssl, s.address)
+            wrapped.handshake(s.timeout, proto.READ_CHUNK)
+            return wrapped
+        except TlsError:
+            sock.close()
+            raise
+        except OSError as e:  # the socket's own failure, a timeout
+            sock.close()
+            raise ConnectError("TLS handshake with %s: %s" % (s.address, e)) from e
+        except BaseException:
+            sock.close()
+            raise
+
+    def _hello(self, conn: _Conn) -> Any:
+        """Says hello on CONN: its result, or the refusal.  A broker that
+        refuses this client's certificate (TLS 1.3 says so after the
+        handshake) sends an alert and closes: the hello's write may fail
+        first, but the reader reads the alert, and its TlsError is the one
+        raised."""
+        s = self._session
+        try:
+            return self._call_on(conn, "hello", s.hello_params(), s.timeout)
+        except AuthError as e:
+            raise s.hello_refused(e) from None
+        except ConnectionLost:
+            if self._ssl is not None and conn.thread is not threading.current_thread():
+                conn.thread.join(s.timeout)  # the socket is shut down: it ends soon
+            if conn.tls_error is not None:
+                raise conn.tls_error from None
             raise
 
     # ----------------------------------------------------------- writing
@@ -609,6 +656,8 @@ class Client(SessionFacade):
                 run(effects)
         except (OSError, PigeonError) as e:
             exc = e
+            if isinstance(e, TlsError):
+                conn.tls_error = e
         except Exception as e:  # a bug: report it, and treat the stream as lost
             log.exception("pigeon reader failed")
             exc = e
@@ -691,6 +740,10 @@ class Client(SessionFacade):
                 s.reconnects += 1
                 log.info("pigeon %s: reconnected", s.address)
                 return
+            except AuthError as e:  # the same credentials would be refused again
+                log.warning("pigeon %s: %s; giving up", s.address, e)
+                self._set_lost(ConnectionLost("login to %s refused" % (s.address,), e))
+                return
             except (OSError, PigeonError) as e:
                 last = e
                 log.debug("pigeon %s: reconnect attempt %d failed: %s", s.address, attempt, e)
@@ -707,11 +760,14 @@ def connect(address: Optional[str] = None, *, name: Optional[str] = None,
             max_pending: Optional[int] = DEFAULT_MAX_PENDING,
             on_error: Optional[Callable[[PigeonError], None]] = None,
             token: Optional[str] = None, user: Optional[str] = None,
-            password: Optional[str] = None) -> Client:
+            password: Optional[str] = None, ssl_context: Optional[ssl.SSLContext] = None,
+            ca: Optional[str] = None, cert: Optional[str] = None, key: Optional[str] = None,
+            insecure: bool = False) -> Client:
     """Connects to a broker and says hello; returns a Client.
 
-    address        "host:port", "host", "[v6]:port" or "unix:/path"; None
-                   means $PIGEON_SERVER, else "127.0.0.1:7400"
+    address        "host:port", "host", "[v6]:port" or "unix:/path", or a
+                   TCP form after "tls://" for TLS; None means
+                   $PIGEON_SERVER, else "127.0.0.1:7400"
     name           the client's name in the broker's log
     timeout        default seconds for connecting and for any call
     reconnect      survive a lost connection: reconnect with backoff,
@@ -726,13 +782,25 @@ def connect(address: Optional[str] = None, *, name: Optional[str] = None,
                    and counted in Subscription.dropped (None or 0: no limit)
     on_error       called with broker errors not tied to a call (from the
                    reader thread); by default they are logged
-    token, user, password   sent in hello; reserved for authentication,
-                   which the broker does not have yet
+    user, password the login (or token): sent in hello on every connection,
+    token          reconnects included.  Off this machine, use tls:// so
+                   they do not cross the network in clear
+    ssl_context    tls:// only: an ssl.SSLContext of the program's own,
+                   used as it is; or, to have one made:
+    ca             a PEM file of the CAs the broker's certificate must chain
+                   to (default: the system's)
+    cert, key      a client certificate (and its key, if not in the same
+                   PEM file); a broker may log in the user its CN names
+    insecure       True: do not verify the broker's certificate (tests only)
 
     Raises ConnectError when the broker cannot be reached (after the
-    attempts allowed), AuthFailed for bad credentials.
+    attempts allowed), AuthError (AuthFailed) for a refused login, TlsError
+    when TLS fails (a certificate that does not verify, a file that cannot
+    be loaded), ValueError for TLS options with a plain address.
     """
     return Client(address, name=name, timeout=timeout, reconnect=reconnect,
                   max_attempts=max_attempts, backoff=backoff, ping_interval=ping_interval,
                   max_buffer=max_buffer, buffer_full=buffer_full, max_pending=max_pending,
-                  on_error=on_error, token=token, user=user, password=password)._start()
+                  on_error=on_error, token=token, user=user, password=password,
+                  ssl_context=ssl_context, ca=ca, cert=cert, key=key,
+                  insecure=insecure)._start()

@@ -66,19 +66,29 @@ class TooLarge(PigeonError, ValueError):
     code = 5
 
 
-class AuthRequired(PigeonError):
-    """Code 6: the broker wants a hello with credentials first (fatal).
-    Reserved: the broker has no authentication yet."""
+class AuthError(PigeonError):
+    """Codes 6 and 7: the broker refused the login (fatal: it closes the
+    connection).  connect() raises it at once, and a reconnect that meets
+    it gives up: the same credentials would be refused again.  The message
+    is the broker's, then which credentials were sent (never their value):
+    "authentication failed (as user 'alice')"."""
+
+
+class AuthRequired(AuthError):
+    """Code 6: the broker wants a hello with credentials first."""
     code = 6
 
 
-class AuthFailed(PigeonError):
-    """Code 7: wrong credentials (fatal).  Reserved, as AuthRequired."""
+class AuthFailed(AuthError):
+    """Code 7: wrong or missing credentials."""
     code = 7
 
 
 class Forbidden(PigeonError):
-    """Code 8: a publication to a '$' topic (later also what an ACL denies)."""
+    """Code 8: the user may not do this: publish to the topic, subscribe
+    with the pattern, ask for replies on the reply_to; or anyone publishing
+    to a '$' topic.  The message is the broker's and names the topic ("not
+    allowed to publish to 'orders.admin.x'"); the connection stays open."""
     code = 8
 
 
@@ -102,6 +112,14 @@ class BadAddress(PigeonError, ValueError):
 
 class ConnectError(PigeonError, builtins.ConnectionError):
     """The broker could not be reached (no one listening, no such host)."""
+
+
+class TlsError(ConnectError):
+    """TLS failed (tls:// addresses): the broker's certificate did not
+    verify (an unknown CA, a name it is not for), the handshake failed, the
+    broker refused this client's certificate, or a CA, certificate or key
+    file could not be loaded.  The message says which.  Not retried before
+    a first connection was made: a wrong CA or name does not fix itself."""
 
 
 class ConnectionLost(PigeonError, builtins.ConnectionError):

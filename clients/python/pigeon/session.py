@@ -30,6 +30,7 @@ of a subscription, before its first message).
 
 import itertools
 import logging
+import re
 import secrets
 import time
 from collections import deque
@@ -38,7 +39,8 @@ from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 from . import protocol as proto
 from .address import Address, parse_address
-from .errors import BufferFull, ClientClosed, ConnectionLost, NoResponders, PigeonError, error_for
+from .errors import (AuthError, BufferFull, ClientClosed, ConnectionLost, NoResponders,
+                     PigeonError, error_for)
 from .protocol import Backoff, Message
 
 log = logging.getLogger("pigeon")
@@ -54,6 +56,9 @@ DEFAULT_TIMEOUT = 10.0
 DEFAULT_PING_INTERVAL = 60.0
 DEFAULT_MAX_BUFFER = 8 << 20
 DEFAULT_MAX_PENDING = 65536
+
+# A user name the broker accepts, and thus a topic token (docs/security.md).
+_USER_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}\Z")
 
 Effects = List[Callable[[], None]]
 OnDone = Callable[[Any, Any], Effects]
@@ -99,6 +104,7 @@ class Link:
         self.subs: Dict[int, "SubscriptionQueue"] = {}  # the broker's sid -> subscription
         self.last_send = time.monotonic()
         self.error: Optional[PigeonError] = None  # the broker's last error notification
+        self.tls_error: Optional[PigeonError] = None  # TLS failing under the reader (an alert)
         self.alive = True
 
 
@@ -214,7 +220,10 @@ class Session:
         self.buffered = 0
         self.lost_error: Optional[ConnectionLost] = None
         self.inbox: Optional[SubscriptionQueue] = None
-        self.inbox_prefix = "_INBOX." + secrets.token_hex(11)
+        # A user's own inboxes: a broker grants them with _INBOX.%u.> (docs/security.md),
+        # so that no user can read another's replies.
+        self.inbox_prefix = "_INBOX." + ("%s." % user if user and _USER_NAME.match(user) else "")
+        self.inbox_prefix += secrets.token_hex(11)
         self.replies: Dict[str, Any] = {}  # request token -> waiter
         self._gens = itertools.count(1)
         self._msgids = itertools.count(1)
@@ -357,7 +366,25 @@ class Session:
     # --------------------------------------------------- a new connection
 
     def hello_params(self) -> List[Any]:
+        """The hello's params: the name, and the credentials, on every connection."""
         return proto.hello_params(self.name, self._credentials)
+
+    def hello_refused(self, err: PigeonError) -> PigeonError:
+        """The error to raise for a hello the broker refused with ERR: a
+        refused login says which credentials were sent (never their value)."""
+        if not isinstance(err, AuthError):
+            return err
+        c = self._credentials
+        if c["token"] is not None:
+            who = "with a token"
+        elif c["user"] is not None:
+            who = "as user %r%s" % (c["user"], "" if c["password"] is not None
+                                    else ", with no password")
+        else:
+            who = "with no credentials: give user= and password=, or token="
+        refused = type(err)("%s (%s)" % (err.message, who))
+        refused.__cause__ = err
+        return refused
 
     def hello_done(self, info: Any) -> None:
         """Keeps hello's result; raises PigeonError when it is not one."""

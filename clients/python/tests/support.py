@@ -132,14 +132,16 @@ def check_sanitizers(test, log):
 class BrokerCase(unittest.TestCase):
     """One pigeond per test; connect() makes pigeon Clients closed at the end.
 
-    Override BROKER (the [broker] keys) or LISTENERS as in harness.BrokerTest.
+    Override BROKER (the [broker] keys) or LISTENERS as in harness.BrokerTest,
+    and EXTRA (config text after them, such as an [auth] section).
     """
 
     BROKER = None
     LISTENERS = None
+    EXTRA = ""
 
     def setUp(self):
-        self.broker = Broker(self.BROKER, self.LISTENERS)
+        self.broker = Broker(self.BROKER, self.LISTENERS, self.EXTRA)
         self.addCleanup(self.broker.close)  # kills it even where tearDown fails
         self.broker.start()
         self.pigeons = []
@@ -176,9 +178,10 @@ class AioBrokerCase(unittest.IsolatedAsyncioTestCase):
 
     BROKER = None
     LISTENERS = None
+    EXTRA = ""
 
     def setUp(self):
-        self.broker = Broker(self.BROKER, self.LISTENERS)
+        self.broker = Broker(self.BROKER, self.LISTENERS, self.EXTRA)
         self.addCleanup(self.broker.close)  # kills it even where tearDown fails
         self.broker.start()
         self.pigeons = []

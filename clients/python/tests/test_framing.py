@@ -36,6 +36,18 @@ class Addresses(unittest.TestCase):
         self.assertEqual(p("h:1").scheme, "")
         self.assertIs(pigeon.parse_address, address.parse_address)
 
+    def test_tls(self):
+        p, A = address.parse_address, address.Address
+        self.assertEqual(p("tls://broker.example:7401"), A("broker.example", 7401, None, "tls"))
+        self.assertEqual(p("TLS://[::1]"), A("::1", 7400, None, "tls"))
+        self.assertEqual(p("tls://7401"), A("127.0.0.1", 7401, None, "tls"))
+        self.assertEqual(str(p("tls://[::1]:7401")), "tls://[::1]:7401")
+        self.assertEqual(str(p("tls://h")), "tls://h:7400")
+        self.assertTrue(p("tls://h").is_tls)
+        self.assertFalse(p("h").is_tls)
+        with mock.patch.dict(os.environ, {"PIGEON_SERVER": "tls://broker.example:7401"}):
+            self.assertEqual(address.parse_address(None).scheme, "tls")
+
     def test_bare_number_is_a_local_port(self):
         # Not the IPv4 address 0.0.83.152 on port 7400.
         self.assertEqual(address.parse_address("21400"), address.Address("127.0.0.1", 21400, None))
@@ -77,8 +89,12 @@ class Addresses(unittest.TestCase):
             "a b:1": "not an IPv4 address or a host name",
             " 127.0.0.1:1": "not an IPv4 address or a host name",
             "caf\u00e9:1": "not an IPv4 address or a host name",
-            "tls://broker.example:7400": "unsupported scheme 'tls://': expected host:port, "
-                                         "[v6addr]:port or unix:/path",
+            "tcp://broker.example:7400": "unsupported scheme 'tcp://': expected host:port, "
+                                         "[v6addr]:port, unix:/path or tls://host:port",
+            "tls://": "nothing after tls://: expected tls://host:port",
+            "tls://unix:/run/p.sock": "TLS is for TCP: tls://host:port, not a unix socket "
+                                      "(its file mode guards it)",
+            "tls://h:99999": "the port must be a number from 1 to 65535",
         }
         for bad, why in cases.items():
             with self.subTest(bad=bad):
@@ -95,7 +111,7 @@ class Addresses(unittest.TestCase):
         self.assertEqual(str(cm.exception), "bad address '127.0.0.1:99999': the port must be a "
                          "number from 1 to 65535")
         with self.assertRaises(pigeon.BadAddress):
-            pigeon.aio.AsyncClient("tls://h:1")
+            pigeon.aio.AsyncClient("tcp://h:1")
 
 
 class Errors(unittest.TestCase):

@@ -190,5 +190,52 @@ class SessionCore(unittest.TestCase):
             self.s.check_usable()
 
 
+
+class Logins(unittest.TestCase):
+    """The credentials in every hello, the login's words, the user's inbox."""
+
+    def test_hello_carries_the_credentials(self):
+        s = session.Session("tls://h:1", name="t", user="alice", password="pw")
+        self.assertEqual(s.hello_params(), [{"client": "t", "user": "alice", "password": "pw"}])
+        self.assertEqual(s.hello_params(), s.hello_params())  # the same on every connection
+        s = session.Session("h:1", name="t", token="tok")
+        self.assertEqual(s.hello_params(), [{"client": "t", "token": "tok"}])
+
+    def test_refused_login_says_which_credentials(self):
+        cases = [({"user": "alice", "password": "secret"}, "as user 'alice'"),
+                 ({"user": "alice"}, "as user 'alice', with no password"),
+                 ({"token": "t0ken"}, "with a token"),
+                 ({}, "with no credentials: give user= and password=, or token=")]
+        for creds, says in cases:
+            with self.subTest(creds=creds):
+                s = session.Session("h:1", **creds)
+                err = s.hello_refused(pigeon.errors.error_for(7, "authentication failed"))
+                self.assertIsInstance(err, pigeon.AuthFailed)
+                self.assertIsInstance(err, pigeon.AuthError)
+                self.assertEqual(err.message, "authentication failed (%s)" % says)
+                for secret in ("secret", "t0ken"):
+                    self.assertNotIn(secret, str(err))
+        other = pigeon.errors.error_for(3, "bad params")
+        self.assertIs(session.Session("h:1").hello_refused(other), other)
+
+    def test_inbox_is_the_users_own(self):
+        s = session.Session("h:1", user="alice", password="pw")
+        self.assertRegex(s.inbox_pattern(), r"^_INBOX\.alice\.[0-9a-f]{22}\.\*$")
+        self.assertRegex(session.Session("h:1", token="t").inbox_pattern(),
+                         r"^_INBOX\.[0-9a-f]{22}\.\*$")
+        # A name no broker accepts cannot be a topic token: left out.
+        self.assertRegex(session.Session("h:1", user="a b", password="pw").inbox_pattern(),
+                         r"^_INBOX\.[0-9a-f]{22}\.\*$")
+
+    def test_auth_errors(self):
+        self.assertTrue(issubclass(pigeon.AuthRequired, pigeon.AuthError))
+        self.assertTrue(issubclass(pigeon.AuthFailed, pigeon.AuthError))
+        self.assertTrue(issubclass(pigeon.AuthError, pigeon.PigeonError))
+        self.assertTrue(issubclass(pigeon.Forbidden, pigeon.PigeonError))
+        self.assertTrue(issubclass(pigeon.TlsError, pigeon.ConnectError))
+        self.assertIsInstance(pigeon.errors.error_for(6, "x"), pigeon.AuthRequired)
+        self.assertIsInstance(pigeon.errors.error_for(8, "x"), pigeon.Forbidden)
+
+
 if __name__ == "__main__":
     support.main()
