@@ -36,8 +36,9 @@
  *
  * Reading is held while any reason in `holds` stands: its own output past
  * max_outbound (it does not read its responses), frames waiting from an
- * earlier wake-up, the broker's memory budget (budget.h), or a backplane
- * that has fallen behind (cluster.h).
+ * earlier wake-up, the broker's memory budget (budget.h), a backplane
+ * that has fallen behind (cluster.h), responses held behind one the store
+ * owes, or a store whose next commit is full (store.h).
  */
 #ifndef PIGEON_CONN_H
 #define PIGEON_CONN_H
