@@ -942,6 +942,16 @@ struct consumer *consumer_next(const struct consumer *c)
     return c->next;
 }
 
+struct stream *consumer_stream(const struct consumer *c)
+{
+    return c->st;
+}
+
+const char *consumer_filter(const struct consumer *c)
+{
+    return c->filter;
+}
+
 const char *consumer_durable_name(const struct consumer *c)
 {
     return c->durable;

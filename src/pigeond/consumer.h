@@ -158,6 +158,8 @@ void consumer_free(struct consumer *c);
 /* ------------------------------------------------------------ queries */
 
 struct consumer *consumer_next(const struct consumer *c);    /* in its stream's list */
+struct stream *consumer_stream(const struct consumer *c);
+const char *consumer_filter(const struct consumer *c); /* NULL: the whole stream */
 const char *consumer_durable_name(const struct consumer *c); /* NULL for one connection's */
 uint64_t consumer_num_pending(const struct consumer *c);     /* stored, not yet delivered */
 uint64_t consumer_ack_pending(const struct consumer *c);     /* delivered, not acked */

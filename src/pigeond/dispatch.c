@@ -673,12 +673,8 @@ static int decode_consume_opts(const struct call *k, const struct mpread *r,
 static bool may_consume(const struct call *k, const struct stream *sm,
                         const struct consumer_opts *o)
 {
-    if (o != NULL && o->filter != NULL)
-        return session_may_consume(k->s, o->filter, o->filter_len);
-    for (size_t i = 0; i < sm->conf.n_patterns; i++)
-        if (!session_may_consume(k->s, sm->conf.patterns[i], strlen(sm->conf.patterns[i])))
-            return false;
-    return true;
+    return session_may_consume(k->s, sm, o != NULL ? o->filter : NULL,
+                               o != NULL ? o->filter_len : 0);
 }
 
 static void handle_consume(const struct call *k)

@@ -22,6 +22,7 @@
 #include "router.h"
 #include "server.h"
 #include "store.h"
+#include "stream.h"
 #include "xalloc.h"
 
 /* A retained replay under way: a cursor over the store, for one subscription. */
@@ -403,12 +404,43 @@ void session_member_forget(struct session *s, struct member *m)
     }
 }
 
-bool session_may_consume(const struct session *s, const char *pattern, size_t len)
+/* May S consume through PATTERN (a filter, or one of a stream's patterns)? */
+static bool may_consume_pattern(const struct session *s, const char *pattern, size_t len)
 {
     /* A stored message is not checked again on its way out, so a consumer
      * needs what a subscription that is never filtered needs: one
      * subscribe-allow pattern covering PATTERN, no deny overlapping it. */
     return s->acl == NULL || acl_check_subscribe(s->acl, pattern, len) == ACL_SUB_ALLOWED;
+}
+
+bool session_may_consume(const struct session *s, const struct stream *st, const char *filter,
+                         size_t flen)
+{
+    if (filter != NULL)
+        return may_consume_pattern(s, filter, flen);
+    for (size_t i = 0; i < st->conf.n_patterns; i++)
+        if (!may_consume_pattern(s, st->conf.patterns[i], strlen(st->conf.patterns[i])))
+            return false;
+    return true;
+}
+
+void session_recheck_consumers(struct session *s)
+{
+    struct member *m, *next;
+    char text[160];
+
+    for (m = s->members; m != NULL; m = next) {
+        const char *filter = consumer_filter(m->cons);
+        next = m->next_in_session;
+        if (session_may_consume(s, consumer_stream(m->cons), filter,
+                                filter != NULL ? strlen(filter) : 0))
+            continue;
+        snprintf(text, sizeof(text), "consume %u (stream '%s') is no longer allowed", m->sid,
+                 consumer_stream(m->cons)->name);
+        session_send_error(s, PROTO_ERR_FORBIDDEN, text);
+        session_member_forget(s, m);
+        consumer_detach(m);
+    }
 }
 
 bool session_stored_room(const struct session *s, size_t len)

@@ -167,13 +167,21 @@ struct member *session_member(const struct session *s, uint64_t sid);
 void session_member_forget(struct session *s, struct member *m);
 
 /*
- * Permissions for streams: may S consume through PATTERN (a consumer's
- * filter, or each pattern of the stream)?  With a user, PATTERN must be
- * covered by one of its subscribe-allow patterns and overlap none of its
- * subscribe-deny patterns (docs/protocol.md); without one, every client
- * may.  Asked by consume (code 8) and stream_info (streams not listed).
+ * Permissions for streams: may S consume ST through FILTER (FLEN bytes; NULL
+ * for the whole stream: each of its patterns)?  With a user, the filter (or
+ * each pattern) must be covered by one of its subscribe-allow patterns and
+ * overlap none of its subscribe-deny patterns (docs/protocol.md); without
+ * one, every client may.  Asked by consume (code 8) and stream_info (streams
+ * not listed).
  */
-bool session_may_consume(const struct session *s, const char *pattern, size_t len);
+bool session_may_consume(const struct session *s, const struct stream *st, const char *filter,
+                         size_t flen);
+
+/*
+ * S's permissions changed (a reload): its consume subscriptions no longer
+ * allowed end, each with an error notification (code 8), as subscriptions do.
+ */
+void session_recheck_consumers(struct session *s);
 
 /* True when a stored message of LEN bytes (prefix included) may go to S now. */
 bool session_stored_room(const struct session *s, size_t len);

@@ -731,11 +731,11 @@ class PermissionTest(StreamTest):
     def test_consume_needs_subscribe_permission(self):
         from test_security import password_hash  # `pigeon passwd`, as the security tests hash
         users = os.path.join(self.store_dir_for_users(), "users.conf")
+        hashes = (password_hash("alice-pw"), password_hash("bob-pw"))
         with open(users, "w") as f:
             f.write("[user alice]\npassword = %s\nsubscribe = orders.eu.>\n"
                     "subscribe_deny = orders.eu.secret.>\npublish = orders.>\n"
-                    "[user bob]\npassword = %s\nsubscribe = >\npublish = >\n"
-                    % (password_hash("alice-pw"), password_hash("bob-pw")))
+                    "[user bob]\npassword = %s\nsubscribe = >\npublish = >\n" % hashes)
         b = self.store_broker({"orders": {"patterns": "orders.>"}, "audit": {"patterns": "audit.>"}},
                               store="[auth]\nusers_file = %s\n" % users)
         alice = self.client(b, creds={"user": "alice", "password": "alice-pw"})
@@ -751,6 +751,18 @@ class PermissionTest(StreamTest):
         self.assertEqual(alice.request_error("stream_info", "orders")[0], NO_STREAM)
         self.assertEqual(sorted(i["name"] for i in bob.request("stream_info")), ["audit", "orders"])
         self.consume(bob, "orders", durable="all")
+        # a reload that takes the permission away ends the consume, as it ends a sub
+        with open(users, "w") as f:
+            f.write("[user alice]\npassword = %s\nsubscribe = audit.>\npublish = orders.>\n"
+                    "[user bob]\npassword = %s\nsubscribe = >\npublish = >\n" % hashes)
+        b.reload()
+        err = alice.wait_error()
+        self.assertEqual(err[0], FORBIDDEN)
+        self.assertIn("no longer allowed", err[1])
+        self.assertEqual(alice.request_error("ack", sid, 1)[0], BAD_PARAMS)  # the sid is gone
+        self.pub(bob, "orders.eu.public.y", 2, stream="orders")
+        alice.pump_for(0.3)
+        self.assertEqual(len(alice.messages), 1)
 
     def store_dir_for_users(self):
         import tempfile
