@@ -37,8 +37,7 @@ static struct auth *access_auth(const struct session *s)
 
 /* ------------------------------------------------------------- answers */
 
-/* Answers a hello with its result: the client_id and the limits. */
-static void access_answer_hello(struct session *s, uint32_t msgid)
+void access_answer_hello(struct session *s, uint32_t msgid)
 {
     struct loop *lp = s->conn->loop;
     struct encode_hello h = {
@@ -46,6 +45,7 @@ static void access_answer_hello(struct session *s, uint32_t msgid)
         .version = PIGEON_VERSION,
         .client_id = s->id,
         .max_payload = lp->conf->max_payload,
+        .user = s->user ? user_name(s->user) : NULL,
     };
     msgpack_sbuffer *buf = loop_frame_buf(lp);
 

@@ -52,9 +52,17 @@ bool access_gate(struct session *s, bool is_hello, bool is_request, uint32_t msg
  * A hello carrying CREDS (borrowed for the call), msgid MSGID: where a
  * login is required, starts its check and returns true (the answer comes
  * later: the hello result, or code 7 and a close); else returns false and
- * the caller answers the hello as usual (credentials are ignored).
+ * the caller answers the hello with access_answer_hello (credentials are
+ * ignored).
  */
 bool access_hello(struct session *s, uint32_t msgid, const struct auth_creds *creds);
+
+/*
+ * Answers S's hello (msgid MSGID) with its result: the client_id, the
+ * limits, and the user S logged in as (a password, a token or a
+ * certificate), when it did.
+ */
+void access_answer_hello(struct session *s, uint32_t msgid);
 
 /* Cancels a check under way (the connection is closing).  Safe when none is. */
 void access_end(struct session *s);

@@ -532,15 +532,7 @@ static void handle_hello(const struct call *k)
     if (access_hello(s, k->env->msgid, &creds))
         return; /* checked off the loop: access.c answers */
     s->hello_done = true;
-    struct encode_hello h = {
-        .server = "pigeond",
-        .version = PIGEON_VERSION,
-        .client_id = s->id,
-        .max_payload = k->lp->conf->max_payload,
-    };
-    msgpack_sbuffer *buf = loop_frame_buf(k->lp);
-    encode_result_hello(buf, k->env->msgid, &h);
-    conn_send_frame(k->c, buf->data, buf->size);
+    access_answer_hello(s, k->env->msgid);
 }
 
 /* ------------------------------------------------------- stream methods */

@@ -129,7 +129,7 @@ void encode_result_hello(msgpack_sbuffer *out, uint32_t msgid, const struct enco
     msgpack_packer pk;
     begin_response(&pk, out, msgid);
     msgpack_pack_nil(&pk);
-    msgpack_pack_map(&pk, 6);
+    msgpack_pack_map(&pk, h->user ? 7 : 6);
     pack_cstr(&pk, "server");
     pack_cstr(&pk, h->server);
     pack_cstr(&pk, "version");
@@ -142,6 +142,10 @@ void encode_result_hello(msgpack_sbuffer *out, uint32_t msgid, const struct enco
     msgpack_pack_uint64(&pk, h->client_id);
     pack_cstr(&pk, "max_payload");
     msgpack_pack_uint64(&pk, h->max_payload);
+    if (h->user) {
+        pack_cstr(&pk, "user");
+        pack_cstr(&pk, h->user);
+    }
 }
 
 static void pack_error_pair(msgpack_packer *pk, int code, const char *message)

@@ -68,6 +68,7 @@ struct encode_hello {
     const char *version;
     uint64_t client_id;
     uint64_t max_payload;
+    const char *user; /* who the client logged in as, or NULL: the key is left out */
 };
 void encode_result_hello(msgpack_sbuffer *out, uint32_t msgid, const struct encode_hello *h);
 

@@ -47,8 +47,12 @@ class Hello(BrokerTest):
         msgid = c.send_request("hello", harness.hello_params({"client": "fields"}))
         err, result = c.wait_response(msgid)
         self.assertIsNone(err)
+        # With logins on (the suite's auth run), the result names the user.
+        user = {"user"} if harness.AUTH else set()
         self.assertEqual(set(result), {"server", "version", "proto", "minor", "client_id",
-                                       "max_payload"})
+                                       "max_payload"} | user)
+        if harness.AUTH:
+            self.assertEqual(result["user"], "tester")
         self.assertEqual(result["minor"], 1)
         self.assertEqual(result["server"], "pigeond")
         self.assertIsInstance(result["version"], str)

@@ -126,8 +126,10 @@ class Logins(SecurityTest):
     def test_password_and_token_logins(self):
         a = self.login("alice")
         self.assertEqual(a.hello_result["minor"], 1)
+        self.assertEqual(a.hello_result["user"], "alice")
         self.assertEqual(a.ping(), "pong")
         s = self.login("svc")
+        self.assertEqual(s.hello_result["user"], "svc")  # a token says who it is only here
         self.assertEqual(s.ping(), "pong")
         self.broker.wait_log(r"client %d \(.*\) is user alice" % a.hello_result["client_id"])
         self.broker.wait_log(r"is user svc")
@@ -136,6 +138,7 @@ class Logins(SecurityTest):
 
     def test_listener_without_auth(self):
         c = self.client(name="open")  # no credentials: auth = none
+        self.assertNotIn("user", c.hello_result)
         sid = c.sub(">")
         self.assertIsInstance(sid, int)
         self.assertEqual(c.request_error("pub", "$SYS.x", 1)[0], FORBIDDEN)
@@ -275,6 +278,9 @@ class Tls(SecurityTest):
         self.assertIsInstance(c.sub("orders.eu.>"), int)
         self.assertEqual(c.request_error("sub", "orders.>")[0], FORBIDDEN)  # alice's rights
         self.broker.wait_log(r"is user alice \(client certificate\)")
+        # Its hello, without credentials, is answered with the user it is.
+        h = self.client(name="tls", tls=client_tls_context(cert="alice"))
+        self.assertEqual(h.hello_result["user"], "alice")
         # A certificate of no user: the client must log in.
         n = self.client(name="tls", hello=False, tls=client_tls_context(cert="nobody"))
         self.assertEqual(n.request_error("ping")[0], AUTH_REQUIRED)

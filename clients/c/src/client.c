@@ -298,6 +298,17 @@ static void client_make_inbox(pigeon_client *c, const char *user)
         snprintf(c->inbox, sizeof(c->inbox), CLIENT_INBOX_PREFIX "%016" PRIx64, r);
 }
 
+void client_adopt_user(pigeon_client *c, const char *user, uint32_t len)
+{
+    char name[65];
+
+    if (user == NULL || c->user != NULL || c->inbox_sub != NULL || len == 0 || len >= sizeof(name))
+        return;
+    memcpy(name, user, len);
+    name[len] = '\0';
+    client_make_inbox(c, name);
+}
+
 /* Starts a connection attempt. PIGEON_OK, or PIGEON_ENOMEM. */
 static int client_start_attempt(pigeon_client *c)
 {

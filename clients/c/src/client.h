@@ -102,6 +102,14 @@ void client_set_state(pigeon_client *c, enum pigeon_state st, int err);
 /* Arms timer EV for MS milliseconds. */
 void client_arm_timer(struct event *ev, int ms);
 
+/*
+ * The broker said it logged us in as USER (LEN bytes, borrowed): a client
+ * that gave a token or a certificate rather than a user name makes its
+ * inbox `_INBOX.<user>.…`, as one that gave the name does, unless it has
+ * already subscribed to its inbox.
+ */
+void client_adopt_user(pigeon_client *c, const char *user, uint32_t len);
+
 /* The socket is gone or the attempt failed, for ERR (WHY: details): retry or give up. */
 void client_lost(pigeon_client *c, int err, const char *why);
 

@@ -53,13 +53,14 @@ static void client_hello_refused(pigeon_client *c, int err, const char *msg, uin
 
 static void client_on_hello(pigeon_client *c, struct mpread result)
 {
-    uint64_t max_payload, client_id;
+    struct wire_hello_result h;
 
-    if (wire_parse_hello(result, &max_payload, &client_id) < 0) {
+    if (wire_parse_hello(result, &h) < 0) {
         client_proto_error(c, "hello result is not a map");
         return;
     }
-    c->max_payload = max_payload > UINT32_MAX ? UINT32_MAX : (uint32_t)max_payload;
+    c->max_payload = h.max_payload > UINT32_MAX ? UINT32_MAX : (uint32_t)h.max_payload;
+    client_adopt_user(c, h.user, h.user_len);
     c->attempts = 0;
     c->ever_connected = true;
     event_del(c->attempt_ev);

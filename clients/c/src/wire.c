@@ -50,11 +50,6 @@ static inline uint8_t *put_str(uint8_t *p, const char *s, size_t n)
     return p + n;
 }
 
-static inline uint8_t *put_array(uint8_t *p, size_t n)
-{
-    return put_len(p, n, 0x90, 15, 0, 0xdc);
-}
-
 static inline uint8_t *put_map(uint8_t *p, size_t n)
 {
     return put_len(p, n, 0x80, 15, 0, 0xde);
@@ -387,12 +382,11 @@ int wire_parse_error_params(struct mpread r, uint32_t n, const char **msg, uint3
     return (int)code;
 }
 
-int wire_parse_hello(struct mpread r, uint64_t *max_payload, uint64_t *client_id)
+int wire_parse_hello(struct mpread r, struct wire_hello_result *out)
 {
     uint32_t n;
 
-    *max_payload = 0;
-    *client_id = 0;
+    *out = (struct wire_hello_result){0};
     if (!mpread_map(&r, &n))
         return -1;
     for (uint32_t i = 0; i < n; i++) {
@@ -402,10 +396,13 @@ int wire_parse_hello(struct mpread r, uint64_t *max_payload, uint64_t *client_id
             if (!mpread_skip(&r) || !mpread_skip(&r))
                 return -1;
         } else if (str_is(k, kl, "max_payload")) {
-            if (!mpread_uint(&r, max_payload))
+            if (!mpread_uint(&r, &out->max_payload))
                 return -1;
         } else if (str_is(k, kl, "client_id")) {
-            if (!mpread_uint(&r, client_id))
+            if (!mpread_uint(&r, &out->client_id))
+                return -1;
+        } else if (str_is(k, kl, "user")) {
+            if (!mpread_str(&r, &out->user, &out->user_len))
                 return -1;
         } else if (!mpread_skip(&r)) {
             return -1;

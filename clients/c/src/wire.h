@@ -101,8 +101,16 @@ int wire_parse_error(struct mpread r, const char **msg, uint32_t *msg_len);
 /* Reads `error` notification params [code, message]; as wire_parse_error. */
 int wire_parse_error_params(struct mpread r, uint32_t n, const char **msg, uint32_t *msg_len);
 
-/* Reads a hello result map: max_payload and client_id (0 when absent). 0 or -1. */
-int wire_parse_hello(struct mpread r, uint64_t *max_payload, uint64_t *client_id);
+/* What a hello result says; the user's name is borrowed from the frame. */
+struct wire_hello_result {
+    uint64_t max_payload; /* 0 when absent */
+    uint64_t client_id;   /* 0 when absent */
+    const char *user;     /* who the broker logged us in as (not NUL-terminated), or NULL */
+    uint32_t user_len;
+};
+
+/* Reads a hello result map into *OUT. 0 or -1. */
+int wire_parse_hello(struct mpread r, struct wire_hello_result *out);
 
 /* Reads an unsigned integer result (a sid, a delivery count). 0 or -1. */
 int wire_parse_uint(struct mpread r, uint64_t *v);

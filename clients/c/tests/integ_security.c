@@ -99,7 +99,7 @@ static void write_users(const char *path)
     fprintf(f,
             "[user alice]\npassword = %s\npublish = orders.>, _INBOX.>\n"
             "publish_deny = orders.admin.>\nsubscribe = orders.>, _INBOX.%%u.>\n"
-            "[user svc]\ntoken = sha256:%s\npublish = orders.>\nsubscribe = orders.>\n",
+            "[user svc]\ntoken = sha256:%s\npublish = orders.>\nsubscribe = orders.>, _INBOX.%%u.>\n",
             hash, hex);
     fclose(f);
 }
@@ -428,6 +428,24 @@ START_TEST(test_request_reply_in_users_inbox)
     ck_assert(run_until(base, answered, &ans));
     ck_assert_int_eq(ans.err, PIGEON_OK);
     ck_assert_str_eq(ans.reply, "\xa2hi");
+
+    /* svc logs in with a token, which names no user: the broker's hello
+     * result does, and the client's inbox moves under _INBOX.svc. */
+    struct pigeon_options to;
+    struct obs tob = {0};
+    struct answer tans = {0};
+    test_options(&to);
+    to.tls_ca = ca;
+    to.token = SVC_TOKEN;
+    pigeon_client *token_user = obs_connect(base, addr, &tob, &to);
+    ck_assert(run_until(base, obs_connected, &tob));
+    ck_assert_int_eq(pigeon_request(token_user, "orders.echo", "\xa3tok", 4, NULL,
+                                    (int)(test_deadline() * 1000), answer_cb, &tans),
+                     PIGEON_OK);
+    ck_assert(run_until(base, answered, &tans));
+    ck_assert_int_eq(tans.err, PIGEON_OK);
+    ck_assert_str_eq(tans.reply, "\xa3tok");
+    pigeon_close(token_user);
     pigeon_close(requester);
     pigeon_close(responder);
     event_base_free(base);

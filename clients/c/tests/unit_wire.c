@@ -255,7 +255,7 @@ START_TEST(test_parse_error_and_hello)
     struct mpread r;
     const char *msg;
     uint32_t len;
-    uint64_t mp, id;
+    struct wire_hello_result h;
 
     const uint8_t nil[] = {0xc0};
     mpread_init(&r, nil, 1);
@@ -268,15 +268,24 @@ START_TEST(test_parse_error_and_hello)
     mpread_init(&r, not_err, sizeof(not_err));
     ck_assert_int_lt(wire_parse_error(r, &msg, &len), 0);
 
-    /* {"server":"pigeond","max_payload":1048576,7:1,"client_id":9} */
-    const uint8_t hello[] = {0x84, 0xa6, 's', 'e', 'r',  'v',  'e',  'r',  0xa7, 'p',  'i',  'g',
+    /* {"server":"pigeond","max_payload":1048576,7:1,"client_id":9,"user":"al"} */
+    const uint8_t hello[] = {0x85, 0xa6, 's', 'e', 'r',  'v',  'e',  'r',  0xa7, 'p',  'i',  'g',
                              'e',  'o',  'n', 'd', 0xab, 'm',  'a',  'x',  '_',  'p',  'a',  'y',
                              'l',  'o',  'a', 'd', 0xce, 0x00, 0x10, 0x00, 0x00, 0x07, 0x01, 0xa9,
-                             'c',  'l',  'i', 'e', 'n',  't',  '_',  'i',  'd',  0x09};
+                             'c',  'l',  'i', 'e', 'n',  't',  '_',  'i',  'd',  0x09, 0xa4,
+                             'u',  's',  'e', 'r', 0xa2, 'a',  'l'};
     mpread_init(&r, hello, sizeof(hello));
-    ck_assert_int_eq(wire_parse_hello(r, &mp, &id), 0);
-    ck_assert_uint_eq(mp, 1048576);
-    ck_assert_uint_eq(id, 9);
+    ck_assert_int_eq(wire_parse_hello(r, &h), 0);
+    ck_assert_uint_eq(h.max_payload, 1048576);
+    ck_assert_uint_eq(h.client_id, 9);
+    ck_assert(h.user_len == 2 && memcmp(h.user, "al", 2) == 0);
+    /* The same without the user: none is reported. */
+    uint8_t anon[sizeof(hello) - 8];
+    memcpy(anon, hello, sizeof(anon));
+    anon[0] = 0x84;
+    mpread_init(&r, anon, sizeof(anon));
+    ck_assert_int_eq(wire_parse_hello(r, &h), 0);
+    ck_assert(h.user == NULL && h.client_id == 9);
 }
 END_TEST
 

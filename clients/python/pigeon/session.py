@@ -222,8 +222,7 @@ class Session:
         self.inbox: Optional[SubscriptionQueue] = None
         # A user's own inboxes: a broker grants them with _INBOX.%u.> (docs/security.md),
         # so that no user can read another's replies.
-        self.inbox_prefix = "_INBOX." + ("%s." % user if user and _USER_NAME.match(user) else "")
-        self.inbox_prefix += secrets.token_hex(11)
+        self.inbox_prefix = self._inbox_for(user)
         self.replies: Dict[str, Any] = {}  # request token -> waiter
         self._gens = itertools.count(1)
         self._msgids = itertools.count(1)
@@ -386,11 +385,24 @@ class Session:
         refused.__cause__ = err
         return refused
 
+    @staticmethod
+    def _inbox_for(user: Optional[str]) -> str:
+        """A fresh inbox prefix: `_INBOX.<user>.<hex>` for a user, else `_INBOX.<hex>`."""
+        named = isinstance(user, str) and _USER_NAME.match(user)
+        return "_INBOX." + ("%s." % user if named else "") + secrets.token_hex(11)
+
     def hello_done(self, info: Any) -> None:
-        """Keeps hello's result; raises PigeonError when it is not one."""
+        """Keeps hello's result; raises PigeonError when it is not one.
+
+        A client that logged in with a token or a certificate learns its user
+        here and moves its inbox under `_INBOX.<user>.`, as one that gave its
+        name has from the start, unless the inbox is subscribed already."""
         if not isinstance(info, dict):
             raise PigeonError("hello answered %r" % (info,))
         self.server_info = info
+        user = info.get("user")
+        if user and self._credentials["user"] is None and self.inbox is None:
+            self.inbox_prefix = self._inbox_for(user)
 
     def resume(self, link: Link, new_waiter: Callable[[], Any]) -> bytes:
         """What LINK sends once hello is answered, before it is CONNECTED: a

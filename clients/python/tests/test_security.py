@@ -55,11 +55,11 @@ def password_hash(password):
 
 def users_text(alice_password="alice-pw"):
     """alice (a password) and svc (a token) may publish and subscribe under
-    orders, alice in her own inboxes too; alice may not publish under
-    orders.admin."""
+    orders, and subscribe to their own inboxes too; alice may not publish
+    under orders.admin."""
     return ("[user alice]\npassword = %s\npublish = orders.>, _INBOX.>\n"
             "publish_deny = orders.admin.>\nsubscribe = orders.>, _INBOX.%%u.>\n"
-            "[user svc]\ntoken = sha256:%s\npublish = orders.>\nsubscribe = orders.>\n"
+            "[user svc]\ntoken = sha256:%s\npublish = orders.>\nsubscribe = orders.>, _INBOX.%%u.>\n"
             % (password_hash(alice_password), hashlib.sha256(SVC_TOKEN.encode()).hexdigest()))
 
 
@@ -182,6 +182,10 @@ class Logins(SecureCase):
         threading.Thread(target=serve, daemon=True).start()
         c = self.connect(ca=pki_file("ca.pem"), **ALICE)
         self.assertEqual(c.request("orders.echo", "hi", timeout=DEADLINE), "hi")
+        # A token names no user: the broker's hello result does, and the inbox follows it.
+        t = self.connect(ca=pki_file("ca.pem"), token=SVC_TOKEN)
+        self.assertEqual(t.server_info["user"], "svc")
+        self.assertEqual(t.request("orders.echo", "tok", timeout=DEADLINE), "tok")
 
     def test_threads_publish_through_tls_while_it_reads(self):
         c = self.connect(ca=pki_file("ca.pem"), **ALICE)
