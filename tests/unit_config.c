@@ -164,8 +164,9 @@ START_TEST(test_key_table)
     for (i = 0; config_key_at(i, &section, &key); i++)
         ck_assert(strcmp(section, "broker") == 0 || strcmp(section, "listener") == 0 ||
                   strcmp(section, "http") == 0 || strcmp(section, "auth") == 0 ||
-                  strcmp(section, "cluster") == 0);
-    ck_assert_uint_eq(i, 36);
+                  strcmp(section, "cluster") == 0 || strcmp(section, "store") == 0 ||
+                  strcmp(section, "stream") == 0);
+    ck_assert_uint_eq(i, 45);
     ck_assert(config_key_at(0, &section, &key));
     ck_assert_str_eq(key, "io_backend");
 }
@@ -1056,7 +1057,9 @@ START_TEST(test_http_section)
     LOAD_BAD("[broker]\nmax_clients = 3\n", 2,
              "unknown key 'max_clients' in [broker]: it belongs in [http]");
     LOAD_BAD("[broker]\nstats_interval = 2h\n", 2, "must be from 0 to 1h");
-    LOAD_BAD("[htp]\n", 1, "expected [broker], [listener NAME], [http], [auth] or [cluster]");
+    LOAD_BAD("[htp]\n", 1,
+             "expected [broker], [listener NAME], [http], [auth], [cluster], [store] or "
+             "[stream NAME]");
 }
 END_TEST
 
@@ -1440,14 +1443,15 @@ END_TEST
 START_TEST(test_value_format_every_key)
 {
     struct config *conf = LOAD_OK("[http]\nbind = [::1]:7480\n[cluster]\nredis = 10.0.0.5\n"
-                                  "node = a1\nredis_user = u\nredis_password = p\n");
+                                  "node = a1\nredis_user = u\nredis_password = p\n"
+                                  "[store]\ndir = /tmp/pigeon-x\n");
     const char *section, *key;
     char buf[128];
 
     for (size_t i = 0; config_key_at(i, &section, &key); i++) {
-        /* Listeners are compared by name; [auth] is off here; a secret unset is "". */
-        if (strcmp(section, "listener") == 0 || strcmp(section, "auth") == 0 ||
-            strcmp(key, "token") == 0)
+        /* Listeners and streams are compared by name; [auth] is off here; a secret unset is "". */
+        if (strcmp(section, "listener") == 0 || strcmp(section, "stream") == 0 ||
+            strcmp(section, "auth") == 0 || strcmp(key, "token") == 0)
             continue;
         ck_assert_msg(config_value_format(conf, section, key, buf, sizeof(buf)) == 0 &&
                           buf[0] != '\0',
@@ -1462,6 +1466,111 @@ START_TEST(test_value_format_every_key)
     ck_assert_int_eq(config_value_format(conf, "broker", "nope", buf, sizeof(buf)), -1);
     ck_assert_int_eq(config_value_format(conf, "listener", "bind", buf, sizeof(buf)), -1);
     config_unref(conf);
+}
+END_TEST
+
+/* ------------------------------------------------ store and streams ---- */
+
+START_TEST(test_store_and_streams)
+{
+    struct config *conf = LOAD_OK("[store]\ndir = /var/lib/p\nfsync = no\n"
+                                  "[stream orders]\npatterns = orders.>, billing.invoice.*\n"
+                                  "max_messages = 10000000\nmax_bytes = 10gb\nmax_age = 7d\n"
+                                  "discard = new\nduplicate_window = 90s\n"
+                                  "[stream audit]\npatterns = audit.*.x\n");
+
+    ck_assert(conf->store.enabled);
+    ck_assert_str_eq(conf->store.dir, "/var/lib/p");
+    ck_assert(!conf->store.fsync);
+    ck_assert_uint_eq(conf->store.segment_size, 64 * 1024 * 1024);
+    ck_assert_uint_eq(conf->n_streams, 2);
+    const struct config_stream *o = &conf->streams[0];
+    ck_assert_str_eq(o->name, "orders");
+    ck_assert_uint_eq(o->n_patterns, 2);
+    ck_assert_str_eq(o->patterns[0], "orders.>");
+    ck_assert_str_eq(o->patterns[1], "billing.invoice.*");
+    ck_assert_uint_eq(o->max_messages, 10000000);
+    ck_assert_uint_eq(o->max_bytes, 10ull << 30);
+    ck_assert_uint_eq(o->max_age_ms, 7ull * 24 * 3600 * 1000);
+    ck_assert_int_eq(o->discard, CONFIG_DISCARD_NEW);
+    ck_assert_uint_eq(o->duplicate_window_ms, 90000);
+    ck_assert_int_eq(o->patterns_line, 5);
+    /* the defaults */
+    ck_assert_uint_eq(conf->streams[1].max_messages, 0);
+    ck_assert_int_eq(conf->streams[1].discard, CONFIG_DISCARD_OLD);
+    ck_assert_uint_eq(conf->streams[1].duplicate_window_ms, 120000);
+    config_unref(conf);
+    conf = LOAD_OK("[broker]\n");
+    ck_assert(!conf->store.enabled);
+    ck_assert_uint_eq(conf->n_streams, 0);
+    config_unref(conf);
+}
+END_TEST
+
+START_TEST(test_streams_bad)
+{
+    /* two streams that can capture one topic: FILE:LINE of the second's patterns */
+    LOAD_BAD("[store]\ndir = /p\n[stream a]\npatterns = orders.>\n[stream b]\n"
+             "max_messages = 5\npatterns = x.y, orders.*\n",
+             7, "can capture the same topics as stream 'a' pattern 'orders.>' (line 4)");
+    LOAD_BAD("[store]\ndir = /p\n[stream a]\npatterns = >\n[stream b]\npatterns = a\n", 6,
+             "two streams may not capture one topic");
+    LOAD_BAD("[stream a]\npatterns = a.>\n", 1, "needs a [store] section");
+    LOAD_BAD("[store]\ndir = /p\n[stream a.b]\npatterns = a.>\n", 3, "bad stream name");
+    LOAD_BAD("[store]\ndir = /p\n[stream a]\n", 3, "stream 'a' has no patterns");
+    LOAD_BAD("[store]\ndir = /p\n[stream a]\npatterns = a..b\n", 4, "pattern 'a..b'");
+    LOAD_BAD("[store]\ndir = /p\n[stream a]\npatterns = ,\n", 4, "pattern ''");
+    LOAD_BAD("[store]\ndir = relative\n", 2, "absolute path");
+    LOAD_BAD("[store]\ndir = /p\nfsync = maybe\n", 3, "expected yes or no");
+    LOAD_BAD("[store]\ndir = /p\n[stream a]\npatterns = a\ndiscard = oldest\n", 5,
+             "expected one of: old, new");
+    LOAD_BAD("[store]\ndir = /p\n[stream a]\npatterns = a\n[stream a]\npatterns = b\n", 5,
+             "duplicate stream 'a'");
+    /* disjoint ones are fine, '$' topics included */
+    config_unref(LOAD_OK("[store]\ndir = /p\n[stream a]\npatterns = a.>\n[stream b]\n"
+                         "patterns = b.*, a\n[stream c]\npatterns = $SYS.stream.>\n"
+                         "[stream d]\npatterns = z.*.y\n"));
+}
+END_TEST
+
+START_TEST(test_patterns_overlap)
+{
+    static const struct {
+        const char *a, *b;
+        bool overlap;
+    } cases[] = {
+        {"a.b", "a.b", true},     {"a.b", "a.c", false},   {"a.*", "a.b", true},
+        {"a.*", "a.b.c", false},  {"a.>", "a.b.c", true},  {"a.>", "a", false},
+        {">", "x", true},         {"*", "x.y", false},     {"*.b", "a.*", true},
+        {"a.*.c", "a.b.*", true}, {"a.*.c", "a.b.d", false}, {"*.>", "a.b", true},
+        {">", "$SYS.x", false},   {"*.x", "$SYS.x", false},  {"$SYS.>", "$SYS.a", true},
+        {"a.b.>", "a.>", true},   {"a.b", "a.b.>", false},   {"*.*", "a.>", true},
+    };
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        ck_assert_msg(config_patterns_overlap(cases[i].a, cases[i].b) == cases[i].overlap,
+                      "%s vs %s", cases[i].a, cases[i].b);
+        ck_assert_msg(config_patterns_overlap(cases[i].b, cases[i].a) == cases[i].overlap,
+                      "%s vs %s", cases[i].b, cases[i].a);
+    }
+}
+END_TEST
+
+/* Under systemd a [store] without dir takes the unit's StateDirectory=. */
+START_TEST(test_store_dir_from_systemd)
+{
+    struct config *conf;
+
+    unsetenv("STATE_DIRECTORY");
+    LOAD_BAD("[store]\nfsync = yes\n", 1, "[store] has no dir");
+    setenv("STATE_DIRECTORY", "/var/lib/pigeon:/var/lib/other", 1);
+    conf = LOAD_OK("[store]\n");
+    ck_assert_str_eq(conf->store.dir, "/var/lib/pigeon");
+    config_unref(conf);
+    conf = LOAD_OK("[store]\ndir = /srv/p\n");
+    ck_assert_str_eq(conf->store.dir, "/srv/p");
+    config_unref(conf);
+    unsetenv("STATE_DIRECTORY");
 }
 END_TEST
 
@@ -1481,6 +1590,12 @@ static void section_text(char *buf, size_t len, const char *section, const char 
     else if (strcmp(section, "auth") == 0)
         snprintf(buf, len, "[auth]\n%s%s = %s\n",
                  strcmp(key, "users_file") ? "users_file = /tmp/users.conf\n" : "", key, value);
+    else if (strcmp(section, "store") == 0)
+        snprintf(buf, len, "[store]\n%s%s = %s\n",
+                 strcmp(key, "dir") ? "dir = /tmp/pigeon-rt\n" : "", key, value);
+    else if (strcmp(section, "stream") == 0)
+        snprintf(buf, len, "[store]\ndir = /tmp/pigeon-rt\n[stream t]\n%s%s = %s\n",
+                 strcmp(key, "patterns") ? "patterns = t.>\n" : "", key, value);
     else if (strcmp(section, "http") == 0)
         snprintf(buf, len, "[http]\n%s%s = %s\n",
                  strcmp(key, "bind") ? "bind = 127.0.0.1:0\n" : "", key, value);
@@ -1492,7 +1607,9 @@ static void section_text(char *buf, size_t len, const char *section, const char 
 static void value_of(const struct config *conf, const char *section, const char *key, char *buf,
                      size_t len)
 {
-    const char *title = strcmp(section, "listener") == 0 ? "listener t" : section;
+    const char *title = strcmp(section, "listener") == 0 ? "listener t"
+                        : strcmp(section, "stream") == 0 ? "stream t"
+                                                         : section;
 
     ck_assert_msg(config_value_format(conf, title, key, buf, len) == 0, "[%s] %s: no value",
                   section, key);
@@ -1512,6 +1629,7 @@ START_TEST(test_every_key_round_trips)
         "drop",   "disconnect",         "debug",   "warning",    "poll",  "select",
         "0600",   "777",     "127.0.0.1:7480",     "[::1]:0",    "localhost:0",
         "unix:/tmp/pigeon-rt.sock", "yes", "no", "none", "required", "pigeon", "/tmp/a.pem",
+        "/var/lib/pigeon", "/tmp/pigeon-rt", "old", "new", "7d", "a.>, b.*",
     };
     const char *section, *key;
     char text[256], first[256], again[256], seen[256];
@@ -1627,6 +1745,10 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_exposure);
     tcase_add_test(tc, test_tls_keys);
     tcase_add_test(tc, test_cluster_section);
+    tcase_add_test(tc, test_store_and_streams);
+    tcase_add_test(tc, test_streams_bad);
+    tcase_add_test(tc, test_patterns_overlap);
+    tcase_add_test(tc, test_store_dir_from_systemd);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("syntax");

@@ -243,6 +243,7 @@ static void access_recheck_subs(struct session *s)
         conn_send_frame(s->conn, buf->data, buf->size);
         session_unsubscribe(s, sub->sid); /* shifts the rest down: i stays */
     }
+    session_recheck_consumers(s); /* and its consume subscriptions (streams) */
 }
 
 void access_refresh(struct session *s, struct auth *auth, bool require)

@@ -23,6 +23,7 @@
 #include "clock.h"
 #include "conn.h"
 #include "router.h"
+#include "store.h"
 #include "server.h"
 #include "xalloc.h"
 
@@ -101,7 +102,8 @@ void budget_usage(struct server *srv, struct budget_usage *out)
     out->input = srv->loop.mem_in;
     out->retained = srv->router != NULL ? router_retained_bytes(srv->router) : 0;
     out->subscriptions = srv->router != NULL ? router_sub_bytes(srv->router) : 0;
-    out->total = out->output + out->input + out->retained + out->subscriptions;
+    out->store = srv->store != NULL ? store_memory(srv->store) : 0;
+    out->total = out->output + out->input + out->retained + out->subscriptions + out->store;
 }
 
 /* ---------------------------------------------------- enforcement ---- */

@@ -12,7 +12,11 @@
  *                  arriving, and frames waiting for a later wake-up;
  *   retained       the retained store (router_retained_bytes);
  *   subscriptions  each subscription and its share of the index
- *                  (router_sub_bytes).
+ *                  (router_sub_bytes);
+ *   store          what the durable store holds in memory: streams'
+ *                  indexes and block caches, msg_ids of the duplicate
+ *                  windows, consumers' pending sets, batches not yet
+ *                  synced (store_memory).
  *
  * When the sum passes max_memory, budget_check acts in this order:
  *
@@ -60,7 +64,7 @@ struct budget {
 
 /* Usage now, by part. */
 struct budget_usage {
-    uint64_t output, input, retained, subscriptions;
+    uint64_t output, input, retained, subscriptions, store;
     uint64_t total;
 };
 

@@ -60,6 +60,7 @@
 
 #include "addr.h"
 #include "inifile.h"
+#include "topic.h"
 #include "units.h"
 #include "xalloc.h"
 
@@ -229,6 +230,75 @@ static bool listener_addr_clash(const struct config_listener *a, const struct co
 bool config_listener_same(const struct config_listener *a, const struct config_listener *b)
 {
     return listener_addr_same(a, b) && a->mode == b->mode;
+}
+
+/* ------------------------------------------------------------ streams ---- */
+
+static void stream_patterns_free(struct config_stream *cs)
+{
+    for (size_t i = 0; i < cs->n_patterns; i++)
+        free(cs->patterns[i]);
+    free(cs->patterns);
+    cs->patterns = NULL;
+    cs->n_patterns = 0;
+}
+
+static void stream_release(void *obj)
+{
+    stream_patterns_free(obj);
+}
+
+void config_stream_release(struct config_stream *cs)
+{
+    stream_patterns_free(cs);
+    free(cs->name);
+    memset(cs, 0, sizeof(*cs));
+}
+
+void config_stream_copy(struct config_stream *dst, const struct config_stream *src)
+{
+    *dst = *src;
+    dst->name = xstrdup(src->name);
+    dst->patterns = xcalloc(src->n_patterns ? src->n_patterns : 1, sizeof(*dst->patterns));
+    for (size_t i = 0; i < src->n_patterns; i++)
+        dst->patterns[i] = xstrdup(src->patterns[i]);
+}
+
+static void store_release(void *obj)
+{
+    struct config_store *st = obj;
+
+    free(st->dir);
+    st->dir = NULL;
+}
+
+/*
+ * True when some topic matches both patterns A and B (tokens TA[0..NA),
+ * TB[0..NB)): '*' meets any one token, '>' one or more, and a wildcard in
+ * the first place never meets a '$' token (topic.h's rule).
+ */
+static bool tokens_overlap(const struct topic_token *ta, size_t na, const struct topic_token *tb,
+                           size_t nb, bool first)
+{
+    if (na == 0 || nb == 0)
+        return na == nb;
+    bool wa = ta->len == 1 && (ta->p[0] == '*' || ta->p[0] == '>');
+    bool wb = tb->len == 1 && (tb->p[0] == '*' || tb->p[0] == '>');
+    if (first && ((wa && !wb && tb->p[0] == '$') || (wb && !wa && ta->p[0] == '$')))
+        return false;
+    if ((wa && ta->p[0] == '>') || (wb && tb->p[0] == '>'))
+        return true; /* the rest of the other one is at least one token */
+    if (!wa && !wb && (ta->len != tb->len || memcmp(ta->p, tb->p, ta->len) != 0))
+        return false;
+    return tokens_overlap(ta + 1, na - 1, tb + 1, nb - 1, false);
+}
+
+bool config_patterns_overlap(const char *a, const char *b)
+{
+    struct topic_token ta[TOPIC_MAX_TOKENS], tb[TOPIC_MAX_TOKENS];
+    size_t na = topic_tokenize(a, strlen(a), ta), nb = topic_tokenize(b, strlen(b), tb);
+
+    return tokens_overlap(ta, na, tb, nb, true);
 }
 
 static void http_release(void *obj)
@@ -484,6 +554,68 @@ static int http_bind_parse(const struct key_def *k, void *field, const char *val
     return 0;
 }
 
+/* [store] dir: an absolute path, kept as written (config_store.dir). */
+static int path_parse(const struct key_def *k, void *field, const char *value, char *why,
+                      size_t why_len)
+{
+    char **dir = field;
+
+    if (value[0] != '/') {
+        snprintf(why, why_len, "expected an absolute path, such as /var/lib/pigeon");
+        return -1;
+    }
+    free(*dir); /* set already by a duplicate [store] (collecting errors) */
+    *dir = xstrdup(value);
+    return 0;
+}
+
+/* [stream NAME] patterns: a comma-separated list of patterns (config_stream.patterns). */
+static int patterns_parse(const struct key_def *k, void *field, const char *value, char *why,
+                          size_t why_len)
+{
+    struct config_stream *cs = CONTAINER_OF(field, struct config_stream, patterns);
+    struct config_stream got = {0};
+    const char *p = value;
+
+    while (*p != '\0') {
+        const char *comma = strchr(p, ','), *end = comma != NULL ? comma : p + strlen(p);
+        while (p < end && isspace((unsigned char)*p))
+            p++;
+        const char *e = end;
+        while (e > p && isspace((unsigned char)e[-1]))
+            e--;
+        enum topic_error te = topic_check(p, (size_t)(e - p), TOPIC_PATTERN);
+        if (te != TOPIC_OK) {
+            snprintf(why, why_len, "pattern '%.*s': %s", (int)(e - p > 64 ? 64 : e - p), p,
+                     topic_strerror(te));
+            stream_patterns_free(&got);
+            return -1;
+        }
+        got.patterns = xrealloc(got.patterns, (got.n_patterns + 1) * sizeof(*got.patterns));
+        got.patterns[got.n_patterns++] = xstrndup(p, (size_t)(e - p));
+        p = comma != NULL ? comma + 1 : end;
+    }
+    if (got.n_patterns == 0) {
+        snprintf(why, why_len, "expected one or more patterns, separated by commas");
+        return -1;
+    }
+    stream_patterns_free(cs);
+    cs->patterns = got.patterns;
+    cs->n_patterns = got.n_patterns;
+    return 0;
+}
+
+static void patterns_format(const struct key_def *k, const void *field, char *buf, size_t len)
+{
+    const struct config_stream *cs = CONTAINER_OF(field, struct config_stream, patterns);
+
+    buf[0] = '\0';
+    for (size_t i = 0; i < cs->n_patterns; i++) {
+        str_append(buf, len, i ? ", " : "");
+        str_append(buf, len, cs->patterns[i]);
+    }
+}
+
 /* Octal permission bits, 0 to 0777, as chmod takes them (config_listener.mode). */
 static int mode_parse(const struct key_def *k, void *field, const char *value, char *why,
                       size_t why_len)
@@ -590,10 +722,15 @@ static const struct key_type type_bool = {bool_parse, bool_format, NULL, false};
 static const struct key_type type_redis_addr = {redis_addr_parse, string_format, NULL, false};
 static const struct key_type type_name = {name_parse, string_format, NULL, false};
 static const struct key_type type_word = {word_parse, string_format, NULL, false};
+static const struct key_type type_count64 = {number_parse, number_format, &units_count, true};
+static const struct key_type type_duration64 = {number_parse, number_format, &units_duration, true};
+static const struct key_type type_path = {path_parse, string_format, NULL, false};
+static const struct key_type type_patterns = {patterns_parse, patterns_format, NULL, false};
 
 /* Enums and modes go through uint32_t, as their field's type (unsigned int) is. */
 _Static_assert(sizeof(enum config_io_backend) == 4 && sizeof(enum config_slow_policy) == 4 &&
-                   sizeof(enum log_level) == 4 && sizeof(unsigned) == 4,
+                   sizeof(enum log_level) == 4 && sizeof(unsigned) == 4 &&
+                   sizeof(enum config_discard) == 4,
                "type_names and type_mode need 4-byte fields");
 
 /* ------------------------------------------------------ the key tables ---- */
@@ -682,11 +819,46 @@ static const struct key_def cluster_keys[] = {
      .def = "16mb"},
 };
 KEYS_FIT(cluster_keys);
+static const char *const discard_names[] = {[CONFIG_DISCARD_OLD] = "old",
+                                            [CONFIG_DISCARD_NEW] = "new"};
+
+/* [store]: struct config_store.  dir falls back on $STATE_DIRECTORY (store_finish). */
+static const struct key_def store_keys[] = {
+    {KEY("dir", type_path, config_store, dir)},
+    {KEY("fsync", type_bool, config_store, fsync), .def = "yes"},
+    {KEY("segment_size", type_size64, config_store, segment_size), RANGE(MIB, 4 * GIB),
+     .def = "64mb"},
+};
+KEYS_FIT(store_keys);
+
+/* [stream NAME]: struct config_stream. */
+static const struct key_def stream_keys[] = {
+    {KEY("patterns", type_patterns, config_stream, patterns), .required = true},
+    {KEY("max_messages", type_count64, config_stream, max_messages), RANGE(0, UINT64_MAX / 2),
+     .def = "0"},
+    {KEY("max_bytes", type_size64, config_stream, max_bytes), RANGE(0, 1024 * 1024 * GIB),
+     .def = "0"},
+    {KEY("max_age", type_duration64, config_stream, max_age_ms), RANGE(0, 100 * 365 * UNITS_DAY_MS),
+     .def = "0"},
+    {KEY("discard", type_names, config_stream, discard), NAMES(discard_names), .def = "old"},
+    {KEY("duplicate_window", type_duration, config_stream, duplicate_window_ms),
+     RANGE(0, UNITS_DAY_MS), .def = "2m"},
+};
+KEYS_FIT(stream_keys);
 
 /* ------------------------------------------------------ parse state ---- */
 
 /* The kinds of section: sections[]'s rows, in the order of messages and config_key_at. */
-enum section_id { SEC_BROKER, SEC_LISTENER, SEC_HTTP, SEC_AUTH, SEC_CLUSTER, SEC_COUNT };
+enum section_id {
+    SEC_BROKER,
+    SEC_LISTENER,
+    SEC_HTTP,
+    SEC_AUTH,
+    SEC_CLUSTER,
+    SEC_STORE,
+    SEC_STREAM,
+    SEC_COUNT
+};
 
 struct parse {
     struct inifile f;                  /* the reader: line, errors (inifile.h) */
@@ -728,6 +900,9 @@ struct section_def {
 static void listener_finish(struct parse *p, void *obj);
 static void listener_clash(struct parse *p, const void *a, const void *b);
 static void cluster_finish(struct parse *p, void *obj);
+static void store_finish(struct parse *p, void *obj);
+static void stream_finish(struct parse *p, void *obj);
+static void stream_clash(struct parse *p, const void *a, const void *b);
 
 #define FIELD(s, f) offsetof(struct s, f)
 #define KEYS(t)     .keys = (t), .n_keys = ARRAY_SIZE(t)
@@ -761,6 +936,17 @@ static const struct section_def sections[SEC_COUNT] = {
                      OPTIONAL(config_cluster, cluster),
                      .finish = cluster_finish,
                      .release = cluster_release},
+    [SEC_STORE] = {.name = "store",
+                   KEYS(store_keys),
+                   OPTIONAL(config_store, store),
+                   .finish = store_finish,
+                   .release = store_release},
+    [SEC_STREAM] = {.name = "stream",
+                    KEYS(stream_keys),
+                    NAMED(config_stream, streams, n_streams),
+                    .finish = stream_finish,
+                    .release = stream_release,
+                    .clash = stream_clash},
 };
 
 static const struct key_def *key_find(const struct section_def *sec, const char *name)
@@ -915,6 +1101,51 @@ static void cluster_finish(struct parse *p, void *obj)
                    "node_timeout %" PRIu32 " ms is less than twice heartbeat %" PRIu32
                    " ms: a node would expire between two of its heartbeats",
                    c->node_timeout_ms, c->heartbeat_ms);
+}
+
+/* No dir: the unit's StateDirectory= (systemd sets $STATE_DIRECTORY), or an error. */
+static void store_finish(struct parse *p, void *obj)
+{
+    struct config_store *st = obj;
+    const char *env = getenv("STATE_DIRECTORY");
+
+    if (st->dir != NULL || key_line_of(p, SEC_STORE, "dir"))
+        return;
+    if (env == NULL || env[0] != '/') {
+        parse_fail(p, p->sec_line,
+                   "[store] has no dir: dir = /var/lib/pigeon (under systemd, the unit's "
+                   "StateDirectory= is the default)");
+        return;
+    }
+    size_t n = strcspn(env, ":"); /* several directories: the first */
+    st->dir = xstrndup(env, n);
+}
+
+static void stream_finish(struct parse *p, void *obj)
+{
+    struct config_stream *cs = obj;
+
+    cs->patterns_line = key_line_of(p, SEC_STREAM, "patterns");
+    if (strchr(cs->name, '.') != NULL) /* the section rule allows it; the protocol does not */
+        parse_fail(p, p->sec_line, "bad stream name '%s': use 1 to 64 of A-Z a-z 0-9 _ -",
+                   cs->name);
+}
+
+/* Two streams may not capture the same topic. */
+static void stream_clash(struct parse *p, const void *obj_a, const void *obj_b)
+{
+    const struct config_stream *a = obj_a, *b = obj_b;
+
+    for (size_t i = 0; i < a->n_patterns; i++)
+        for (size_t k = 0; k < b->n_patterns; k++)
+            if (config_patterns_overlap(a->patterns[i], b->patterns[k])) {
+                parse_fail(p, b->patterns_line ? b->patterns_line : b->line,
+                           "stream '%s' pattern '%s' can capture the same topics as stream "
+                           "'%s' pattern '%s' (line %d): two streams may not capture one topic",
+                           b->name, b->patterns[k], a->name, a->patterns[i],
+                           a->patterns_line ? a->patterns_line : a->line);
+                return;
+            }
 }
 
 /* Checks the section that ends here: its required keys, then its finish hook. */
@@ -1199,6 +1430,10 @@ static void config_validate(struct parse *p)
 {
     validate_payload_outbound(p);
     validate_pending_payload(p);
+    if (p->conf->n_streams > 0 && !p->conf->store.enabled)
+        parse_fail(p, p->conf->streams[0].line,
+                   "stream '%s' needs a [store] section (where its messages are kept)",
+                   p->conf->streams[0].name);
     if (p->conf->n_listeners == 0)
         listener_add_default(p->conf);
     for (size_t i = 0; i < SEC_COUNT; i++)

@@ -122,6 +122,34 @@ struct config_cluster {
     int line;                 /* line of the section header */
 };
 
+enum config_discard {
+    CONFIG_DISCARD_OLD, /* drop the oldest messages to make room */
+    CONFIG_DISCARD_NEW, /* refuse new messages (code 12) while full */
+};
+
+/* [store]: where streams and retained values are kept (store.h).  Off without the section. */
+struct config_store {
+    bool enabled;           /* the file has a [store] section */
+    char *dir;              /* owned; from `dir`, else $STATE_DIRECTORY (systemd) */
+    bool fsync;             /* yes: answers wait for stable storage, no: for the OS */
+    uint64_t segment_size;  /* 64mb: segment files of streams */
+    int line;               /* of the section header */
+};
+
+/* [stream NAME]: one stream (stream.h), in file order. */
+struct config_stream {
+    char *name;      /* owned */
+    char **patterns; /* owned, each owned: what the stream captures */
+    size_t n_patterns;
+    uint64_t max_messages;       /* 0: no limit */
+    uint64_t max_bytes;          /* 0: no limit */
+    uint64_t max_age_ms;         /* 0: no limit */
+    enum config_discard discard; /* old */
+    uint32_t duplicate_window_ms; /* 2m: how long a msg_id is remembered */
+    int line;                    /* of the section header */
+    int patterns_line;           /* of its patterns key */
+};
+
 struct config {
     uint32_t refs; /* references (config_ref); the last config_unref frees it */
     char *path;    /* the file read, or NULL for built-in defaults; owned */
@@ -149,6 +177,10 @@ struct config {
     struct config_http http;
     struct config_auth auth;
     struct config_cluster cluster;
+
+    struct config_store store;
+    struct config_stream *streams; /* owned array, in file order */
+    size_t n_streams;
 };
 
 /* Makes DST a deep copy of L (DST's strings owned by it). */
@@ -200,6 +232,15 @@ struct config *config_ref(struct config *conf);
 
 /* Drops a reference to CONF; the last frees it and everything it owns. NULL is fine. */
 void config_unref(struct config *conf);
+
+/* True when some topic matches both checked patterns A and B ('$' rule included). */
+bool config_patterns_overlap(const char *a, const char *b);
+
+/* Frees what CS owns and zeroes it. */
+void config_stream_release(struct config_stream *cs);
+
+/* A deep copy of SRC into DST (DST's old contents are not freed). */
+void config_stream_copy(struct config_stream *dst, const struct config_stream *src);
 
 /* Names, for logs: "epoll", "disconnect", ... Static. */
 const char *config_io_backend_name(enum config_io_backend b);

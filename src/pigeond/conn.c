@@ -261,13 +261,20 @@ static void conn_append_frame(struct conn *c, const void *frame, size_t len)
     ends_push(c, false);
 }
 
-void conn_send_frame(struct conn *c, const void *frame, size_t len)
+void conn_send_held(struct conn *c, const void *frame, size_t len)
 {
     /* Once closing, nothing more is sent. */
     if (c->state != CONN_OPEN)
         return;
     conn_mark_pending(c);
     conn_append_frame(c, frame, len);
+}
+
+void conn_send_frame(struct conn *c, const void *frame, size_t len)
+{
+    if (c->sess.replies != NULL && session_reply_hold(&c->sess, frame, len))
+        return;
+    conn_send_held(c, frame, len);
 }
 
 bool conn_send_msg(struct conn *c, const uint8_t *prefix, size_t plen, const uint8_t *body,

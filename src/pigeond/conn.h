@@ -36,8 +36,9 @@
  *
  * Reading is held while any reason in `holds` stands: its own output past
  * max_outbound (it does not read its responses), frames waiting from an
- * earlier wake-up, the broker's memory budget (budget.h), or a backplane
- * that has fallen behind (cluster.h).
+ * earlier wake-up, the broker's memory budget (budget.h), a backplane
+ * that has fallen behind (cluster.h), responses held behind one the store
+ * owes, or a store whose next commit is full (store.h).
  */
 #ifndef PIGEON_CONN_H
 #define PIGEON_CONN_H
@@ -71,6 +72,8 @@ enum {
     CONN_HOLD_MEMORY = 1 << 2,    /* a publisher, while the broker is over max_memory */
     CONN_HOLD_SESSION = 1 << 3,   /* its session asked (a hello being checked) */
     CONN_HOLD_BACKPLANE = 1 << 4, /* a publisher, while Redis is behind (cluster.h) */
+    CONN_HOLD_REPLIES = 1 << 5,   /* responses held behind one the store owes (session.h) */
+    CONN_HOLD_STORE = 1 << 6,     /* a publisher, while the store's gathered batch is full */
 };
 
 /* How long a TLS client may take to finish its handshake. */
@@ -187,8 +190,15 @@ static inline bool conn_room(const struct conn *c, size_t len)
 bool conn_send_msg(struct conn *c, const uint8_t *prefix, size_t plen, const uint8_t *body,
                    size_t blen, const uint8_t *opts, size_t olen, struct block *blk);
 
-/* Queues one whole frame (a response or a notification), copied. */
+/*
+ * Queues one whole frame (a response or a notification), copied; behind
+ * the responses the session is holding for the store, if any
+ * (session_reply_hold).
+ */
 void conn_send_frame(struct conn *c, const void *frame, size_t len);
+
+/* Queues FRAME now, whatever the session holds (the session's reply queue sending). */
+void conn_send_held(struct conn *c, const void *frame, size_t len);
 
 /* Writes C's output now, as far as the socket takes it (the loop's flush job). */
 void conn_flush(struct conn *c);

@@ -22,12 +22,15 @@
 #include "access.h"
 #include "auth.h"
 #include "conn.h"
+#include "consumer.h"
 #include "encode.h"
 #include "envelope.h"
 #include "proto.h"
 #include "router.h"
 #include "server.h"
 #include "session.h"
+#include "store.h"
+#include "stream.h"
 #include "topic.h"
 #include "utf8.h"
 #include "xalloc.h"
@@ -159,13 +162,44 @@ struct pub_opts {
     uint32_t reply_to_len;
     const msgpack_object *headers;
     bool retain;
+    struct store_pub sp; /* 1.1: stream, msg_id */
 };
+
+/* pub opts of 1.1: stream and msg_id.  1 when KEY is one of them, 0 when not, -1 failed. */
+static int decode_pub_stream_opt(const struct call *k, const msgpack_object *key,
+                                 const msgpack_object *val, struct pub_opts *po)
+{
+    if (key_is(key, "stream")) {
+        if (val->type != MSGPACK_OBJECT_STR ||
+            !stream_name_ok(val->via.str.ptr, val->via.str.size)) {
+            call_fail(k, PROTO_ERR_BAD_PARAMS,
+                      "stream must be a stream name (1 to 64 of A-Z a-z 0-9 _ -)");
+            return -1;
+        }
+        po->sp.stream = val->via.str.ptr;
+        po->sp.stream_len = val->via.str.size;
+        return 1;
+    }
+    if (key_is(key, "msg_id")) {
+        if (val->type != MSGPACK_OBJECT_STR || val->via.str.size == 0 ||
+            val->via.str.size > STORE_MSG_ID_MAX) {
+            call_fail(k, PROTO_ERR_BAD_PARAMS, "msg_id must be a string of 1 to %d bytes",
+                      STORE_MSG_ID_MAX);
+            return -1;
+        }
+        po->sp.msg_id = val->via.str.ptr;
+        po->sp.msg_id_len = val->via.str.size;
+        return 1;
+    }
+    return 0;
+}
 
 /* Fills PO from the opts map at R. Returns 0, or fails the call and returns -1. */
 static int decode_pub_opts(const struct call *k, const struct mpread *r, struct pub_opts *po)
 {
     msgpack_object o;
     char name[64];
+    int rc;
 
     if (!decode_opts_map(k->lp, r, &o)) {
         call_fail(k, PROTO_ERR_BAD_PARAMS, "pub opts must be a map");
@@ -203,6 +237,9 @@ static int decode_pub_opts(const struct call *k, const struct mpread *r, struct 
             }
             if (val->via.map.size > 0)
                 po->headers = val;
+        } else if ((rc = decode_pub_stream_opt(k, key, val, po)) != 0) {
+            if (rc < 0)
+                return -1;
         } else {
             call_fail(k, PROTO_ERR_BAD_PARAMS, "unknown pub option '%s'",
                       key->type == MSGPACK_OBJECT_STR
@@ -253,6 +290,31 @@ static int decode_sub_opts(const struct call *k, const struct mpread *r, const c
 }
 
 /* ---------------------------------------------------------- handlers */
+
+/*
+ * A publication the store may keep (store.h): true when it was handled
+ * there (answered, now or after its commit, or failed); false when it is
+ * not the store's, to be routed as usual.
+ */
+static bool pub_through_store(const struct call *k, const struct router_msg *m,
+                              const struct pub_opts *po)
+{
+    struct store *st = k->lp->srv->store;
+    const char *why;
+    char name[64 * 4 + 1];
+
+    if (st == NULL) {
+        call_fail(k, PROTO_ERR_NO_STREAM,
+                  "no stream '%s': this broker keeps no streams ([store] is off); message not "
+                  "published",
+                  printable(po->sp.stream, po->sp.stream_len, name, sizeof(name)));
+        return true;
+    }
+    int rc = store_publish(st, k->s, m, &po->sp, k->is_request, k->env->msgid, &why);
+    if (rc < 0)
+        call_fail(k, -rc, "%s", why);
+    return rc <= 0;
+}
 
 static void handle_pub(const struct call *call)
 {
@@ -324,6 +386,8 @@ static void handle_pub(const struct call *call)
     k->lp->stats.msgs_in++;
     k->lp->stats.bytes_in += m.body_len;
     k->s->published = true;
+    if ((k->lp->srv->store != NULL || po.sp.stream != NULL) && pub_through_store(k, &m, &po))
+        return;
     long n = router_publish(k->s->router, k->lp->conf, &m);
     if (n < 0)
         call_fail(k, (int)-n, "retained store full (max_retained); message not published");
@@ -471,6 +535,272 @@ static void handle_hello(const struct call *k)
     access_answer_hello(s, k->env->msgid);
 }
 
+/* ------------------------------------------------------- stream methods */
+
+/* The stream named by the param at R, or NULL after failing the call (code 3 or 11). */
+static struct stream *stream_param(const struct call *k, struct mpread *r)
+{
+    struct store *st = k->lp->srv->store;
+    const char *name;
+    uint32_t len;
+    char shown[64 * 4 + 1];
+
+    if (!mpread_str(r, &name, &len)) {
+        call_fail(k, PROTO_ERR_BAD_PARAMS, "stream must be a string");
+        return NULL;
+    }
+    struct stream *sm = st != NULL ? store_stream(st, name, len) : NULL;
+    if (sm == NULL)
+        call_fail(k, PROTO_ERR_NO_STREAM, "no stream '%s'",
+                  printable(name, len > 64 ? 64 : len, shown, sizeof(shown)));
+    return sm;
+}
+
+/* consume's start: "all", "new", "last" or a seq.  False when it is none of them. */
+static bool decode_start(const msgpack_object *v, struct consumer_opts *o)
+{
+    static const char *const names[] = {"all", "new", "last"};
+    static const enum consumer_start kinds[] = {CONSUMER_START_ALL, CONSUMER_START_NEW,
+                                                CONSUMER_START_LAST};
+
+    if (v->type == MSGPACK_OBJECT_POSITIVE_INTEGER && v->via.u64 > 0) {
+        o->start = CONSUMER_START_SEQ;
+        o->start_seq = v->via.u64;
+        return true;
+    }
+    for (size_t i = 0; i < 3; i++) {
+        if (key_is(v, names[i])) {
+            o->start = kinds[i];
+            return true;
+        }
+    }
+    return false;
+}
+
+/* A whole number in [MIN, MAX] into *OUT; false when V is not one. */
+static bool decode_uint(const msgpack_object *v, uint64_t min, uint64_t max, uint64_t *out)
+{
+    if (v->type != MSGPACK_OBJECT_POSITIVE_INTEGER || v->via.u64 < min || v->via.u64 > max)
+        return false;
+    *out = v->via.u64;
+    return true;
+}
+
+/* One key of consume's opts into O: 0, or -1 after failing the call. */
+static int decode_consume_opt(const struct call *k, const msgpack_object *key,
+                              const msgpack_object *v, struct consumer_opts *o)
+{
+    char name[64];
+
+    if (key_is(key, "durable")) {
+        if (v->type != MSGPACK_OBJECT_STR || !stream_name_ok(v->via.str.ptr, v->via.str.size)) {
+            call_fail(k, PROTO_ERR_BAD_PARAMS,
+                      "durable must be a name (1 to 64 of A-Z a-z 0-9 _ -)");
+            return -1;
+        }
+        o->durable = v->via.str.ptr;
+        o->durable_len = v->via.str.size;
+    } else if (key_is(key, "filter")) {
+        if (v->type != MSGPACK_OBJECT_STR) {
+            call_fail(k, PROTO_ERR_BAD_PARAMS, "filter must be a pattern");
+            return -1;
+        }
+        enum topic_error te = topic_check(v->via.str.ptr, v->via.str.size, TOPIC_PATTERN);
+        if (te != TOPIC_OK) {
+            call_fail(k, PROTO_ERR_BAD_TOPIC, "bad filter: %s", topic_strerror(te));
+            return -1;
+        }
+        o->filter = v->via.str.ptr;
+        o->filter_len = v->via.str.size;
+        o->has_filter = true;
+    } else if (key_is(key, "start")) {
+        if (!decode_start(v, o)) {
+            call_fail(k, PROTO_ERR_BAD_PARAMS, "start must be \"all\", \"new\", \"last\" or a seq");
+            return -1;
+        }
+        o->has_start = true;
+    } else if (key_is(key, "ack_wait")) {
+        if (!(o->has_ack_wait = decode_uint(v, 1, CONSUMER_DELAY_MAX_MS, &o->ack_wait_ms)))
+            goto bad_number;
+    } else if (key_is(key, "max_deliver")) {
+        if (!(o->has_max_deliver = decode_uint(v, 0, UINT32_MAX, &o->max_deliver)))
+            goto bad_number;
+    } else if (key_is(key, "max_pending")) {
+        if (!(o->has_max_pending = decode_uint(v, 1, CONSUMER_MAX_PENDING_MAX, &o->max_pending)))
+            goto bad_number;
+    } else {
+        call_fail(k, PROTO_ERR_BAD_PARAMS, "unknown consume option '%s'",
+                  key->type == MSGPACK_OBJECT_STR
+                      ? printable(key->via.str.ptr, key->via.str.size, name, sizeof(name))
+                      : "(not a string)");
+        return -1;
+    }
+    return 0;
+bad_number:
+    call_fail(k, PROTO_ERR_BAD_PARAMS,
+              "%s must be a whole number (ack_wait 1 ms to 24 h, max_pending 1 to %d)",
+              printable(key->via.str.ptr, key->via.str.size, name, sizeof(name)),
+              CONSUMER_MAX_PENDING_MAX);
+    return -1;
+}
+
+static int decode_consume_opts(const struct call *k, const struct mpread *r,
+                               struct consumer_opts *o)
+{
+    msgpack_object m;
+
+    if (!decode_opts_map(k->lp, r, &m)) {
+        call_fail(k, PROTO_ERR_BAD_PARAMS, "consume opts must be a map");
+        return -1;
+    }
+    for (uint32_t i = 0; m.type == MSGPACK_OBJECT_MAP && i < m.via.map.size; i++) {
+        const msgpack_object_kv *kv = &m.via.map.ptr[i];
+        if (kv->val.type != MSGPACK_OBJECT_NIL && decode_consume_opt(k, &kv->key, &kv->val, o) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Under authentication: may this session consume SM (through O's filter, when it has one)? */
+static bool may_consume(const struct call *k, const struct stream *sm,
+                        const struct consumer_opts *o)
+{
+    return session_may_consume(k->s, sm, o != NULL ? o->filter : NULL,
+                               o != NULL ? o->filter_len : 0);
+}
+
+static void handle_consume(const struct call *k)
+{
+    struct mpread r = k->env->params;
+    struct consumer_opts o = {0};
+    struct stream *sm;
+    char why[256];
+    uint32_t sid;
+
+    if (k->env->n_params != 1 && k->env->n_params != 2) {
+        call_fail(k, PROTO_ERR_BAD_PARAMS, "consume takes [stream] or [stream, opts]");
+        return;
+    }
+    if ((sm = stream_param(k, &r)) == NULL)
+        return;
+    if (k->env->n_params == 2 && decode_consume_opts(k, &r, &o) < 0)
+        return;
+    if (!may_consume(k, sm, &o)) {
+        call_fail(k, PROTO_ERR_FORBIDDEN, "not allowed to consume stream '%s'", sm->name);
+        return;
+    }
+    int rc = session_consume(k->s, sm, &o, &sid, why, sizeof(why));
+    if (rc < 0) {
+        call_fail(k, -rc, "%s", why);
+        return;
+    }
+    call_reply_uint(k, sid); /* deliveries follow in a later step */
+}
+
+/* ack and nak: [sid, seq, ...]; the member, or NULL after failing the call with USAGE. */
+static struct member *ack_params(const struct call *k, struct mpread *r, uint64_t *seq,
+                                 const char *usage)
+{
+    uint64_t sid;
+
+    if (!mpread_uint(r, &sid) || !mpread_uint(r, seq)) {
+        call_fail(k, PROTO_ERR_BAD_PARAMS, "%s", usage);
+        return NULL;
+    }
+    struct member *m = session_member(k->s, sid);
+    if (m == NULL)
+        call_fail(k, PROTO_ERR_BAD_PARAMS, "unknown sid %llu (not a consume)",
+                  (unsigned long long)sid);
+    return m;
+}
+
+/* Answers an ack or nak request with RES. */
+static void ack_reply(const struct call *k, enum consumer_ack res)
+{
+    if (!k->is_request)
+        return;
+    if (res == CONSUMER_STORED) {
+        store_reply_when_stored(k->lp->srv->store, k->s, k->env->msgid);
+        return;
+    }
+    msgpack_sbuffer *buf = loop_frame_buf(k->lp);
+    if (res == CONSUMER_DONE)
+        encode_result_true(buf, k->env->msgid);
+    else
+        encode_result_false(buf, k->env->msgid);
+    conn_send_frame(k->c, buf->data, buf->size);
+}
+
+static void handle_ack(const struct call *k)
+{
+    static const char usage[] = "ack takes [sid, seq]";
+    struct mpread r = k->env->params;
+    uint64_t seq;
+
+    if (k->env->n_params != 2) {
+        call_fail(k, PROTO_ERR_BAD_PARAMS, "%s", usage);
+        return;
+    }
+    struct member *m = ack_params(k, &r, &seq, usage);
+    if (m != NULL)
+        ack_reply(k, consumer_ack(m, seq));
+}
+
+static void handle_nak(const struct call *k)
+{
+    static const char usage[] = "nak takes [sid, seq] or [sid, seq, delay_ms]";
+    struct mpread r = k->env->params;
+    uint64_t seq, delay = 0;
+
+    if (k->env->n_params != 2 && k->env->n_params != 3) {
+        call_fail(k, PROTO_ERR_BAD_PARAMS, "%s", usage);
+        return;
+    }
+    struct member *m = ack_params(k, &r, &seq, usage);
+    if (m == NULL)
+        return;
+    if (k->env->n_params == 3 && (!mpread_uint(&r, &delay) || delay > CONSUMER_DELAY_MAX_MS)) {
+        call_fail(k, PROTO_ERR_BAD_PARAMS, "delay_ms must be a whole number of ms, at most 24 h");
+        return;
+    }
+    ack_reply(k, consumer_nak(m, seq, delay));
+}
+
+static void handle_stream_info(const struct call *k)
+{
+    struct store *st = k->lp->srv->store;
+    struct mpread r = k->env->params;
+    struct stream *sm = NULL;
+    msgpack_packer pk;
+
+    if (k->env->n_params > 1) {
+        call_fail(k, PROTO_ERR_BAD_PARAMS, "stream_info takes [] or [stream]");
+        return;
+    }
+    if (k->env->n_params == 1) {
+        if ((sm = stream_param(k, &r)) == NULL)
+            return;
+        if (!may_consume(k, sm, NULL)) {
+            call_fail(k, PROTO_ERR_NO_STREAM, "no stream '%s'", sm->name);
+            return;
+        }
+    }
+    msgpack_sbuffer *buf = loop_frame_buf(k->lp);
+    encode_result_begin(&pk, buf, k->env->msgid);
+    if (sm != NULL) {
+        store_pack_stream_info(st, sm, &pk);
+    } else {
+        size_t n = 0, total = st != NULL ? store_stream_count(st) : 0;
+        for (size_t i = 0; i < total; i++)
+            n += may_consume(k, store_stream_at(st, i), NULL);
+        msgpack_pack_array(&pk, n);
+        for (size_t i = 0; i < total; i++)
+            if (may_consume(k, store_stream_at(st, i), NULL))
+                store_pack_stream_info(st, store_stream_at(st, i), &pk);
+    }
+    conn_send_frame(k->c, buf->data, buf->size);
+}
+
 /* ------------------------------------------------------------- dispatch */
 
 struct method {
@@ -484,6 +814,11 @@ static const struct method methods[] = {
     {"pub", 3, handle_pub, true},      {"sub", 3, handle_sub, false},
     {"unsub", 5, handle_unsub, false}, {"ping", 4, handle_ping, false},
     {"hello", 5, handle_hello, false},
+    /* 1.1: streams */
+    {"consume", 7, handle_consume, false},
+    {"ack", 3, handle_ack, true},
+    {"nak", 3, handle_nak, true},
+    {"stream_info", 11, handle_stream_info, false},
 };
 
 static const struct method *method_find(const char *name, uint32_t len)

@@ -67,6 +67,12 @@ size_t encode_msg_prefix(uint8_t out[ENCODE_MSG_PREFIX_MAX], uint32_t sid)
     return sb.len;
 }
 
+void encode_result_begin(msgpack_packer *pk, msgpack_sbuffer *out, uint32_t msgid)
+{
+    begin_response(pk, out, msgid);
+    msgpack_pack_nil(pk);
+}
+
 void encode_result_uint(msgpack_sbuffer *out, uint32_t msgid, uint64_t v)
 {
     msgpack_packer pk;
@@ -81,6 +87,33 @@ void encode_result_true(msgpack_sbuffer *out, uint32_t msgid)
     begin_response(&pk, out, msgid);
     msgpack_pack_nil(&pk);
     msgpack_pack_true(&pk);
+}
+
+void encode_result_false(msgpack_sbuffer *out, uint32_t msgid)
+{
+    msgpack_packer pk;
+    begin_response(&pk, out, msgid);
+    msgpack_pack_nil(&pk);
+    msgpack_pack_false(&pk);
+}
+
+void encode_result_stored(msgpack_sbuffer *out, uint32_t msgid, uint64_t delivered,
+                          const char *stream, uint64_t seq, bool duplicate)
+{
+    msgpack_packer pk;
+    begin_response(&pk, out, msgid);
+    msgpack_pack_nil(&pk);
+    msgpack_pack_map(&pk, duplicate ? 4 : 3);
+    pack_cstr(&pk, "delivered");
+    msgpack_pack_uint64(&pk, delivered);
+    pack_cstr(&pk, "stream");
+    pack_cstr(&pk, stream);
+    pack_cstr(&pk, "seq");
+    msgpack_pack_uint64(&pk, seq);
+    if (duplicate) {
+        pack_cstr(&pk, "duplicate");
+        msgpack_pack_true(&pk);
+    }
 }
 
 void encode_result_str(msgpack_sbuffer *out, uint32_t msgid, const char *s)

@@ -42,12 +42,25 @@ static inline void encode_msg_header(uint8_t *dst, const uint8_t *prefix, size_t
         dst[ENCODE_MSG_PARAMS_AT] = 0x94; /* fixarray of 4 */
 }
 
+/*
+ * Starts [1, msgid, nil, ... in OUT with PK (initialized here): the caller
+ * packs the result, one object.
+ */
+void encode_result_begin(msgpack_packer *pk, msgpack_sbuffer *out, uint32_t msgid);
+
 /* [1, msgid, nil, v] */
 void encode_result_uint(msgpack_sbuffer *out, uint32_t msgid, uint64_t v);
 /* [1, msgid, nil, true] */
 void encode_result_true(msgpack_sbuffer *out, uint32_t msgid);
 /* [1, msgid, nil, s] (S is a NUL-terminated string) */
 void encode_result_str(msgpack_sbuffer *out, uint32_t msgid, const char *s);
+
+/* [1, msgid, nil, false] */
+void encode_result_false(msgpack_sbuffer *out, uint32_t msgid);
+
+/* [1, msgid, nil, {delivered, stream, seq}], with duplicate: true when DUPLICATE (1.1). */
+void encode_result_stored(msgpack_sbuffer *out, uint32_t msgid, uint64_t delivered,
+                          const char *stream, uint64_t seq, bool duplicate);
 
 /* The hello result map. */
 struct encode_hello {

@@ -98,6 +98,7 @@
 #include "router.h"
 #include "server.h"
 #include "stats.h"
+#include "store.h"
 #include "transport.h"
 #include "xalloc.h"
 
@@ -471,6 +472,8 @@ static void handle_metrics(struct http *h, struct evhttp_request *req)
     stats_gather(h->srv, &snap);
     if (body != NULL)
         rc = stats_format_metrics(&snap, body);
+    if (rc == 0 && h->srv->store != NULL)
+        rc = store_format_metrics(h->srv->store, body);
     stats_release(&snap);
     if (rc < 0) {
         if (body != NULL)
@@ -627,6 +630,20 @@ static void handle_subscriptions(struct http *h, struct evhttp_request *req)
     http_reply_json(req, page_wrap(&p, seen, "subscriptions", items));
 }
 
+/* GET /streams: the store's streams and durables (store.h); an empty list without [store]. */
+static void handle_streams(struct http *h, struct evhttp_request *req)
+{
+    json_t *root;
+
+    if (h->srv->store != NULL) {
+        root = store_streams_json(h->srv->store);
+    } else {
+        root = json_object();
+        json_object_set_new(root, "streams", json_array());
+    }
+    http_reply_json(req, root);
+}
+
 /* ------------------------------------------------------------- routing ---- */
 
 static void handle_index(struct http *h, struct evhttp_request *req);
@@ -639,6 +656,7 @@ static const struct route {
     {"/", handle_index, "this list"},
     {"/healthz", handle_healthz, "200 \"ok\", or 503 \"draining\" once shutdown began"},
     {"/metrics", handle_metrics, "counters and gauges, Prometheus text format"},
+    {"/streams", handle_streams, "JSON: each stream, its figures and its durable consumers"},
     {"/connections", handle_connections,
      "JSON: one object per client connection (?offset=N&limit=M)"},
     {"/subscriptions", handle_subscriptions,

@@ -3,6 +3,7 @@
  *
  *   pigeond [-c FILE] [-t] [-p PORT]... [-b ADDR]... [--ports-file FILE]
  *           [--pid-file FILE] [-V] [-h]
+ *   pigeond [-c FILE] --delete-stream NAME
  *
  * Without -c, CONFIG_DEFAULT_PATH (SYSCONFDIR/pigeon/pigeond.conf, where
  * meson installs the sample) is read when it exists and the
@@ -12,6 +13,9 @@
  * either, they replace the file's listeners, at start and at every reload
  * (config_set_listeners, config_keep_arg_listeners).  pigeond stays in the
  * foreground and logs to stderr: a supervisor (systemd) does the rest.
+ *
+ * --delete-stream is the one way to delete a stream's data: with pigeond
+ * stopped and the stream's section gone from the file (store.h).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -30,6 +34,7 @@
 #include "hmap.h"
 #include "runfile.h"
 #include "server.h"
+#include "store.h"
 #include "users.h"
 
 /* Listeners the command line may give (-p and -b together). */
@@ -53,6 +58,9 @@ static void usage(FILE *out)
             "                         (useful with port 0)\n"
             "      --pid-file FILE    write pigeond's pid to FILE once it listens; removed\n"
             "                         at exit\n"
+            "      --delete-stream NAME  delete stream NAME's messages and durable consumers\n"
+            "                         from the config's [store], and exit; pigeond must be\n"
+            "                         stopped and [stream NAME] gone from the config\n"
             "  -V, --version          print the version and exit\n"
             "  -h, --help             print this help and exit\n"
             "\n"
@@ -64,6 +72,7 @@ struct options {
     const char *config;
     const char *ports_file;
     const char *pid_file;
+    const char *delete_stream;
     bool test;
     /* -p and -b in order, as bind values; the -p ones point into port_binds */
     const char *binds[MAX_ARG_LISTENERS];
@@ -72,7 +81,7 @@ struct options {
 };
 
 /* Long options with no short form. */
-enum { OPT_PORTS_FILE = 256, OPT_PID_FILE };
+enum { OPT_PORTS_FILE = 256, OPT_PID_FILE, OPT_DELETE_STREAM };
 
 /* -p PORT as the bind value "127.0.0.1:PORT"; 0, or -1 after printing why. */
 static int add_port(struct options *o, const char *arg)
@@ -117,6 +126,7 @@ static int parse_options(int argc, char **argv, struct options *o)
         {"bind", required_argument, NULL, 'b'},
         {"ports-file", required_argument, NULL, OPT_PORTS_FILE},
         {"pid-file", required_argument, NULL, OPT_PID_FILE},
+        {"delete-stream", required_argument, NULL, OPT_DELETE_STREAM},
         {"version", no_argument, NULL, 'V'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -141,6 +151,9 @@ static int parse_options(int argc, char **argv, struct options *o)
             break;
         case OPT_PID_FILE:
             o->pid_file = optarg;
+            break;
+        case OPT_DELETE_STREAM:
+            o->delete_stream = optarg;
             break;
         case 'V':
             printf("pigeond %s (libevent %s, msgpack-c %s)\n", PIGEON_VERSION, event_get_version(),
@@ -266,6 +279,24 @@ static int check_config(const struct options *o)
     return 1;
 }
 
+/* --delete-stream NAME: returns the exit code. */
+static int delete_stream(const struct options *o)
+{
+    struct config *conf;
+    const char *path;
+    char why[512];
+
+    if (load_config(o, &conf, &path) != 0)
+        return 1;
+    int rc = store_delete_stream(conf, o->delete_stream, why, sizeof(why));
+    if (rc < 0)
+        fprintf(stderr, "pigeond: --delete-stream %s: %s\n", o->delete_stream, why);
+    else
+        printf("pigeond: stream %s deleted from %s\n", o->delete_stream, conf->store.dir);
+    config_unref(conf);
+    return rc < 0 ? 1 : 0;
+}
+
 /*
  * Keys the hash maps (hmap.h) with 16 bytes from the kernel, so that no
  * peer can predict which topics collide.  getrandom blocks only until the
@@ -310,6 +341,8 @@ int main(int argc, char **argv)
         return 2;
     if (o.test)
         return check_config(&o);
+    if (o.delete_stream != NULL)
+        return delete_stream(&o);
     if (load_config(&o, &conf, &path) != 0)
         return 1;
     if (apply_arg_listeners(&o, conf) < 0) { /* checked above: cannot fail */

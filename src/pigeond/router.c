@@ -210,6 +210,37 @@ void router_retained_foreach(struct router *r, void (*fn)(const char *topic, siz
     retain_foreach_match(r->retained, ">", 1, retained_foreach_cb, &fa);
 }
 
+struct block *router_retained_ref(struct router *r, const char *topic, size_t len,
+                                  uint32_t *body_len, uint32_t *opts_len)
+{
+    struct retained *rv = retain_get(r->retained, topic, len);
+
+    if (rv == NULL)
+        return NULL;
+    *body_len = rv->body_len;
+    *opts_len = rv->opts_len;
+    return block_ref(rv->blk);
+}
+
+int router_retained_put(struct router *r, const struct config *conf, const char *topic,
+                        size_t len, struct block *blk, uint32_t body_len, uint32_t opts_len,
+                        bool limit)
+{
+    if (blk == NULL) {
+        retained_free(retain_clear(r->retained, topic, len));
+        return 0;
+    }
+    size_t cost = sizeof(struct retained) + sizeof(struct block) + body_len + opts_len;
+    if (limit && retain_bytes_if_set(r->retained, topic, len, cost) > conf->max_retained)
+        return -1;
+    struct retained *rv = xmalloc(sizeof(*rv));
+    rv->blk = block_ref(blk);
+    rv->body_len = body_len;
+    rv->opts_len = opts_len;
+    retained_free(retain_set(r->retained, topic, len, rv, cost));
+    return 0;
+}
+
 bool router_has_retained(const struct router *r)
 {
     return retain_count(r->retained) > 0;

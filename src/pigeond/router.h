@@ -149,6 +149,25 @@ bool router_retained_get(const struct router *r, const char *topic, size_t tlen,
 void router_retained_foreach(struct router *r, void (*fn)(const char *topic, size_t len, void *arg),
                              void *arg);
 
+/*
+ * The value retained for TOPIC now, for the store (store.h): its block
+ * with a new reference for the caller (body then opts, BODY_LEN and
+ * OPTS_LEN bytes), or NULL when the topic has none.
+ */
+struct block *router_retained_ref(struct router *r, const char *topic, size_t len,
+                                  uint32_t *body_len, uint32_t *opts_len);
+
+/*
+ * Makes BLK (BODY_LEN bytes of topic and payload, then OPTS_LEN bytes of
+ * opts; the router takes a reference) TOPIC's retained value, or clears it
+ * when BLK is NULL.  For the store: to load the stored values at start
+ * (LIMIT true: refused, returning -1, when max_retained in CONF would be
+ * passed) and to put back a value whose change it could not keep.
+ */
+int router_retained_put(struct router *r, const struct config *conf, const char *topic,
+                        size_t len, struct block *blk, uint32_t body_len, uint32_t opts_len,
+                        bool limit);
+
 /* Counts, for monitoring and the memory budget. */
 size_t router_sub_count(const struct router *r);
 uint64_t router_sub_bytes(const struct router *r); /* what the subscriptions and their index take */

@@ -36,6 +36,7 @@
 #include "proto.h"
 #include "router.h"
 #include "runfile.h"
+#include "store.h"
 #include "sysstats.h"
 #include "tls.h"
 #include "xalloc.h"
@@ -162,6 +163,8 @@ static int server_add_signals(struct server *srv)
     struct event_base *base = srv->loop.base;
 
     signal(SIGPIPE, SIG_IGN);
+    /* A file past RLIMIT_FSIZE is a write error (EFBIG) the store reports, not a kill. */
+    signal(SIGXFSZ, SIG_IGN);
     srv->sig_term = evsignal_new(base, SIGTERM, server_signal_cb, srv);
     srv->sig_int = evsignal_new(base, SIGINT, server_signal_cb, srv);
     srv->sig_hup = evsignal_new(base, SIGHUP, server_signal_cb, srv);
@@ -350,6 +353,10 @@ int server_reload(struct server *srv)
     budget_apply_config(srv);
     if (server_apply_auth(srv, next) < 0)
         log_error(&srv->log, "SIGHUP: logins stay off until the users file can be read");
+    if (srv->store != NULL)
+        store_apply_config(srv->store, next);
+    else if (next->store.enabled)
+        log_warning(&srv->log, "SIGHUP: [store] takes effect at the next start");
     http_apply_config(srv, &srv->http); /* logged; the rest of the reload stands */
     sysstats_apply_config(srv->sysstats);
     server_write_ports_file(srv);
@@ -373,6 +380,7 @@ void server_shutdown(struct server *srv)
         return;
     srv->draining = true;
     notify_stopping(srv->notify);
+    store_drain(srv->store); /* what was read is answered before the connections close */
     cluster_shutdown(srv->cluster); /* the other nodes drop this one's interest now */
     while ((l = TAILQ_FIRST(&srv->listeners)) != NULL)
         server_close_listener(srv, l);
@@ -500,6 +508,8 @@ int server_init(struct server *srv, struct config *conf, const char *conf_path,
         return -1;
     }
     srv->router = router_new(srv);
+    if (store_open(srv, conf, &srv->store) < 0)
+        return -1;
     if (budget_init(srv) < 0 || server_apply_auth(srv, conf) < 0)
         return -1;
     if (conf->cluster.enabled && conf->cluster.redis != NULL) {
@@ -562,6 +572,8 @@ void server_fini(struct server *srv)
     sysstats_free(srv->sysstats);
     http_free(srv->http);
     activation_free(srv->activation);
+    store_close(srv->store);
+    srv->store = NULL;
     router_free(srv->router);
     if (srv->drain_timer != NULL)
         event_free(srv->drain_timer);

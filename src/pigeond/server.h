@@ -30,6 +30,7 @@ struct http;
 struct listener;
 struct notify;
 struct router;
+struct store;
 struct sysstats;
 
 TAILQ_HEAD(listener_list, listener);
@@ -41,6 +42,7 @@ struct server {
     char *ports_file;               /* where bound addresses are written, or NULL; owned */
     struct loop loop;               /* the event loop (one per node today) */
     struct router *router;          /* owned */
+    struct store *store;            /* owned; NULL without [store] (store.h) */
     struct listener_list listeners; /* each holds the server's reference */
     struct event *sig_term, *sig_int, *sig_hup, *drain_timer;
     bool draining;

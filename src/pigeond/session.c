@@ -12,13 +12,17 @@
 #include <string.h>
 
 #include "access.h"
+#include "acl.h"
 #include "block.h"
 #include "budget.h"
 #include "conn.h"
+#include "consumer.h"
 #include "proto.h"
 #include "mpread.h"
 #include "router.h"
 #include "server.h"
+#include "store.h"
+#include "stream.h"
 #include "xalloc.h"
 
 /* A retained replay under way: a cursor over the store, for one subscription. */
@@ -28,7 +32,17 @@ struct replay {
     struct retain_cursor cur;
 };
 
+/* A response waiting for the store, or a frame held behind one (see session.h). */
+struct session_reply {
+    struct session_reply *next;
+    struct session *sess; /* NULL once the session ended: the filler frees it */
+    bool filled;
+    uint32_t len;
+    uint8_t *frame; /* owned, once filled */
+};
+
 static void replay_cancel(struct session *s, struct replay *rp);
+static void replies_fini(struct session *s);
 
 /* ------------------------------------------------------------------ life */
 
@@ -39,6 +53,7 @@ void session_init(struct session *s, struct conn *c, struct router *r, uint64_t 
     s->router = r;
     s->id = id;
     s->replays_tail = &s->replays;
+    s->replies_tail = &s->replies;
     acl_cache_init(&s->acl_cache);
 }
 
@@ -55,6 +70,15 @@ static void sub_free(struct session *s, struct sub *sub)
 
 void session_fini(struct session *s)
 {
+    while (s->members != NULL) {
+        struct member *m = s->members;
+        s->members = m->next_in_session;
+        s->n_members--;
+        consumer_detach(m);
+    }
+    replies_fini(s);
+    if (s->conn->loop->srv->store != NULL)
+        store_session_gone(s->conn->loop->srv->store, s);
     access_end(s);
     for (uint32_t i = 0; i < s->n_subs; i++)
         sub_free(s, s->subs[i]);
@@ -101,7 +125,8 @@ static const char *subscribe_limit(const struct session *s)
     const struct config *conf = s->conn->loop->conf;
     struct server *srv = s->conn->loop->srv;
 
-    if (s->n_subs >= conf->max_subscriptions_per_connection || s->next_sid == UINT32_MAX)
+    if (s->n_subs + s->n_members >= conf->max_subscriptions_per_connection ||
+        s->next_sid == UINT32_MAX)
         return "too many subscriptions on this connection (max_subscriptions_per_connection)";
     if (router_sub_count(s->router) >= conf->max_subscriptions)
         return "too many subscriptions in the broker (max_subscriptions)";
@@ -140,8 +165,14 @@ int session_unsubscribe(struct session *s, uint64_t sid)
 {
     long i = subs_find(s, sid);
 
-    if (i < 0)
-        return -1;
+    if (i < 0) {
+        struct member *m = session_member(s, sid);
+        if (m == NULL)
+            return -1;
+        session_member_forget(s, m);
+        consumer_detach(m);
+        return 0;
+    }
     sub_free(s, s->subs[i]);
     memmove(&s->subs[i], &s->subs[i + 1], (s->n_subs - (size_t)i - 1) * sizeof(*s->subs));
     s->n_subs--;
@@ -323,9 +354,203 @@ void session_slow_memory(struct session *s)
 
 void session_drained(struct session *s)
 {
+    for (struct member *m = s->members; m != NULL; m = m->next_in_session)
+        consumer_member_drained(m);
     s->dropping = false;
     if (s->replays != NULL && s->replay_waiting) {
         s->replay_waiting = false;
         loop_defer(s->conn->loop, s->conn);
     }
+}
+
+/* ------------------------------------------------------------- consumers */
+
+int session_consume(struct session *s, struct stream *st, const struct consumer_opts *o,
+                    uint32_t *sid, char *why, size_t why_len)
+{
+    const char *limit = subscribe_limit(s);
+    struct member *m;
+
+    if (limit != NULL) {
+        snprintf(why, why_len, "%s", limit);
+        return -PROTO_ERR_LIMIT;
+    }
+    int rc = consumer_attach(st, s, s->next_sid + 1, o, &m, why, why_len);
+    if (rc < 0)
+        return rc;
+    *sid = ++s->next_sid;
+    m->next_in_session = s->members;
+    s->members = m;
+    s->n_members++;
+    return 0;
+}
+
+struct member *session_member(const struct session *s, uint64_t sid)
+{
+    for (struct member *m = s->members; m != NULL; m = m->next_in_session)
+        if (m->sid == sid)
+            return m;
+    return NULL;
+}
+
+void session_member_forget(struct session *s, struct member *m)
+{
+    for (struct member **pp = &s->members; *pp != NULL; pp = &(*pp)->next_in_session) {
+        if (*pp == m) {
+            *pp = m->next_in_session;
+            s->n_members--;
+            return;
+        }
+    }
+}
+
+/* May S consume through PATTERN (a filter, or one of a stream's patterns)? */
+static bool may_consume_pattern(const struct session *s, const char *pattern, size_t len)
+{
+    /* A stored message is not checked again on its way out, so a consumer
+     * needs what a subscription that is never filtered needs: one
+     * subscribe-allow pattern covering PATTERN, no deny overlapping it. */
+    return s->acl == NULL || acl_check_subscribe(s->acl, pattern, len) == ACL_SUB_ALLOWED;
+}
+
+bool session_may_consume(const struct session *s, const struct stream *st, const char *filter,
+                         size_t flen)
+{
+    if (filter != NULL)
+        return may_consume_pattern(s, filter, flen);
+    for (size_t i = 0; i < st->conf.n_patterns; i++)
+        if (!may_consume_pattern(s, st->conf.patterns[i], strlen(st->conf.patterns[i])))
+            return false;
+    return true;
+}
+
+void session_recheck_consumers(struct session *s)
+{
+    struct member *m, *next;
+    char text[160];
+
+    for (m = s->members; m != NULL; m = next) {
+        const char *filter = consumer_filter(m->cons);
+        next = m->next_in_session;
+        if (session_may_consume(s, consumer_stream(m->cons), filter,
+                                filter != NULL ? strlen(filter) : 0))
+            continue;
+        snprintf(text, sizeof(text), "consume %u (stream '%s') is no longer allowed", m->sid,
+                 consumer_stream(m->cons)->name);
+        session_send_error(s, PROTO_ERR_FORBIDDEN, text);
+        session_member_forget(s, m);
+        consumer_detach(m);
+    }
+}
+
+bool session_stored_room(const struct session *s, size_t len)
+{
+    const struct conn *c = s->conn;
+    size_t window = CONSUMER_WINDOW < c->loop->out_limit ? CONSUMER_WINDOW
+                                                         : (size_t)c->loop->out_limit;
+
+    if (c->state != CONN_OPEN)
+        return false;
+    /* One message larger than the whole window goes when the queue is empty. */
+    return conn_queued(c) == 0 || conn_queued(c) + len <= window;
+}
+
+bool session_offer_stored(struct session *s, const uint8_t *prefix, size_t plen,
+                          const uint8_t *body, size_t blen, const uint8_t *opts, size_t olen)
+{
+    return conn_send_msg(s->conn, prefix, plen, body, blen, opts, olen, NULL);
+}
+
+/* ------------------------------------------------------- replies held back */
+
+static void reply_append(struct session *s, struct session_reply *r)
+{
+    r->sess = s;
+    *s->replies_tail = r;
+    s->replies_tail = &r->next;
+}
+
+/* Counts LEN bytes held (or, negative, let go) against the output budget. */
+static void replies_count(struct session *s, int64_t len)
+{
+    s->replies_bytes += (uint64_t)len;
+    s->conn->loop->mem_out += (uint64_t)len;
+}
+
+/* Sends the filled replies at the head of S's queue. */
+static void replies_flush(struct session *s)
+{
+    struct session_reply *r;
+
+    while ((r = s->replies) != NULL && r->filled) {
+        s->replies = r->next;
+        if (s->replies == NULL)
+            s->replies_tail = &s->replies;
+        replies_count(s, -(int64_t)r->len);
+        conn_send_held(s->conn, r->frame, r->len);
+        free(r->frame);
+        free(r);
+    }
+    if (s->replies == NULL && (s->conn->holds & CONN_HOLD_REPLIES))
+        conn_release(s->conn, CONN_HOLD_REPLIES);
+}
+
+struct session_reply *session_reply_defer(struct session *s)
+{
+    struct session_reply *r = xcalloc(1, sizeof(*r));
+
+    reply_append(s, r);
+    return r;
+}
+
+void session_reply_fill(struct session_reply *r, const void *frame, size_t len)
+{
+    struct session *s = r->sess;
+
+    if (s == NULL) {
+        free(r);
+        return;
+    }
+    r->frame = xmalloc(len);
+    memcpy(r->frame, frame, len);
+    r->len = (uint32_t)len;
+    r->filled = true;
+    replies_count(s, (int64_t)len);
+    replies_flush(s);
+}
+
+bool session_reply_hold(struct session *s, const void *frame, size_t len)
+{
+    if (s->replies == NULL)
+        return false;
+    struct session_reply *r = xcalloc(1, sizeof(*r));
+    r->frame = xmalloc(len);
+    memcpy(r->frame, frame, len);
+    r->len = (uint32_t)len;
+    r->filled = true;
+    reply_append(s, r);
+    replies_count(s, (int64_t)len);
+    /* A client that pipelines requests behind a slow commit is not read on and on. */
+    if (s->replies_bytes > s->conn->loop->conf->max_outbound)
+        conn_hold(s->conn, CONN_HOLD_REPLIES);
+    return true;
+}
+
+/* S ends: held frames go; places not yet filled are left to their filler. */
+static void replies_fini(struct session *s)
+{
+    struct session_reply *r, *next;
+
+    for (r = s->replies; r != NULL; r = next) {
+        next = r->next;
+        if (r->filled) {
+            replies_count(s, -(int64_t)r->len);
+            free(r->frame);
+            free(r);
+        } else {
+            r->sess = NULL;
+        }
+    }
+    s->replies = NULL;
+    s->replies_tail = &s->replies;
 }

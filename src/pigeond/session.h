@@ -28,6 +28,20 @@
  * own time, never a stall of the loop, and a waiting replay holds a cursor
  * (a few dozen bytes), not a list.  Replays of one session go out in the
  * order the subscriptions were made.
+ *
+ * Consumers (streams, consumer.h).  A `consume` subscription is a member
+ * of a consumer; the session lists its members (sids share the space of
+ * subscriptions, and `unsub` ends either).  Stored messages reach the
+ * connection through session_offer_stored, paced by its output like a
+ * replay (session_stored_room).
+ *
+ * Replies that wait for the store.  A request answered only once the store
+ * has made something durable (store.h) takes a place in the session's
+ * reply queue (session_reply_defer); while that queue is not empty, every
+ * other frame the connection is sent but `msg` (responses, errors) queues
+ * behind it (session_reply_hold, called by conn.c), so that responses
+ * keep the order of their requests.  Past max_outbound bytes held, the
+ * connection is not read until the queue empties.
  */
 #ifndef PIGEON_SESSION_H
 #define PIGEON_SESSION_H
@@ -44,8 +58,10 @@
 struct auth_req;
 struct block;
 struct conn;
+struct member;
 struct user;
 struct replay;
+struct session_reply;
 struct router;
 struct router_msg;
 struct sublist_entry;
@@ -89,6 +105,11 @@ struct session {
     uint32_t next_sid;
     struct replay *replays;       /* under way, oldest first; owned */
     struct replay **replays_tail; /* where the next one goes */
+    struct member *members;       /* consume subscriptions (consumer.h); each owned by its consumer */
+    uint32_t n_members;
+    struct session_reply *replies;       /* waiting for the store, oldest first; owned */
+    struct session_reply **replies_tail; /* where the next one goes */
+    uint64_t replies_bytes;              /* held behind them */
 };
 
 /* Sets S up for connection C, routed by R (both borrowed), as client ID. */
@@ -126,6 +147,66 @@ static inline bool session_replaying(const struct session *s)
 {
     return s->replays != NULL;
 }
+
+/* ------------------------------------------------------------ consumers */
+
+struct consumer_opts;
+struct stream;
+
+/*
+ * Consumes stream ST with O for S (consumer.h): a new sid, sharing the
+ * limits of subscriptions.  Returns 0 and *SID, or -code with WHY.
+ */
+int session_consume(struct session *s, struct stream *st, const struct consumer_opts *o,
+                    uint32_t *sid, char *why, size_t why_len);
+
+/* The consume subscription SID of S, or NULL. */
+struct member *session_member(const struct session *s, uint64_t sid);
+
+/* M's consumer freed it: S lets go of it (no detach). */
+void session_member_forget(struct session *s, struct member *m);
+
+/*
+ * Permissions for streams: may S consume ST through FILTER (FLEN bytes; NULL
+ * for the whole stream: each of its patterns)?  With a user, the filter (or
+ * each pattern) must be covered by one of its subscribe-allow patterns and
+ * overlap none of its subscribe-deny patterns (docs/protocol.md); without
+ * one, every client may.  Asked by consume (code 8) and stream_info (streams
+ * not listed).
+ */
+bool session_may_consume(const struct session *s, const struct stream *st, const char *filter,
+                         size_t flen);
+
+/*
+ * S's permissions changed (a reload): its consume subscriptions no longer
+ * allowed end, each with an error notification (code 8), as subscriptions do.
+ */
+void session_recheck_consumers(struct session *s);
+
+/* True when a stored message of LEN bytes (prefix included) may go to S now. */
+bool session_stored_room(const struct session *s, size_t len);
+
+/* Queues a stored message for S (a consumer's delivery).  False when S's connection is closing. */
+bool session_offer_stored(struct session *s, const uint8_t *prefix, size_t plen,
+                          const uint8_t *body, size_t blen, const uint8_t *opts, size_t olen);
+
+/* ---------------------------------------------------- replies held back */
+
+/*
+ * A place for a response the store gives later, at the end of S's reply
+ * queue.  Owned by S until S ends; then by whoever fills it, which frees
+ * it (session_reply_fill).
+ */
+struct session_reply *session_reply_defer(struct session *s);
+
+/*
+ * Fills R with FRAME (copied) and sends what the queue lets go; frees R
+ * when its session has ended.
+ */
+void session_reply_fill(struct session_reply *r, const void *frame, size_t len);
+
+/* conn.c's check: when S's reply queue is not empty, holds FRAME behind it and returns true. */
+bool session_reply_hold(struct session *s, const void *frame, size_t len);
 
 /* ------------------------------------------------------------ delivery */
 

@@ -93,6 +93,9 @@ static const struct stats_field broker_fields[] = {
      false},
     {"memory_subscriptions", "pigeon_memory_subscriptions_bytes", "gauge",
      "Subscriptions and their share of the index.", SNAP(mem_subscriptions), false},
+    {"memory_store", "pigeon_memory_store_bytes", "gauge",
+     "What the durable store holds in memory: indexes, caches, msg_ids, pending sets, batches.",
+     SNAP(mem_store), false},
     {"memory_over", "pigeon_memory_over", "gauge", "1 while usage is above max_memory.",
      SNAP(mem_over), false},
     {"memory_times_over", "pigeon_memory_over_total", "counter",
@@ -243,6 +246,7 @@ static void gather_budget(struct server *srv, struct stats_snapshot *out)
     out->mem_output = u.output;
     out->mem_input = u.input;
     out->mem_subscriptions = u.subscriptions;
+    out->mem_store = u.store;
     out->mem_over = b->over;
     out->mem_times_over = b->times_over;
     out->mem_slow_chosen = b->slow_chosen;

@@ -59,7 +59,7 @@ struct stats_snapshot {
     uint64_t undelivered;             /* queued messages their closed connection never got */
     uint64_t yields;                  /* times a connection yielded with work left (conn.h) */
     /* The memory budget (budget.h), in bytes where not said otherwise: */
-    uint64_t mem_budget, mem_used, mem_output, mem_input, mem_subscriptions;
+    uint64_t mem_budget, mem_used, mem_output, mem_input, mem_subscriptions, mem_store;
     uint64_t mem_over;           /* 1 while over max_memory */
     uint64_t mem_times_over;     /* times it went over */
     uint64_t mem_slow_chosen;    /* connections chosen as slow consumers */

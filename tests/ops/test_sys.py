@@ -13,7 +13,7 @@ KEYS = {"version", "backend", "uptime_ms", "connections", "connections_accepted"
         "connections_rejected", "subscriptions", "msgs_in", "bytes_in", "msgs_out", "bytes_out",
         "retained_topics", "retained_bytes", "slow_disconnects", "slow_dropped",
         "protocol_errors", "undelivered", "yields", "memory_budget", "memory_used",
-        "memory_output", "memory_input", "memory_subscriptions", "memory_over",
+        "memory_output", "memory_input", "memory_subscriptions", "memory_store", "memory_over",
         "memory_times_over", "memory_slow_chosen", "memory_held", "memory_refused_frames",
         "memory_refused_subs", "logins_ok", "logins_failed", "logins_required",
         "login_cache_hits", "tls_handshakes", "tls_handshakes_failed", "tls_handshakes_in_flight",

@@ -39,7 +39,7 @@ static const char *man_section(char *text, const char *section, size_t *len)
     const char *start, *end;
 
     snprintf(heading, sizeof(heading), "\n.SH [%s%s]\n", section,
-             strcmp(section, "listener") == 0 ? " NAME" : "");
+             strcmp(section, "listener") == 0 || strcmp(section, "stream") == 0 ? " NAME" : "");
     start = strstr(text, heading);
     ck_assert_msg(start != NULL, "no '%s' heading", heading + 1);
     start += strlen(heading);

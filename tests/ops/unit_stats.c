@@ -170,8 +170,8 @@ START_TEST(test_metrics_shape)
         ck_assert(strncmp(line, "pigeon_", 7) == 0);
         samples++;
     }
-    ck_assert_int_eq(families, 1 + 34 + 6);    /* info, broker-wide, per listener */
-    ck_assert_int_eq(samples, 1 + 34 + 6 * 2); /* two listeners */
+    ck_assert_int_eq(families, 1 + 35 + 6);    /* info, broker-wide, per listener */
+    ck_assert_int_eq(samples, 1 + 35 + 6 * 2); /* two listeners */
     free(t);
 }
 END_TEST
@@ -258,7 +258,7 @@ START_TEST(test_pack)
     ck_assert_uint_eq(off, sb.size); /* exactly one object */
 
     const msgpack_object *m = &u.data;
-    ck_assert_uint_eq(m->via.map.size, 37);
+    ck_assert_uint_eq(m->via.map.size, 38);
     ck_assert(map_str_is(m, "version", "9.8.7"));
     ck_assert(map_str_is(m, "backend", "epoll"));
     ck_assert_uint_eq(map_u64(m, "uptime_ms"), 61234);
