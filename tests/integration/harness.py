@@ -303,9 +303,12 @@ class Broker:
         if check and self.proc.poll() is not None:
             raise AssertionError("pigeond exited with %s:\n%s" % (self.proc.returncode, self.log_text()))
         if self.proc.poll() is None:
+            # An ephemeral port a stopped broker's TLS listener had may come back as a plain one.
             for name, addr in self.ports().items():
                 if name in getattr(self, "tls_listeners", ()):
                     TLS_ADDRESSES.add(addr.strip())
+                else:
+                    TLS_ADDRESSES.discard(addr.strip())
         return self
 
     @property
