@@ -148,11 +148,10 @@ static void server_log_summary(struct server *srv)
                PIGEON_VERSION, loop_method(&srv->loop), c->max_payload, c->max_connections,
                c->max_subscriptions, c->max_subscriptions_per_connection,
                (unsigned long long)srv->budget.limit, srv->budget.is_auto ? " (auto)" : "",
-               (unsigned long long)c->max_outbound,
-               config_slow_policy_name(c->slow_consumer), (unsigned long long)c->max_retained,
-               c->idle_timeout_ms, c->path != NULL ? c->path : "(built-in defaults)",
-               c->drain_timeout_ms, c->stats_interval_ms, listeners,
-               srv->http != NULL ? http_address(srv->http) : "off",
+               (unsigned long long)c->max_outbound, config_slow_policy_name(c->slow_consumer),
+               (unsigned long long)c->max_retained, c->idle_timeout_ms,
+               c->path != NULL ? c->path : "(built-in defaults)", c->drain_timeout_ms,
+               c->stats_interval_ms, listeners, srv->http != NULL ? http_address(srv->http) : "off",
                notify_enabled(srv->notify) ? "on" : "off", activation_count(srv->activation));
 }
 
@@ -241,8 +240,8 @@ static void server_reload_listeners(struct server *srv, const struct config *nex
         if (keep == NULL)
             server_close_listener(srv, l);
         else if (listener_apply(l, keep, err, sizeof(err)) < 0)
-            log_error(&srv->log, "SIGHUP: listener %s: %s; it keeps its TLS settings",
-                      keep->name, err);
+            log_error(&srv->log, "SIGHUP: listener %s: %s; it keeps its TLS settings", keep->name,
+                      err);
     }
     for (size_t i = 0; i < next->n_listeners; i++)
         if (!listener_is_open(srv, &next->listeners[i]))
@@ -380,7 +379,7 @@ void server_shutdown(struct server *srv)
         return;
     srv->draining = true;
     notify_stopping(srv->notify);
-    store_drain(srv->store); /* what was read is answered before the connections close */
+    store_drain(srv->store);        /* what was read is answered before the connections close */
     cluster_shutdown(srv->cluster); /* the other nodes drop this one's interest now */
     while ((l = TAILQ_FIRST(&srv->listeners)) != NULL)
         server_close_listener(srv, l);
@@ -485,7 +484,8 @@ void server_accept(struct server *srv, struct listener *l, evutil_socket_t fd,
         log_error(&srv->log, "cannot set up a connection from listener %s", listener_name(l));
     else
         c->sess.locked = srv->auth != NULL && config_listener_authenticates(srv->conf, &l->conf);
-    fdlimit_changed(&srv->loop.fds); /* that may have taken the last descriptor a listener can use */
+    /* That may have taken the last descriptor a listener can use. */
+    fdlimit_changed(&srv->loop.fds);
 }
 
 /* ---------------------------------------------------------- public API */
@@ -516,6 +516,8 @@ int server_init(struct server *srv, struct config *conf, const char *conf_path,
         if (cluster_new(srv, &conf->cluster, &srv->cluster) < 0)
             return -1;
         router_set_cluster(srv->router, srv->cluster);
+        if (srv->store != NULL)
+            store_hold_interest(srv->store);
     } else if (conf->cluster.enabled) {
         log_notice(&srv->log, "[cluster] sets no redis: running standalone");
     }

@@ -120,6 +120,8 @@ struct store {
     size_t n_dirty, cap_dirty;
     struct session **held; /* publishers not read while the batch is full */
     size_t n_held, cap_held;
+    char **interest; /* owned, each owned: patterns held as cluster interest */
+    size_t n_interest, cap_interest;
     msgpack_sbuffer scratch;
     bool state_failing;
     uint64_t commits, state_errors, waiters_failed;
@@ -592,18 +594,42 @@ void store_reply_when_stored(struct store *st, struct session *s, uint32_t msgid
     store_touch(st);
 }
 
+/* Routes M live and appends it to SM; a failure is counted in SM (not_stored), as nobody waits. */
+static void publish_captured(struct store *st, struct stream *sm, const struct router_msg *m)
+{
+    const char *why;
+    uint64_t seq;
+
+    router_publish(st->srv->router, st->srv->loop.conf, m);
+    if (sm != NULL)
+        stream_append(sm, m, NULL, 0, stream_now_ms(), &seq, &why);
+}
+
 /* Routes the broker's own message BODY (topic then payload) live and to its stream. */
 static void publish_body(struct store *st, const char *topic, size_t tlen, const uint8_t *body,
                          size_t blen)
 {
     struct router_msg m = {.topic = topic, .topic_len = tlen, .body = body, .body_len = blen};
-    struct stream *sm = capture(st, topic, tlen);
-    const char *why;
-    uint64_t seq;
 
-    router_publish(st->srv->router, st->srv->loop.conf, &m);
-    if (sm != NULL)
-        stream_append(sm, &m, NULL, 0, stream_now_ms(), &seq, &why);
+    publish_captured(st, capture(st, topic, tlen), &m);
+}
+
+int store_publish_remote(struct store *st, const struct router_msg *m)
+{
+    struct stream *sm = capture(st, m->topic, m->topic_len);
+
+    if (sm == NULL)
+        return 1;
+    publish_captured(st, sm, m);
+    return seglog_gathering_bytes(sm->log) > STORE_GATHER_MAX ? 2 : 0;
+}
+
+bool store_gather_full(const struct store *st)
+{
+    for (size_t i = 0; i < st->n_streams; i++)
+        if (seglog_gathering_bytes(st->streams[i]->log) > STORE_GATHER_MAX)
+            return true;
+    return false;
 }
 
 void store_publish_internal(struct store *st, const char *topic, size_t tlen, const void *payload,
@@ -727,6 +753,25 @@ size_t store_stream_count(const struct store *st)
 struct stream *store_stream_at(struct store *st, size_t i)
 {
     return st->streams[i];
+}
+
+void store_hold_interest(struct store *st)
+{
+    struct router *r = st->srv->router;
+
+    for (size_t i = 0; i < st->n_interest; i++) {
+        router_interest_release(r, st->interest[i]);
+        free(st->interest[i]);
+    }
+    st->n_interest = 0;
+    for (size_t i = 0; i < st->n_streams; i++) {
+        const struct config_stream *cs = &st->streams[i]->conf;
+        for (size_t k = 0; k < cs->n_patterns; k++) {
+            char *p = xstrdup(cs->patterns[k]);
+            ptrs_push((void ***)&st->interest, &st->n_interest, &st->cap_interest, p);
+            router_interest_hold(r, p);
+        }
+    }
 }
 
 /* Puts SM's patterns in the capture index (again, after a reload). */
@@ -902,6 +947,9 @@ static void store_free(struct store *st)
     free(st->pumps);
     free(st->dirty);
     free(st->held);
+    for (size_t i = 0; i < st->n_interest; i++)
+        free(st->interest[i]);
+    free(st->interest);
     statedb_close(st->db);
     msgpack_sbuffer_destroy(&st->scratch);
     if (st->lock_fd >= 0)
@@ -1008,6 +1056,7 @@ void store_apply_config(struct store *st, const struct config *conf)
                         "removes it)",
                         st->streams[i]->name, st->streams[i]->name);
     }
+    store_hold_interest(st);
 }
 
 /* ------------------------------------------------------------- deleting ---- */

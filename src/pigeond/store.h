@@ -134,6 +134,26 @@ int store_publish(struct store *st, struct session *s, const struct router_msg *
 void store_publish_internal(struct store *st, const char *topic, size_t tlen, const void *payload,
                             size_t plen);
 
+/*
+ * A message M from another node of the cluster (router_publish with
+ * `remote` set): when a stream here captures its topic, routes it live and
+ * appends it (no one waits for an answer: a failure is counted in the
+ * stream's not_stored).  Returns 1 when no stream captures it (route it as
+ * usual), 0 when done, 2 when done and the stream's gathered records are
+ * over STORE_GATHER_MAX: stop reading the backplane until
+ * store_gather_full() says false.
+ */
+int store_publish_remote(struct store *st, const struct router_msg *m);
+bool store_gather_full(const struct store *st);
+
+/*
+ * Holds the streams' patterns as cluster interest (router_interest_hold),
+ * releasing what this store held before, so that messages published on
+ * any node reach this one and are captured (docs/scale-out.md, Streams).
+ * Called once the router has its cluster, and by store_apply_config.
+ */
+void store_hold_interest(struct store *st);
+
 /* ------------------------------------------------------- for consumers */
 
 /*

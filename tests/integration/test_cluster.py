@@ -14,12 +14,17 @@ or three pigeond nodes on it, and talks to them through real sockets:
     messages are dropped and counted, and the nodes heal;
   - a node killed: its interest expires on the others; a node stopped: it
     says bye and its interest goes at once;
-  - /metrics, $SYS.broker.stats and /connections name the node; AUTH.
+  - /metrics, $SYS.broker.stats and /connections name the node; AUTH;
+  - a stream's node holds its patterns as interest, so what any node
+    publishes on them is stored there, and a reload changes that interest.
 """
 
 import json
+import os
+import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 
@@ -240,6 +245,65 @@ class RequestReplyTest(ClusterTest):
             requester.wait_messages(i + 1)
             self.assertEqual(requester.messages[i][1:3], [inbox, ["re", i]])
             requester.unsub(sid)
+
+
+class StreamAcrossNodesTest(ClusterTest):
+    """A stream stays on the node that defines it, and captures what any node publishes."""
+
+    def store_sections(self, node_dir, streams):
+        text = "[store]\ndir = %s\nfsync = no\n" % os.path.join(node_dir, "store")
+        for name, patterns in streams.items():
+            text += "[stream %s]\npatterns = %s\n" % (name, patterns)
+        return text
+
+    def two_nodes(self):
+        """Node a1 with stream orders (orders.>) and node b1, b1 knowing a1's interest."""
+        redis = self.start_redis()
+        a_dir = tempfile.mkdtemp(prefix="pigeon-cluster-store-")
+        self.addCleanup(shutil.rmtree, a_dir, True)
+        a = self.start_node(redis, "a1", sections=self.store_sections(a_dir, {"orders": "orders.>"}))
+        b = self.start_node(redis, "b1")
+        self.wait_interest(b, 1)  # a1 holds the stream's pattern without any subscription
+        return redis, a_dir, a, b
+
+    def test_messages_published_anywhere_are_stored_on_the_streams_node(self):
+        redis, a_dir, a, b = self.two_nodes()
+        pub_b = self.client(b)
+        for i in range(200):
+            pub_b.pub_notify("orders.eu", i, headers={"n": str(i)})
+        pub_b.sync()
+        on_a = self.client(a)
+        wait_for(lambda: on_a.request("stream_info", "orders")["messages"] == 200,
+                 what="b1's messages stored on a1")
+        sid = on_a.request("consume", "orders", {"durable": "d"})
+        on_a.wait_messages(200)
+        got = [m for m in on_a.messages if m[0] == sid]
+        self.assertEqual([m[2] for m in got], list(range(200)))
+        self.assertEqual([m[3]["seq"] for m in got], list(range(1, 201)))
+        self.assertEqual(got[7][3]["headers"], {"n": "7"})
+        # A pub naming the stream is answered only where the stream is.
+        self.assertEqual(pub_b.request_error("pub", "orders.x", 1, {"stream": "orders"})[0], 11)
+        # Topics no stream captures do not cross.
+        out = self.metric(b, "pigeon_cluster_messages_out_total")
+        pub_b.pub("other.x", 1)
+        self.assertEqual(self.metric(b, "pigeon_cluster_messages_out_total"), out)
+
+    def test_reload_adds_a_streams_interest(self):
+        redis, a_dir, a, b = self.two_nodes()
+        a.write_config(None, None, self.node_text(redis, "a1") + self.store_sections(
+            a_dir, {"orders": "orders.eu.>", "jobs": "jobs.*"}))
+        a.reload()
+        a.wait_log("stream jobs added")
+        # orders.> was released for orders.eu.>, and jobs.* is new: two entries from a1.
+        wait_for(lambda: self.metric(b, "pigeon_cluster_remote_interest") == 2,
+                 what="a1's new stream patterns on b1")
+        pub_b = self.client(b)
+        pub_b.pub("jobs.build", "j")
+        pub_b.pub("orders.us", "not captured any more")
+        on_a = self.client(a)
+        wait_for(lambda: on_a.request("stream_info", "jobs")["messages"] == 1,
+                 what="b1's job stored on a1")
+        self.assertEqual(on_a.request("stream_info", "orders")["messages"], 0)
 
 
 class AuthAcrossNodesTest(ClusterTest):
