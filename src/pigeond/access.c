@@ -223,6 +223,32 @@ void access_delivered(struct session *s, const struct router_msg *m)
     responses_note(&s->responses, m->reply_to, m->reply_to_len, (uint64_t)clock_now_ms());
 }
 
+void access_delivered_opts(struct session *s, const uint8_t *opts, size_t olen)
+{
+    struct mpread r;
+    uint32_t n, klen;
+    const char *key;
+
+    if (s->user == NULL || !user_allow_responses(s->user))
+        return;
+    mpread_init(&r, opts, olen);
+    if (!mpread_map(&r, &n))
+        return;
+    while (n-- > 0 && mpread_str(&r, &key, &klen)) {
+        if (klen == 8 && memcmp(key, "reply_to", 8) == 0) {
+            struct router_msg m = {0};
+            uint32_t rlen;
+            if (mpread_str(&r, &m.reply_to, &rlen)) {
+                m.reply_to_len = rlen;
+                access_delivered(s, &m);
+            }
+            return;
+        }
+        if (!mpread_skip(&r))
+            return;
+    }
+}
+
 /* ------------------------------------------------------------- reload */
 
 /* Checks S's subscriptions again under its new permissions; drops those no longer allowed. */

@@ -83,7 +83,8 @@ static inline bool access_may_publish(struct session *s, const char *topic, size
     return s->acl == NULL || access_may_publish_checked(s, topic, len);
 }
 
-/* True when S may ask for replies on REPLY_TO (checked): one of its subscribe patterns covers it. */
+/* True when S may ask for replies on REPLY_TO (checked): one of its subscribe patterns covers it.
+ */
 bool access_may_reply_to(struct session *s, const char *topic, size_t len);
 
 /*
@@ -98,6 +99,12 @@ bool access_may_receive(struct sub *sub, const char *topic, size_t len);
 
 /* A message M was delivered to S: an allow_responses user may answer its reply_to. */
 void access_delivered(struct session *s, const struct router_msg *m);
+
+/*
+ * The same for a stored message (a stream delivery), whose reply_to is in
+ * its msg OPTS map (OLEN bytes, as sent).
+ */
+void access_delivered_opts(struct session *s, const uint8_t *opts, size_t olen);
 
 /*
  * The users policy was replaced (AUTH NULL: logins are off now), and S's

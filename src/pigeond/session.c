@@ -27,8 +27,8 @@
 
 /* A retained replay under way: a cursor over the store, for one subscription. */
 struct replay {
-    struct replay *next;    /* in the session's replays */
-    struct sub *sub;        /* borrowed; unsubscribing cancels the replay */
+    struct replay *next; /* in the session's replays */
+    struct sub *sub;     /* borrowed; unsubscribing cancels the replay */
     struct retain_cursor cur;
 };
 
@@ -245,8 +245,8 @@ bool session_deliver(struct sub *sub, const struct router_msg *m)
         return false; /* denied at delivery: not sent, not counted */
     if (!conn_room(c, n))
         return session_slow(sub->sess, 1);
-    if (!conn_send_msg(c, sub->prefix, sub->prefix_len, m->body, m->body_len, m->opts,
-                       m->opts_len, m->block))
+    if (!conn_send_msg(c, sub->prefix, sub->prefix_len, m->body, m->body_len, m->opts, m->opts_len,
+                       m->block))
         return false;
     if (m->reply_to != NULL)
         access_delivered(sub->sess, m);
@@ -264,7 +264,7 @@ bool session_offer_retained(struct sub *sub, struct block *blk, size_t body_len,
     struct conn *c = sub->sess->conn;
     size_t n = sub->prefix_len + body_len + opts_len;
     size_t window = SESSION_REPLAY_WINDOW < c->loop->out_limit ? SESSION_REPLAY_WINDOW
-                                                                : (size_t)c->loop->out_limit;
+                                                               : (size_t)c->loop->out_limit;
 
     /* One value larger than the whole window goes when the queue is empty. */
     if (conn_queued(c) > 0 && conn_queued(c) + n > window)
@@ -277,8 +277,8 @@ bool session_offer_retained(struct sub *sub, struct block *blk, size_t body_len,
         if (!mpread_str(&r, &topic, &tlen) || !access_may_receive(sub, topic, tlen))
             return true; /* denied: passed over, as if sent */
     }
-    return conn_send_msg(c, sub->prefix, sub->prefix_len, blk->data, body_len,
-                         blk->data + body_len, opts_len, blk);
+    return conn_send_msg(c, sub->prefix, sub->prefix_len, blk->data, body_len, blk->data + body_len,
+                         opts_len, blk);
 }
 
 /* Queues the error notification CODE, MESSAGE for S. */
@@ -446,8 +446,8 @@ void session_recheck_consumers(struct session *s)
 bool session_stored_room(const struct session *s, size_t len)
 {
     const struct conn *c = s->conn;
-    size_t window = CONSUMER_WINDOW < c->loop->out_limit ? CONSUMER_WINDOW
-                                                         : (size_t)c->loop->out_limit;
+    size_t window =
+        CONSUMER_WINDOW < c->loop->out_limit ? CONSUMER_WINDOW : (size_t)c->loop->out_limit;
 
     if (c->state != CONN_OPEN)
         return false;
@@ -458,7 +458,11 @@ bool session_stored_room(const struct session *s, size_t len)
 bool session_offer_stored(struct session *s, const uint8_t *prefix, size_t plen,
                           const uint8_t *body, size_t blen, const uint8_t *opts, size_t olen)
 {
-    return conn_send_msg(s->conn, prefix, plen, body, blen, opts, olen, NULL);
+    if (!conn_send_msg(s->conn, prefix, plen, body, blen, opts, olen, NULL))
+        return false;
+    if (s->user != NULL)
+        access_delivered_opts(s, opts, olen);
+    return true;
 }
 
 /* ------------------------------------------------------- replies held back */

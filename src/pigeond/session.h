@@ -90,22 +90,22 @@ struct session {
     char *client_name;     /* from hello, or NULL; owned */
     bool hello_done;
     /* Identity and permissions (access.h): */
-    bool locked;                /* its listener requires a login, and none happened yet */
-    struct user *user;          /* who it logged in as, or NULL; holds a reference */
-    const struct acl *acl;      /* the user's permissions (borrowed from user), or NULL: none checked */
+    bool locked;           /* its listener requires a login, and none happened yet */
+    struct user *user;     /* who it logged in as, or NULL; holds a reference */
+    const struct acl *acl; /* the user's permissions (borrowed from user), or NULL: none checked */
     struct acl_cache acl_cache; /* its recent decisions */
     struct responses responses; /* replies it may send without a publish permission */
     struct auth_req *auth_req;  /* a hello being checked, or NULL */
     uint32_t auth_msgid;        /* that hello's msgid */
-    bool dropping;  /* dropping messages (slow_consumer = drop) until the output drains */
-    bool published; /* published since the memory budget last looked (budget.c) */
+    bool dropping;       /* dropping messages (slow_consumer = drop) until the output drains */
+    bool published;      /* published since the memory budget last looked (budget.c) */
     bool replay_waiting; /* the head replay waits for the output to drain */
     struct sub **subs;   /* owned array of owned subs, sorted by sid */
     uint32_t n_subs, cap_subs;
     uint32_t next_sid;
     struct replay *replays;       /* under way, oldest first; owned */
     struct replay **replays_tail; /* where the next one goes */
-    struct member *members;       /* consume subscriptions (consumer.h); each owned by its consumer */
+    struct member *members; /* consume subscriptions (consumer.h); each owned by its consumer */
     uint32_t n_members;
     struct session_reply *replies;       /* waiting for the store, oldest first; owned */
     struct session_reply **replies_tail; /* where the next one goes */
@@ -186,7 +186,11 @@ void session_recheck_consumers(struct session *s);
 /* True when a stored message of LEN bytes (prefix included) may go to S now. */
 bool session_stored_room(const struct session *s, size_t len);
 
-/* Queues a stored message for S (a consumer's delivery).  False when S's connection is closing. */
+/*
+ * Queues a stored message for S (a consumer's delivery): OPTS is its msg
+ * opts map, whose reply_to an allow_responses user may then answer once.
+ * False when S's connection is closing.
+ */
 bool session_offer_stored(struct session *s, const uint8_t *prefix, size_t plen,
                           const uint8_t *body, size_t blen, const uint8_t *opts, size_t olen);
 

@@ -764,6 +764,26 @@ class PermissionTest(StreamTest):
         alice.pump_for(0.3)
         self.assertEqual(len(alice.messages), 1)
 
+    def test_allow_responses_to_a_stored_request(self):
+        from test_security import password_hash
+        users = os.path.join(self.store_dir_for_users(), "users.conf")
+        with open(users, "w") as f:
+            f.write("[user worker]\npassword = %s\nsubscribe = jobs.>\nallow_responses = yes\n"
+                    "[user boss]\npassword = %s\nsubscribe = _INBOX.boss.>\npublish = jobs.>\n"
+                    % (password_hash("worker-pw"), password_hash("boss-pw")))
+        b = self.store_broker({"jobs": {"patterns": "jobs.>"}},
+                              store="[auth]\nusers_file = %s\n" % users)
+        worker = self.client(b, creds={"user": "worker", "password": "worker-pw"})
+        boss = self.client(b, creds={"user": "boss", "password": "boss-pw"})
+        inbox = boss.sub("_INBOX.boss.1")
+        self.pub(boss, "jobs.build", "j1", stream="jobs", reply_to="_INBOX.boss.1")
+        self.assertEqual(worker.request_error("pub", "_INBOX.boss.1", "unasked")[0], FORBIDDEN)
+        self.consume(worker, "jobs", durable="w")  # delivered from the store, not live
+        self.assertEqual(worker.wait_messages(1)[0][3]["reply_to"], "_INBOX.boss.1")
+        self.assertEqual(worker.pub("_INBOX.boss.1", "done"), 1)
+        self.assertEqual(boss.wait_messages(1), [[inbox, "_INBOX.boss.1", "done"]])
+        self.assertEqual(worker.request_error("pub", "_INBOX.boss.1", "again")[0], FORBIDDEN)
+
     def store_dir_for_users(self):
         import tempfile
         d = tempfile.TemporaryDirectory(prefix="pigeon-users-")
