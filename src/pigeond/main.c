@@ -4,6 +4,7 @@
  *   pigeond [-c FILE] [-t] [-p PORT]... [-b ADDR]... [--ports-file FILE]
  *           [--pid-file FILE] [-V] [-h]
  *   pigeond [-c FILE] --delete-stream NAME
+ *   pigeond [-c FILE] --delete-durable STREAM/DURABLE
  *
  * Without -c, CONFIG_DEFAULT_PATH (SYSCONFDIR/pigeon/pigeond.conf, where
  * meson installs the sample) is read when it exists and the
@@ -16,6 +17,8 @@
  *
  * --delete-stream is the one way to delete a stream's data: with pigeond
  * stopped and the stream's section gone from the file (store.h).
+ * --delete-durable forgets one durable consumer (its position and unacked
+ * set), with pigeond stopped: the way to change a durable's options.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -61,6 +64,9 @@ static void usage(FILE *out)
             "      --delete-stream NAME  delete stream NAME's messages and durable consumers\n"
             "                         from the config's [store], and exit; pigeond must be\n"
             "                         stopped and [stream NAME] gone from the config\n"
+            "      --delete-durable STREAM/DURABLE  forget durable consumer DURABLE of\n"
+            "                         STREAM (its position and unacked messages), and exit;\n"
+            "                         pigeond must be stopped\n"
             "  -V, --version          print the version and exit\n"
             "  -h, --help             print this help and exit\n"
             "\n"
@@ -73,6 +79,7 @@ struct options {
     const char *ports_file;
     const char *pid_file;
     const char *delete_stream;
+    const char *delete_durable;
     bool test;
     /* -p and -b in order, as bind values; the -p ones point into port_binds */
     const char *binds[MAX_ARG_LISTENERS];
@@ -81,7 +88,7 @@ struct options {
 };
 
 /* Long options with no short form. */
-enum { OPT_PORTS_FILE = 256, OPT_PID_FILE, OPT_DELETE_STREAM };
+enum { OPT_PORTS_FILE = 256, OPT_PID_FILE, OPT_DELETE_STREAM, OPT_DELETE_DURABLE };
 
 /* -p PORT as the bind value "127.0.0.1:PORT"; 0, or -1 after printing why. */
 static int add_port(struct options *o, const char *arg)
@@ -127,6 +134,7 @@ static int parse_options(int argc, char **argv, struct options *o)
         {"ports-file", required_argument, NULL, OPT_PORTS_FILE},
         {"pid-file", required_argument, NULL, OPT_PID_FILE},
         {"delete-stream", required_argument, NULL, OPT_DELETE_STREAM},
+        {"delete-durable", required_argument, NULL, OPT_DELETE_DURABLE},
         {"version", no_argument, NULL, 'V'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -154,6 +162,9 @@ static int parse_options(int argc, char **argv, struct options *o)
             break;
         case OPT_DELETE_STREAM:
             o->delete_stream = optarg;
+            break;
+        case OPT_DELETE_DURABLE:
+            o->delete_durable = optarg;
             break;
         case 'V':
             printf("pigeond %s (libevent %s, msgpack-c %s)\n", PIGEON_VERSION, event_get_version(),
@@ -279,6 +290,31 @@ static int check_config(const struct options *o)
     return 1;
 }
 
+/* --delete-durable STREAM/DURABLE: returns the exit code. */
+static int delete_durable(const struct options *o)
+{
+    struct config *conf;
+    const char *path, *slash = strchr(o->delete_durable, '/');
+    char why[512], stream[65];
+
+    if (slash == NULL || (size_t)(slash - o->delete_durable) >= sizeof(stream)) {
+        fprintf(stderr, "pigeond: --delete-durable %s: give STREAM/DURABLE\n", o->delete_durable);
+        return 2;
+    }
+    memcpy(stream, o->delete_durable, (size_t)(slash - o->delete_durable));
+    stream[slash - o->delete_durable] = 0;
+    if (load_config(o, &conf, &path) != 0)
+        return 1;
+    int rc = store_delete_durable(conf, stream, slash + 1, why, sizeof(why));
+    if (rc < 0)
+        fprintf(stderr, "pigeond: --delete-durable %s: %s\n", o->delete_durable, why);
+    else
+        printf("pigeond: durable %s of stream %s deleted from %s\n", slash + 1, stream,
+               conf->store.dir);
+    config_unref(conf);
+    return rc < 0 ? 1 : 0;
+}
+
 /* --delete-stream NAME: returns the exit code. */
 static int delete_stream(const struct options *o)
 {
@@ -343,6 +379,8 @@ int main(int argc, char **argv)
         return check_config(&o);
     if (o.delete_stream != NULL)
         return delete_stream(&o);
+    if (o.delete_durable != NULL)
+        return delete_durable(&o);
     if (load_config(&o, &conf, &path) != 0)
         return 1;
     if (apply_arg_listeners(&o, conf) < 0) { /* checked above: cannot fail */

@@ -1063,27 +1063,31 @@ void store_apply_config(struct store *st, const struct config *conf)
 
 struct delete_arg {
     struct statedb_ops ops;
-    const char *name;
-    size_t len;
+    enum statedb_table table;
+    size_t key_len; /* only keys this long (0: any) */
+    size_t n;       /* keys deleted */
 };
 
-/* Collects the keys of stream NAME's durables (consumers and pending tables). */
+/* Deletes each key it is shown (of DA's length, when set). */
 static int delete_key_cb(void *arg, const void *key, size_t klen, const void *val, size_t vlen)
 {
     struct delete_arg *da = arg;
 
-    if (klen > da->len && memcmp(key, da->name, da->len) == 0 && ((const char *)key)[da->len] == 0)
-        statedb_ops_del(&da->ops, STATEDB_CONSUMERS, key, klen);
+    if (da->key_len == 0 || klen == da->key_len) {
+        statedb_ops_del(&da->ops, da->table, key, klen);
+        da->n++;
+    }
     return 0;
 }
 
-static int delete_pending_cb(void *arg, const void *key, size_t klen, const void *val, size_t vlen)
+/* Gathers into DA the deletion of TABLE's keys beginning with PREFIX (exactly PREFIX when EXACT).
+ */
+static int delete_prefixed(struct statedb *db, struct delete_arg *da, enum statedb_table table,
+                           const void *prefix, size_t plen, bool exact, char *why, size_t why_len)
 {
-    struct delete_arg *da = arg;
-
-    if (klen > da->len && memcmp(key, da->name, da->len) == 0 && ((const char *)key)[da->len] == 0)
-        statedb_ops_del(&da->ops, STATEDB_PENDING, key, klen);
-    return 0;
+    da->table = table;
+    da->key_len = exact ? plen : 0;
+    return statedb_foreach(db, table, prefix, plen, delete_key_cb, da, why, why_len);
 }
 
 /* Removes DIR's regular files and then DIR. */
@@ -1107,19 +1111,71 @@ static int remove_dir(const char *dir)
     return rc < 0 || rmdir(dir) < 0 ? -1 : 0;
 }
 
-int store_delete_stream(const struct config *conf, const char *name, char *why, size_t why_len)
+/*
+ * For the offline commands: locks CONF's store (refused while a pigeond
+ * holds it) and opens its state.  On success the caller owns *LOCK_FD and
+ * *DB (offline_close).
+ */
+static int offline_open(const struct config *conf, int *lock_fd, struct statedb **db, char *why,
+                        size_t why_len)
 {
-    char path[STORE_PATH_MAX], w[256];
-    struct statedb *db = NULL;
+    char path[STORE_PATH_MAX];
     struct logger quiet;
     bool moved;
-    int lock_fd, rc = -1;
 
     if (!conf->store.enabled) {
         snprintf(why, why_len, "the configuration has no [store]");
         return -1;
     }
-    if (!stream_name_ok(name, strlen(name))) {
+    snprintf(path, sizeof(path), "%s/LOCK", conf->store.dir);
+    *lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (*lock_fd < 0 || flock(*lock_fd, LOCK_EX | LOCK_NB) < 0) {
+        snprintf(why, why_len, "%s is in use (stop pigeond first) or cannot be locked: %s",
+                 conf->store.dir, strerror(errno));
+        if (*lock_fd >= 0)
+            close(*lock_fd);
+        return -1;
+    }
+    log_init(&quiet, stderr, LOG_LEVEL_WARNING);
+    snprintf(path, sizeof(path), "%s/state", conf->store.dir);
+    if (statedb_open(path, true, &quiet, db, &moved, why, why_len) < 0) {
+        close(*lock_fd);
+        return -1;
+    }
+    return 0;
+}
+
+static void offline_close(int lock_fd, struct statedb *db)
+{
+    statedb_close(db);
+    close(lock_fd);
+}
+
+/* Commits DA's deletions; WHAT names them in WHY. */
+static int delete_apply(struct statedb *db, struct delete_arg *da, const char *what, char *why,
+                        size_t why_len)
+{
+    const struct statedb_ops *lists[1] = {&da->ops};
+    char w[256];
+    uint64_t ns;
+
+    if (statedb_apply(db, lists, 1, &ns, w, sizeof(w)) < 0) {
+        snprintf(why, why_len, "cannot remove %s: %s", what, w);
+        return -1;
+    }
+    return 0;
+}
+
+int store_delete_stream(const struct config *conf, const char *name, char *why, size_t why_len)
+{
+    char path[STORE_PATH_MAX];
+    struct statedb *db;
+    struct delete_arg da = {0};
+    struct stat sb;
+    size_t len = strlen(name);
+    int lock_fd, rc = -1;
+
+    if (!stream_name_ok(name, len)) {
         snprintf(why, why_len, "'%s' is not a stream name", name);
         return -1;
     }
@@ -1132,46 +1188,63 @@ int store_delete_stream(const struct config *conf, const char *name, char *why, 
             return -1;
         }
     }
-    snprintf(path, sizeof(path), "%s/LOCK", conf->store.dir);
-    lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (lock_fd < 0 || flock(lock_fd, LOCK_EX | LOCK_NB) < 0) {
-        snprintf(why, why_len, "%s is in use (stop pigeond first) or cannot be locked: %s",
-                 conf->store.dir, strerror(errno));
-        if (lock_fd >= 0)
-            close(lock_fd);
+    if (offline_open(conf, &lock_fd, &db, why, why_len) < 0)
         return -1;
-    }
     snprintf(path, sizeof(path), "%s/streams/%s", conf->store.dir, name);
-    struct stat sb;
     if (stat(path, &sb) < 0) {
         snprintf(why, why_len, "no stream %s in %s", name, conf->store.dir);
         goto out;
     }
-    log_init(&quiet, stderr, LOG_LEVEL_WARNING);
-    char dbpath[STORE_PATH_MAX];
-    snprintf(dbpath, sizeof(dbpath), "%s/state", conf->store.dir);
-    if (statedb_open(dbpath, true, &quiet, &db, &moved, why, why_len) < 0)
+    /* NAME \0 begins the keys of its durables and of their pending tables. */
+    if (delete_prefixed(db, &da, STATEDB_CONSUMERS, name, len + 1, false, why, why_len) < 0 ||
+        delete_prefixed(db, &da, STATEDB_PENDING, name, len + 1, false, why, why_len) < 0 ||
+        delete_apply(db, &da, "its durables", why, why_len) < 0)
         goto out;
-    struct delete_arg da = {.name = name, .len = strlen(name)};
-    uint64_t ns;
-    if (statedb_foreach(db, STATEDB_CONSUMERS, NULL, 0, delete_key_cb, &da, why, why_len) < 0 ||
-        statedb_foreach(db, STATEDB_PENDING, NULL, 0, delete_pending_cb, &da, why, why_len) < 0)
-        goto out_ops;
-    const struct statedb_ops *lists[1] = {&da.ops};
-    if (statedb_apply(db, lists, 1, &ns, w, sizeof(w)) < 0) {
-        snprintf(why, why_len, "cannot remove its durables: %s", w);
-        goto out_ops;
-    }
     if (remove_dir(path) < 0) {
         snprintf(why, why_len, "cannot remove %s: %s", path, strerror(errno));
-        goto out_ops;
+        goto out;
     }
     rc = 0;
-out_ops:
-    statedb_ops_release(&da.ops);
 out:
-    statedb_close(db);
-    close(lock_fd);
+    statedb_ops_release(&da.ops);
+    offline_close(lock_fd, db);
+    return rc;
+}
+
+int store_delete_durable(const struct config *conf, const char *stream, const char *durable,
+                         char *why, size_t why_len)
+{
+    char key[64 + 1 + 64 + 1];
+    struct statedb *db;
+    struct delete_arg da = {0};
+    size_t sl = strlen(stream), dl = strlen(durable);
+    int lock_fd, rc = -1;
+
+    if (!stream_name_ok(stream, sl) || !stream_name_ok(durable, dl)) {
+        snprintf(why, why_len, "'%s/%s' is not STREAM/DURABLE", stream, durable);
+        return -1;
+    }
+    if (offline_open(conf, &lock_fd, &db, why, why_len) < 0)
+        return -1;
+    /* STREAM \0 DURABLE is its record; STREAM \0 DURABLE \0 begins its pending table. */
+    memcpy(key, stream, sl);
+    key[sl] = 0;
+    memcpy(key + sl + 1, durable, dl);
+    key[sl + 1 + dl] = 0;
+    if (delete_prefixed(db, &da, STATEDB_CONSUMERS, key, sl + 1 + dl, true, why, why_len) < 0)
+        goto out;
+    if (da.n == 0) {
+        snprintf(why, why_len, "stream %s has no durable %s in %s", stream, durable,
+                 conf->store.dir);
+        goto out;
+    }
+    if (delete_prefixed(db, &da, STATEDB_PENDING, key, sl + 2 + dl, false, why, why_len) < 0 ||
+        delete_apply(db, &da, "the durable", why, why_len) < 0)
+        goto out;
+    rc = 0;
+out:
+    statedb_ops_release(&da.ops);
+    offline_close(lock_fd, db);
     return rc;
 }
 

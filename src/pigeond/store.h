@@ -99,6 +99,15 @@ void store_apply_config(struct store *st, const struct config *conf);
  */
 int store_delete_stream(const struct config *conf, const char *name, char *why, size_t why_len);
 
+/*
+ * `pigeond --delete-durable STREAM/DURABLE`: forgets durable consumer
+ * DURABLE of STREAM (its record and its pending table) in the store of
+ * CONF, which must not be in use.  The stream's messages stay.  Returns 0,
+ * or -1 with WHY (also when there is no such durable).
+ */
+int store_delete_durable(const struct config *conf, const char *stream, const char *durable,
+                         char *why, size_t why_len);
+
 /* --------------------------------------------------------- publishing */
 
 /* A publication's 1.1 opts; strings borrowed, NULL when not given. */

@@ -6,7 +6,7 @@ each start position and a filter, shared durables, ack and nak (with a
 delay), redelivery after ack_wait and when a connection closes, max_deliver
 and the dead-letter topic, max_pending, stream_info; what survives a
 restart (SIGTERM and kill -9), retained values in the store, reloads,
-`pigeond --delete-stream`, a disk that refuses writes (RLIMIT_FSIZE), and
+`pigeond --delete-stream` and `--delete-durable`, a disk that refuses writes (RLIMIT_FSIZE), and
 the monitoring figures.  Each test starts brokers of its own, each with a
 store in its own temp dir.
 """
@@ -634,6 +634,38 @@ class ReloadTest(StreamTest):
         b.reload()
         b.wait_log("two streams may not capture one topic")
         self.assertEqual(c.request_error("stream_info", "c")[0], NO_STREAM)
+
+    def test_delete_durable(self):
+        b = self.store_broker({"s": {"patterns": "s.>"}})
+        c = self.client(b)
+        for i in range(5):
+            self.pub(c, "s.x", i, stream="s")
+        sid = self.consume(c, "s", durable="d", ack_wait=60000)
+        self.consume(c, "s", durable="e")
+        c.wait_messages(10)
+        c.request("ack", sid, 1)
+        run = lambda *a: subprocess.run([PIGEOND, "-c", b.conf_path] + list(a), capture_output=True,
+                                        text=True, timeout=DEADLINE)
+        r = run("--delete-durable", "s/d")  # while pigeond runs
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("in use", r.stderr)
+        b.stop()
+        self.assertEqual(run("--delete-durable", "s").returncode, 2)
+        r = run("--delete-durable", "s/d")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("durable d of stream s deleted", r.stdout)
+        r = run("--delete-durable", "s/d")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("no durable d", r.stderr)
+        b.log.close()
+        b.start()
+        c = self.client(b)
+        self.assertEqual(list(c.request("stream_info", "s")["consumers"]), ["e"])
+        # d's options may now differ (code 3 before), and it starts over, nothing pending
+        sid = self.consume(c, "s", durable="d", ack_wait=1000)
+        c.wait_messages(5)
+        self.assertEqual(self.seqs(c, sid=sid), [1, 2, 3, 4, 5])
+        self.assertEqual(c.request("stream_info", "s")["messages"], 5)
 
     def test_delete_stream(self):
         b = self.store_broker({"a": {"patterns": "a.>"}, "b": {"patterns": "b.>"}})
