@@ -177,9 +177,9 @@ const char *access_user_name(const struct session *s)
 /* ------------------------------------------------------------- checks */
 
 /* access_may_publish's slow path: S has permissions to ask. */
-bool access_may_publish_checked(struct session *s, const char *topic, size_t len)
+bool access_may_publish_checked(struct session *s, const char *topic, size_t len, uint32_t hash)
 {
-    if (acl_cache_may_publish(&s->acl_cache, s->acl, topic, len))
+    if (acl_cache_may_publish_h(&s->acl_cache, s->acl, topic, len, hash))
         return true;
     return user_allow_responses(s->user) &&
            responses_take(&s->responses, topic, len, (uint64_t)clock_now_ms());

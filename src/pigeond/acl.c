@@ -446,9 +446,10 @@ void acl_cache_fini(struct acl_cache *c)
     acl_cache_init(c);
 }
 
-/* The slot for TOPIC, made to hold it (its decisions unknown if it held another). */
+/* The slot for TOPIC (whose hmap_hash is HASH), made to hold it (its decisions unknown if it
+ * held another). */
 static struct acl_cache_slot *cache_slot(struct acl_cache *c, const struct acl *acl,
-                                         const char *topic, size_t len)
+                                         const char *topic, size_t len, uint32_t hash)
 {
     struct acl_cache_slot *s;
 
@@ -458,7 +459,7 @@ static struct acl_cache_slot *cache_slot(struct acl_cache *c, const struct acl *
     }
     if (c->slots == NULL)
         c->slots = xcalloc(ACL_CACHE_SLOTS, sizeof(*c->slots));
-    s = &c->slots[hmap_hash(topic, len) & (ACL_CACHE_SLOTS - 1)];
+    s = &c->slots[hash & (ACL_CACHE_SLOTS - 1)];
     if (s->topic != NULL && s->len == len && memcmp(s->topic, topic, len) == 0)
         return s;
     free(s->topic);
@@ -471,9 +472,10 @@ static struct acl_cache_slot *cache_slot(struct acl_cache *c, const struct acl *
 
 /* The decision BIT for TOPIC: from C, else from DECIDE and kept. */
 static bool cache_decide(struct acl_cache *c, const struct acl *acl, const char *topic, size_t len,
-                         unsigned bit, bool (*decide)(const struct acl *, const char *, size_t))
+                         uint32_t hash, unsigned bit,
+                         bool (*decide)(const struct acl *, const char *, size_t))
 {
-    struct acl_cache_slot *s = cache_slot(c, acl, topic, len);
+    struct acl_cache_slot *s = cache_slot(c, acl, topic, len, hash);
 
     if (s->known & bit) {
         c->hits++;
@@ -489,11 +491,17 @@ static bool cache_decide(struct acl_cache *c, const struct acl *acl, const char 
 bool acl_cache_may_publish(struct acl_cache *c, const struct acl *acl, const char *topic,
                            size_t len)
 {
-    return cache_decide(c, acl, topic, len, CACHE_PUB, acl_may_publish);
+    return acl_cache_may_publish_h(c, acl, topic, len, hmap_hash(topic, len));
+}
+
+bool acl_cache_may_publish_h(struct acl_cache *c, const struct acl *acl, const char *topic,
+                             size_t len, uint32_t hash)
+{
+    return cache_decide(c, acl, topic, len, hash, CACHE_PUB, acl_may_publish);
 }
 
 bool acl_cache_may_receive(struct acl_cache *c, const struct acl *acl, const char *topic,
                            size_t len)
 {
-    return cache_decide(c, acl, topic, len, CACHE_RECV, acl_may_receive);
+    return cache_decide(c, acl, topic, len, hmap_hash(topic, len), CACHE_RECV, acl_may_receive);
 }

@@ -154,6 +154,10 @@ void acl_cache_fini(struct acl_cache *c);
 bool acl_cache_may_publish(struct acl_cache *c, const struct acl *acl, const char *topic,
                            size_t len);
 
+/* The same, with HASH = hmap_hash(TOPIC, LEN) known already (session_topic_hash). */
+bool acl_cache_may_publish_h(struct acl_cache *c, const struct acl *acl, const char *topic,
+                             size_t len, uint32_t hash);
+
 /* acl_may_receive(ACL, TOPIC, LEN), answered from C when it can be. */
 bool acl_cache_may_receive(struct acl_cache *c, const struct acl *acl, const char *topic,
                            size_t len);

@@ -67,7 +67,7 @@
 /* A frame still arriving with this much buffered is read as a heavy read (loop.h). */
 #define CONN_HEAVY_PARTIAL (64 * 1024)
 
-/* Frame-end ring: its first size, and the largest kept once it empties. */
+/* Frame-end ring: its first size, and the size it goes back to once it empties. */
 #define CONN_ENDS_MIN  16
 #define CONN_ENDS_KEEP 256
 
@@ -194,8 +194,10 @@ static void ends_pop_written(struct conn *c)
         e->head = (e->head + 1) & (e->cap - 1);
         e->n--;
     }
+    /* Back to KEEP, not to MIN: a connection under steady load empties its ring at every
+     * flush, and growing it again from MIN cost a resize per doubling each time. */
     if (e->n == 0 && e->cap > CONN_ENDS_KEEP)
-        ends_resize(c, CONN_ENDS_MIN);
+        ends_resize(c, CONN_ENDS_KEEP);
 }
 
 /* Bytes were added to the output (or, with a negative N, dropped from it). */
@@ -323,7 +325,8 @@ static uint64_t conn_discard_tail(struct conn *c)
     uint64_t keep_end = first >> 1;
     uint64_t dropped = e->msgs - (first & 1);
     struct evbuffer *kept = evbuffer_new();
-    if (kept == NULL || evbuffer_remove_buffer(c->out, kept, (size_t)(keep_end - c->out_written)) < 0)
+    if (kept == NULL ||
+        evbuffer_remove_buffer(c->out, kept, (size_t)(keep_end - c->out_written)) < 0)
         abort(); /* libevent out of memory: the xalloc policy */
     evbuffer_free(c->out);
     c->out = kept;

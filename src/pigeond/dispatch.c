@@ -346,7 +346,9 @@ static void handle_pub(const struct call *call)
         call_fail(k, PROTO_ERR_FORBIDDEN, "topics beginning with '$' are the broker's own");
         return;
     }
-    if (!access_may_publish(k->s, topic, tlen)) {
+    m.topic_hash = session_topic_hash(k->s, topic, tlen); /* for the ACL cache and the router */
+    m.hashed = true;
+    if (!access_may_publish(k->s, topic, tlen, m.topic_hash)) {
         char shown[DISPATCH_TOPIC_SHOWN * 4 + 1];
         call_fail(k, PROTO_ERR_FORBIDDEN, "not allowed to publish to '%s'",
                   printable(topic, tlen < DISPATCH_TOPIC_SHOWN ? tlen : DISPATCH_TOPIC_SHOWN, shown,
@@ -811,8 +813,10 @@ struct method {
 };
 
 static const struct method methods[] = {
-    {"pub", 3, handle_pub, true},      {"sub", 3, handle_sub, false},
-    {"unsub", 5, handle_unsub, false}, {"ping", 4, handle_ping, false},
+    {"pub", 3, handle_pub, true},
+    /* first: method_find's fast path */ {"sub", 3, handle_sub, false},
+    {"unsub", 5, handle_unsub, false},
+    {"ping", 4, handle_ping, false},
     {"hello", 5, handle_hello, false},
     /* 1.1: streams */
     {"consume", 7, handle_consume, false},
@@ -823,6 +827,9 @@ static const struct method methods[] = {
 
 static const struct method *method_find(const char *name, uint32_t len)
 {
+    /* `pub` is most frames: three compares instead of a call to memcmp. */
+    if (len == 3 && name[0] == 'p' && name[1] == 'u' && name[2] == 'b')
+        return &methods[0];
     for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++)
         if (methods[i].len == len && memcmp(methods[i].name, name, len) == 0)
             return &methods[i];

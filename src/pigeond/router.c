@@ -222,9 +222,8 @@ struct block *router_retained_ref(struct router *r, const char *topic, size_t le
     return block_ref(rv->blk);
 }
 
-int router_retained_put(struct router *r, const struct config *conf, const char *topic,
-                        size_t len, struct block *blk, uint32_t body_len, uint32_t opts_len,
-                        bool limit)
+int router_retained_put(struct router *r, const struct config *conf, const char *topic, size_t len,
+                        struct block *blk, uint32_t body_len, uint32_t opts_len, bool limit)
 {
     if (blk == NULL) {
         retained_free(retain_clear(r->retained, topic, len));
@@ -263,8 +262,7 @@ static bool replay_offer_cb(void *value, void *arg)
     return session_offer_retained(arg, rv->blk, rv->body_len, rv->opts_len);
 }
 
-int router_replay_step(struct router *r, struct retain_cursor *cur, struct sub *sub,
-                       size_t *budget)
+int router_replay_step(struct router *r, struct retain_cursor *cur, struct sub *sub, size_t *budget)
 {
     return retain_cursor_walk(r->retained, cur, sub->pattern, strlen(sub->pattern), budget,
                               replay_offer_cb, sub);
@@ -294,13 +292,15 @@ long router_publish(struct router *r, const struct config *conf, const struct ro
         if (rc < 0)
             return rc;
     }
-    uint32_t hash = hmap_hash(m->topic, m->topic_len); /* once, for both indexes */
+    /* Once, for both indexes. */
+    uint32_t hash = m->hashed ? m->topic_hash : hmap_hash(m->topic, m->topic_len);
     const struct sublist_result *res = sublist_match_h(r->subs, m->topic, m->topic_len, hash);
     for (size_t i = 0; i < res->n_items; i++)
         n += session_deliver(res->items[i], m);
     for (size_t i = 0; i < res->n_groups; i++)
         if (!m->remote || router_group_allowed(m, res->groups[i]))
-            n += session_deliver(sublist_group_pick(res->groups[i], router_sub_ready, (void *)m), m);
+            n +=
+                session_deliver(sublist_group_pick(res->groups[i], router_sub_ready, (void *)m), m);
     /* Deliveries never change the index (closing is deferred), so RES is still good here. */
     if (r->cluster != NULL && !m->remote)
         n += cluster_forward(r->cluster, m, res, hash);

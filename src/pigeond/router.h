@@ -40,7 +40,11 @@ struct server;
 struct session;
 struct sub;
 
-/* A message to route. Every pointer is borrowed for the call. */
+/*
+ * A message to route. Every pointer is borrowed for the call.  The flags
+ * sit together so that the struct, which handle_pub initialises for every
+ * publication, stays small.
+ */
 struct router_msg {
     const char *topic; /* checked published topic, inside body */
     size_t topic_len;
@@ -48,13 +52,12 @@ struct router_msg {
     size_t body_len;
     const uint8_t *opts; /* the opts map for msg (reply_to, headers), or NULL */
     size_t opts_len;
-    struct block *block; /* when body lies in a refcounted block, or NULL */
-    bool retain;         /* replace (or, with payload_nil, clear) the retained value */
-    bool payload_nil;
-    const char *reply_to; /* for the retained copy's opts, or NULL */
-    size_t reply_to_len;
-    const void *headers; /* msgpack_object *, for the retained copy's opts, or NULL */
+    struct block *block;  /* when body lies in a refcounted block, or NULL */
     struct session *from; /* the publishing client, or NULL (the broker itself, the backplane) */
+    uint32_t topic_hash;  /* hmap_hash(topic), when `hashed` */
+    bool hashed;
+    bool retain; /* replace (or, with payload_nil, clear) the retained value */
+    bool payload_nil;
     /*
      * From the backplane (cluster.h): delivered here only, never sent on.
      * Its queue groups get it only where GROUP_OK(GROUP_ARG, pattern,
@@ -62,6 +65,9 @@ struct router_msg {
      * means none does.
      */
     bool remote;
+    const char *reply_to; /* for the retained copy's opts, or NULL */
+    size_t reply_to_len;
+    const void *headers; /* msgpack_object *, for the retained copy's opts, or NULL */
     bool (*group_ok)(const void *arg, const char *pattern, const char *queue);
     const void *group_arg;
 };
@@ -164,9 +170,8 @@ struct block *router_retained_ref(struct router *r, const char *topic, size_t le
  * (LIMIT true: refused, returning -1, when max_retained in CONF would be
  * passed) and to put back a value whose change it could not keep.
  */
-int router_retained_put(struct router *r, const struct config *conf, const char *topic,
-                        size_t len, struct block *blk, uint32_t body_len, uint32_t opts_len,
-                        bool limit);
+int router_retained_put(struct router *r, const struct config *conf, const char *topic, size_t len,
+                        struct block *blk, uint32_t body_len, uint32_t opts_len, bool limit);
 
 /* Counts, for monitoring and the memory budget. */
 size_t router_sub_count(const struct router *r);

@@ -49,9 +49,11 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "acl.h"
 #include "encode.h"
+#include "hmap.h"
 #include "responses.h"
 #include "retain.h"
 
@@ -83,6 +85,9 @@ struct sub {
     bool filtered; /* overlaps a subscribe-deny pattern: each delivery is checked (access.h) */
 };
 
+/* The longest topic whose hash a session keeps (session_topic_hash). */
+#define SESSION_PUB_TOPIC_MAX 64
+
 struct session {
     struct conn *conn;     /* borrowed: the connection that embeds this session */
     struct router *router; /* borrowed */
@@ -110,7 +115,29 @@ struct session {
     struct session_reply *replies;       /* waiting for the store, oldest first; owned */
     struct session_reply **replies_tail; /* where the next one goes */
     uint64_t replies_bytes;              /* held behind them */
+    /*
+     * The topic this session last published to and its hmap_hash: a
+     * publisher mostly repeats its topic, and a memcmp costs less than
+     * SipHash (session_topic_hash).  pub_topic_len 0: none kept.
+     */
+    uint32_t pub_hash;
+    uint8_t pub_topic_len;
+    char pub_topic[SESSION_PUB_TOPIC_MAX];
 };
+
+/* hmap_hash of TOPIC (LEN bytes), which S publishes to: kept for the next publication. */
+static inline uint32_t session_topic_hash(struct session *s, const char *topic, size_t len)
+{
+    if (len == s->pub_topic_len && memcmp(topic, s->pub_topic, len) == 0)
+        return s->pub_hash;
+    uint32_t h = hmap_hash(topic, len);
+    if (len <= SESSION_PUB_TOPIC_MAX) {
+        memcpy(s->pub_topic, topic, len);
+        s->pub_topic_len = (uint8_t)len;
+        s->pub_hash = h;
+    }
+    return h;
+}
 
 /* Sets S up for connection C, routed by R (both borrowed), as client ID. */
 void session_init(struct session *s, struct conn *c, struct router *r, uint64_t id);
