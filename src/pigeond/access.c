@@ -76,6 +76,7 @@ static void access_login(struct session *s, struct user *user)
         user_unref(s->user);
     s->user = user;
     s->acl = user != NULL ? user_acl(user) : NULL;
+    s->pub_ok = false; /* decided under the old permissions */
     s->locked = false;
 }
 
@@ -165,6 +166,7 @@ void access_end(struct session *s)
         user_unref(s->user);
     s->user = NULL;
     s->acl = NULL;
+    s->pub_ok = false;
     acl_cache_fini(&s->acl_cache);
     responses_fini(&s->responses);
 }
@@ -179,8 +181,11 @@ const char *access_user_name(const struct session *s)
 /* access_may_publish's slow path: S has permissions to ask. */
 bool access_may_publish_checked(struct session *s, const char *topic, size_t len, uint32_t hash)
 {
-    if (acl_cache_may_publish_h(&s->acl_cache, s->acl, topic, len, hash))
+    if (acl_cache_may_publish_h(&s->acl_cache, s->acl, topic, len, hash)) {
+        /* Kept for the next publication when TOPIC is the one session_topic_hash kept. */
+        s->pub_ok = s->pub_topic_len == len;
         return true;
+    }
     return user_allow_responses(s->user) &&
            responses_take(&s->responses, topic, len, (uint64_t)clock_now_ms());
 }

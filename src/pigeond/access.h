@@ -73,16 +73,17 @@ void access_answer_hello(struct session *s, uint32_t msgid);
 void access_end(struct session *s);
 
 /*
- * True when S may publish to TOPIC (checked; HASH is its hmap_hash);
- * false: code 8.  The caller has refused '$' topics already (they are no
- * client's).  Inline: with no login required it is one test on the
- * publish path.
+ * True when S may publish to TOPIC (checked; HASH is its hmap_hash, from
+ * session_topic_hash just before); false: code 8.  The caller has refused
+ * '$' topics already (they are no client's).  Inline: with no login
+ * required it is one test on the publish path, and a publisher repeating
+ * an allowed topic is two (session.h, pub_ok).
  */
 bool access_may_publish_checked(struct session *s, const char *topic, size_t len, uint32_t hash);
 static inline bool access_may_publish(struct session *s, const char *topic, size_t len,
                                       uint32_t hash)
 {
-    return s->acl == NULL || access_may_publish_checked(s, topic, len, hash);
+    return s->acl == NULL || s->pub_ok || access_may_publish_checked(s, topic, len, hash);
 }
 
 /* True when S may ask for replies on REPLY_TO (checked): one of its subscribe patterns covers it.

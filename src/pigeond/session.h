@@ -118,9 +118,12 @@ struct session {
     /*
      * The topic this session last published to and its hmap_hash: a
      * publisher mostly repeats its topic, and a memcmp costs less than
-     * SipHash (session_topic_hash).  pub_topic_len 0: none kept.
+     * SipHash (session_topic_hash).  pub_topic_len 0: none kept.  pub_ok:
+     * that topic is allowed by the session's permissions (access.h), so a
+     * repeated publication skips the permission cache.
      */
     uint32_t pub_hash;
+    bool pub_ok;
     uint8_t pub_topic_len;
     char pub_topic[SESSION_PUB_TOPIC_MAX];
 };
@@ -131,6 +134,8 @@ static inline uint32_t session_topic_hash(struct session *s, const char *topic, 
     if (len == s->pub_topic_len && memcmp(topic, s->pub_topic, len) == 0)
         return s->pub_hash;
     uint32_t h = hmap_hash(topic, len);
+    s->pub_ok = false;
+    s->pub_topic_len = 0;
     if (len <= SESSION_PUB_TOPIC_MAX) {
         memcpy(s->pub_topic, topic, len);
         s->pub_topic_len = (uint8_t)len;

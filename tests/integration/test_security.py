@@ -47,14 +47,16 @@ def password_hash(password):
 _hashes = {}
 
 
-def users_text(drop=(), alice_subscribe="orders.*.status, orders.eu.>, _INBOX.%u.>"):
+def users_text(drop=(), alice_subscribe="orders.*.status, orders.eu.>, _INBOX.%u.>",
+               alice_publish="orders.>, _INBOX.>"):
     for who in ("alice", "bob", "mon"):
         if who not in _hashes:
             _hashes[who] = password_hash(who + "-pw")
     users = {
-        "alice": ("[user alice]\npassword = %s\npublish = orders.>, _INBOX.>\n"
+        "alice": ("[user alice]\npassword = %s\npublish = %s\n"
                   "publish_deny = orders.admin.>\nsubscribe = %s\n"
-                  "subscribe_deny = orders.eu.secret.>\n" % (_hashes["alice"], alice_subscribe)),
+                  "subscribe_deny = orders.eu.secret.>\n"
+                  % (_hashes["alice"], alice_publish, alice_subscribe)),
         "bob": "[user bob]\npassword = %s\npublish = >\nsubscribe = >\n" % _hashes["bob"],
         "svc": ("[user svc]\ntoken = sha256:%s\nsubscribe = svc.requests\nallow_responses = yes\n"
                 % hashlib.sha256(SVC_TOKEN.encode()).hexdigest()),
@@ -386,6 +388,16 @@ class Reload(SecurityTest):
         a.sync()
         self.assertEqual(a.messages, [[keep, "orders.x.status", 2]])
         self.assertEqual(a.request_error("sub", "orders.eu.>")[0], FORBIDDEN)
+
+    def test_publish_permission_taken_away_for_the_topic_just_published(self):
+        a = self.login("alice")
+        for i in range(3):  # the same topic again and again: decided once, then remembered
+            self.assertEqual(a.pub("orders.eu.new", i), 0)
+        self.rewrite(users_text(alice_publish="orders.us.>, _INBOX.>"))
+        self.broker.wait_log(r"users: loaded 4 users")
+        self.assertEqual(a.request_error("pub", "orders.eu.new", 3)[0], FORBIDDEN)
+        self.assertEqual(a.pub("orders.us.new", 4), 0)
+        self.assertEqual(a.request_error("pub", "orders.eu.new", 5)[0], FORBIDDEN)
 
     def test_bad_file_keeps_the_old_policy(self):
         a = self.login("alice")
