@@ -316,9 +316,8 @@ static bool pub_through_store(const struct call *k, const struct router_msg *m,
     return rc <= 0;
 }
 
-static void handle_pub(const struct call *call)
+static void handle_pub(struct call *k)
 {
-    struct call kk = *call, *k = &kk;
     struct conn *c = k->c;
     struct mpread r = k->env->params;
     struct router_msg m = {.block = k->blk, .from = k->s};
@@ -335,8 +334,8 @@ static void handle_pub(const struct call *call)
         call_fail(k, PROTO_ERR_BAD_PARAMS, "topic must be a string");
         return;
     }
-    kk.topic = topic;
-    kk.topic_len = tlen;
+    k->topic = topic; /* named in its error notifications */
+    k->topic_len = tlen;
     enum topic_error te = topic_check(topic, tlen, TOPIC_PUBLISH);
     if (te != TOPIC_OK) {
         call_fail(k, PROTO_ERR_BAD_TOPIC, "bad topic: %s", topic_strerror(te));
@@ -397,7 +396,7 @@ static void handle_pub(const struct call *call)
         call_reply_uint(k, (uint64_t)n);
 }
 
-static void handle_sub(const struct call *k)
+static void handle_sub(struct call *k)
 {
     struct mpread r = k->env->params;
     const char *pattern, *queue = NULL, *why;
@@ -434,7 +433,7 @@ static void handle_sub(const struct call *k)
     session_replay_start(sub);
 }
 
-static void handle_unsub(const struct call *k)
+static void handle_unsub(struct call *k)
 {
     struct mpread r = k->env->params;
     uint64_t sid;
@@ -452,7 +451,7 @@ static void handle_unsub(const struct call *k)
     conn_send_frame(k->c, buf->data, buf->size);
 }
 
-static void handle_ping(const struct call *k)
+static void handle_ping(struct call *k)
 {
     if (k->env->n_params != 0) {
         call_fail(k, PROTO_ERR_BAD_PARAMS, "ping takes []");
@@ -512,7 +511,7 @@ static int decode_hello(const struct call *k, const struct mpread *r, struct aut
     return 0;
 }
 
-static void handle_hello(const struct call *k)
+static void handle_hello(struct call *k)
 {
     struct session *s = k->s;
     struct mpread r = k->env->params;
@@ -671,7 +670,7 @@ static bool may_consume(const struct call *k, const struct stream *sm,
                                o != NULL ? o->filter_len : 0);
 }
 
-static void handle_consume(const struct call *k)
+static void handle_consume(struct call *k)
 {
     struct mpread r = k->env->params;
     struct consumer_opts o = {0};
@@ -733,7 +732,7 @@ static void ack_reply(const struct call *k, enum consumer_ack res)
     conn_send_frame(k->c, buf->data, buf->size);
 }
 
-static void handle_ack(const struct call *k)
+static void handle_ack(struct call *k)
 {
     static const char usage[] = "ack takes [sid, seq]";
     struct mpread r = k->env->params;
@@ -748,7 +747,7 @@ static void handle_ack(const struct call *k)
         ack_reply(k, consumer_ack(m, seq));
 }
 
-static void handle_nak(const struct call *k)
+static void handle_nak(struct call *k)
 {
     static const char usage[] = "nak takes [sid, seq] or [sid, seq, delay_ms]";
     struct mpread r = k->env->params;
@@ -768,7 +767,7 @@ static void handle_nak(const struct call *k)
     ack_reply(k, consumer_nak(m, seq, delay));
 }
 
-static void handle_stream_info(const struct call *k)
+static void handle_stream_info(struct call *k)
 {
     struct store *st = k->lp->srv->store;
     struct mpread r = k->env->params;
@@ -808,7 +807,7 @@ static void handle_stream_info(const struct call *k)
 struct method {
     const char *name;
     uint32_t len;
-    void (*handle)(const struct call *k);
+    void (*handle)(struct call *k);
     bool notification_ok; /* may be sent as a notification */
 };
 
