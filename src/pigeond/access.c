@@ -182,7 +182,7 @@ const char *access_user_name(const struct session *s)
 bool access_may_publish_checked(struct session *s, const char *topic, size_t len, uint32_t hash)
 {
     if (acl_cache_may_publish_h(&s->acl_cache, s->acl, topic, len, hash)) {
-        /* Kept for the next publication when TOPIC is the one session_topic_hash kept. */
+        /* Kept for the next publication when the session kept TOPIC (session_topic_keep). */
         s->pub_ok = s->pub_topic_len == len;
         return true;
     }

@@ -73,8 +73,9 @@ void access_answer_hello(struct session *s, uint32_t msgid);
 void access_end(struct session *s);
 
 /*
- * True when S may publish to TOPIC (checked; HASH is its hmap_hash, from
- * session_topic_hash just before); false: code 8.  The caller has refused
+ * True when S may publish to TOPIC (checked; HASH is its hmap_hash, and
+ * TOPIC is the session's last, session_topic_same or _keep just before);
+ * false: code 8.  The caller has refused
  * '$' topics already (they are no client's).  Inline: with no login
  * required it is one test on the publish path, and a publisher repeating
  * an allowed topic is two (session.h, pub_ok).

@@ -154,7 +154,7 @@ void acl_cache_fini(struct acl_cache *c);
 bool acl_cache_may_publish(struct acl_cache *c, const struct acl *acl, const char *topic,
                            size_t len);
 
-/* The same, with HASH = hmap_hash(TOPIC, LEN) known already (session_topic_hash). */
+/* The same, with HASH = hmap_hash(TOPIC, LEN) known already (session_topic_keep). */
 bool acl_cache_may_publish_h(struct acl_cache *c, const struct acl *acl, const char *topic,
                              size_t len, uint32_t hash);
 

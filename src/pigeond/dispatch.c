@@ -336,17 +336,22 @@ static void handle_pub(struct call *k)
     }
     k->topic = topic; /* named in its error notifications */
     k->topic_len = tlen;
-    enum topic_error te = topic_check(topic, tlen, TOPIC_PUBLISH);
-    if (te != TOPIC_OK) {
-        call_fail(k, PROTO_ERR_BAD_TOPIC, "bad topic: %s", topic_strerror(te));
-        return;
+    /* The topic published to last was checked then, and its hash kept (session.h). */
+    if (session_topic_same(k->s, topic, tlen)) {
+        m.topic_hash = k->s->pub_hash;
+    } else {
+        enum topic_error te = topic_check(topic, tlen, TOPIC_PUBLISH);
+        if (te != TOPIC_OK) {
+            call_fail(k, PROTO_ERR_BAD_TOPIC, "bad topic: %s", topic_strerror(te));
+            return;
+        }
+        if (topic_is_system(topic, tlen)) {
+            call_fail(k, PROTO_ERR_FORBIDDEN, "topics beginning with '$' are the broker's own");
+            return;
+        }
+        m.topic_hash = session_topic_keep(k->s, topic, tlen);
     }
-    if (topic_is_system(topic, tlen)) {
-        call_fail(k, PROTO_ERR_FORBIDDEN, "topics beginning with '$' are the broker's own");
-        return;
-    }
-    m.topic_hash = session_topic_hash(k->s, topic, tlen); /* for the ACL cache and the router */
-    m.hashed = true;
+    m.hashed = true; /* for the permission cache and the router */
     if (!access_may_publish(k->s, topic, tlen, m.topic_hash)) {
         char shown[DISPATCH_TOPIC_SHOWN * 4 + 1];
         call_fail(k, PROTO_ERR_FORBIDDEN, "not allowed to publish to '%s'",

@@ -85,7 +85,7 @@ struct sub {
     bool filtered; /* overlaps a subscribe-deny pattern: each delivery is checked (access.h) */
 };
 
-/* The longest topic whose hash a session keeps (session_topic_hash). */
+/* The longest topic a session keeps as its last (session_topic_keep). */
 #define SESSION_PUB_TOPIC_MAX 64
 
 struct session {
@@ -118,9 +118,10 @@ struct session {
     /*
      * The topic this session last published to and its hmap_hash: a
      * publisher mostly repeats its topic, and a memcmp costs less than
-     * SipHash (session_topic_hash).  pub_topic_len 0: none kept.  pub_ok:
-     * that topic is allowed by the session's permissions (access.h), so a
-     * repeated publication skips the permission cache.
+     * checking the topic again and SipHash (session_topic_same, _keep).
+     * pub_topic_len 0: none kept.  pub_ok: that topic is allowed by the
+     * session's permissions (access.h), so a repeated publication skips
+     * the permission cache too.
      */
     uint32_t pub_hash;
     bool pub_ok;
@@ -128,11 +129,19 @@ struct session {
     char pub_topic[SESSION_PUB_TOPIC_MAX];
 };
 
-/* hmap_hash of TOPIC (LEN bytes), which S publishes to: kept for the next publication. */
-static inline uint32_t session_topic_hash(struct session *s, const char *topic, size_t len)
+/*
+ * True when TOPIC (LEN bytes) is the one S last published to: checked then
+ * (topic_check, the '$' rule), and its hash is s->pub_hash.
+ */
+static inline bool session_topic_same(const struct session *s, const char *topic, size_t len)
 {
-    if (len == s->pub_topic_len && memcmp(topic, s->pub_topic, len) == 0)
-        return s->pub_hash;
+    /* pub_topic_len 0 means none kept: an empty topic is never "the same". */
+    return len != 0 && len == s->pub_topic_len && memcmp(topic, s->pub_topic, len) == 0;
+}
+
+/* Keeps TOPIC (checked: a valid topic, not a '$' one) as S's last; returns its hmap_hash. */
+static inline uint32_t session_topic_keep(struct session *s, const char *topic, size_t len)
+{
     uint32_t h = hmap_hash(topic, len);
     s->pub_ok = false;
     s->pub_topic_len = 0;

@@ -698,6 +698,17 @@ class BadTopic(BrokerTest):
                 self.assertEqual(p.wait_error()[0], BAD_TOPIC)
         self.assertEqual(p.ping(), "pong")
 
+    def test_bad_topics_between_good_ones(self):
+        # A topic repeated from the last publication is not checked again: a bad one never is it.
+        p = self.client()
+        for topic in BAD_TOPICS + ["$SYS.x"]:
+            with self.subTest(topic=topic):
+                self.assertEqual(p.pub("ok.topic", 1), 0)
+                self.assertEqual(p.pub("ok.topic", 2), 0)
+                self.assertIn(p.request_error("pub", topic, 1)[0], (BAD_TOPIC, FORBIDDEN))
+                self.assertIn(p.request_error("pub", topic, 1)[0], (BAD_TOPIC, FORBIDDEN))
+        self.assertEqual(p.ping(), "pong")
+
     def test_bad_utf8(self):
         p = self.client()
         for i, b in enumerate(BAD_UTF8):
