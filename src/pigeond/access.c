@@ -16,7 +16,6 @@
 #include "clock.h"
 #include "conn.h"
 #include "encode.h"
-#include "mpread.h"
 #include "proto.h"
 #include "responses.h"
 #include "router.h"
@@ -219,39 +218,28 @@ bool access_may_receive(struct sub *sub, const char *topic, size_t len)
            acl_cache_may_receive(&s->acl_cache, s->acl, topic, len);
 }
 
-void access_delivered(struct session *s, const struct router_msg *m)
+/* S, an allow_responses user's session, may answer REPLY_TO (LEN bytes) once. */
+static void access_grant_reply(struct session *s, const char *reply_to, size_t len)
 {
-    if (m->reply_to == NULL || s->user == NULL || !user_allow_responses(s->user))
-        return;
     if (s->responses.max == 0)
         responses_init(&s->responses, ACCESS_RESPONSES_MAX);
-    responses_note(&s->responses, m->reply_to, m->reply_to_len, (uint64_t)clock_now_ms());
+    responses_note(&s->responses, reply_to, len, (uint64_t)clock_now_ms());
+}
+
+void access_delivered(struct session *s, const struct router_msg *m)
+{
+    if (m->reply_to != NULL && s->user != NULL && user_allow_responses(s->user))
+        access_grant_reply(s, m->reply_to, m->reply_to_len);
 }
 
 void access_delivered_opts(struct session *s, const uint8_t *opts, size_t olen)
 {
-    struct mpread r;
-    uint32_t n, klen;
-    const char *key;
+    const char *reply_to;
+    uint32_t len;
 
-    if (s->user == NULL || !user_allow_responses(s->user))
-        return;
-    mpread_init(&r, opts, olen);
-    if (!mpread_map(&r, &n))
-        return;
-    while (n-- > 0 && mpread_str(&r, &key, &klen)) {
-        if (klen == 8 && memcmp(key, "reply_to", 8) == 0) {
-            struct router_msg m = {0};
-            uint32_t rlen;
-            if (mpread_str(&r, &m.reply_to, &rlen)) {
-                m.reply_to_len = rlen;
-                access_delivered(s, &m);
-            }
-            return;
-        }
-        if (!mpread_skip(&r))
-            return;
-    }
+    if (s->user != NULL && user_allow_responses(s->user) &&
+        encode_msg_opts_reply_to(opts, olen, &reply_to, &len))
+        access_grant_reply(s, reply_to, len);
 }
 
 /* ------------------------------------------------------------- reload */

@@ -11,6 +11,7 @@
 
 #include <string.h>
 
+#include "encode.h"
 #include "frame.h"
 #include "topic.h"
 
@@ -192,25 +193,7 @@ bool bpwire_groups_next(struct mpread *cur, const char **pattern, uint32_t *plen
 
 bool bpwire_record_reply_to(const struct bpwire_record *rec, const char **s, uint32_t *len)
 {
-    struct mpread r;
-    uint32_t pairs;
-
-    if (rec->opts == NULL)
-        return false;
-    mpread_init(&r, rec->opts, rec->opts_len);
-    if (!mpread_map(&r, &pairs))
-        return false;
-    for (uint32_t i = 0; i < pairs; i++) {
-        const char *k;
-        uint32_t klen;
-        if (!mpread_str(&r, &k, &klen))
-            return false;
-        if (klen == 8 && memcmp(k, "reply_to", 8) == 0)
-            return mpread_str(&r, s, len);
-        if (!mpread_skip(&r))
-            return false;
-    }
-    return false;
+    return rec->opts != NULL && encode_msg_opts_reply_to(rec->opts, rec->opts_len, s, len);
 }
 
 /* ------------------------------------------------------ retained values */

@@ -436,6 +436,16 @@ static bool record_group_ok(const void *arg, const char *pattern, const char *qu
     return false;
 }
 
+/*
+ * Backpressure: true while Redis should hold what it has for this node,
+ * because the broker is over its memory budget or a stream's next commit
+ * is full (store_gather_full).
+ */
+static bool cluster_must_wait(const struct cluster *c)
+{
+    return c->srv->budget.over || (c->srv->store != NULL && store_gather_full(c->srv->store));
+}
+
 static void message_cb(void *arg, const char *data, size_t len, void *priv)
 {
     struct cluster *c = arg;
@@ -443,7 +453,6 @@ static void message_cb(void *arg, const char *data, size_t len, void *priv)
     struct bpwire_record rec;
     const char *origin, *why;
     uint32_t olen;
-    bool store_full = false;
     int rc;
 
     if (bpwire_batch_open(data, len, &r, &origin, &olen, &why) < 0) {
@@ -468,17 +477,12 @@ static void message_cb(void *arg, const char *data, size_t len, void *priv)
             m.reply_to_len = rlen; /* for allow_responses, on the responder's node */
         c->st.msgs_in++;
         c->st.bytes_in += rec.body_len;
-        int sr = c->srv->store != NULL ? store_publish_remote(c->srv->store, &m) : 1;
-        if (sr == 1)
+        if (c->srv->store == NULL || !store_publish_remote(c->srv->store, &m))
             router_publish(c->srv->router, c->srv->conf, &m);
-        else if (sr == 2)
-            store_full = true;
     }
     if (rc < 0)
         cluster_malformed(c, "message", why);
-    /* Backpressure: while the broker is over its memory budget, or a stream's next commit
-     * is full, let Redis hold the rest. */
-    if ((c->srv->budget.over || store_full) && !c->paused) {
+    if (cluster_must_wait(c) && !c->paused) {
         c->paused = true;
         redislink_pause_reading(c->link, true);
         struct timeval tv = {.tv_sec = 0, .tv_usec = CLUSTER_RESUME_MS * 1000};
@@ -491,7 +495,7 @@ static void cluster_resume_cb(evutil_socket_t fd, short what, void *arg)
     struct cluster *c = arg;
     struct timeval tv = {.tv_sec = 0, .tv_usec = CLUSTER_RESUME_MS * 1000};
 
-    if (c->srv->budget.over || (c->srv->store != NULL && store_gather_full(c->srv->store))) {
+    if (cluster_must_wait(c)) {
         evtimer_add(c->resume_ev, &tv);
         return;
     }

@@ -9,6 +9,7 @@
 
 #include <string.h>
 
+#include "mpread.h"
 #include "proto.h"
 
 /* Bigger than any frame packed here: the longest is an error with a message
@@ -197,4 +198,25 @@ size_t encode_msg_opts(msgpack_sbuffer *buf, const char *reply_to, size_t reply_
         msgpack_pack_true(&pk);
     }
     return buf->size - before;
+}
+
+bool encode_msg_opts_reply_to(const uint8_t *opts, size_t len, const char **s, uint32_t *slen)
+{
+    struct mpread r;
+    uint32_t pairs;
+
+    mpread_init(&r, opts, len);
+    if (!mpread_map(&r, &pairs))
+        return false;
+    for (uint32_t i = 0; i < pairs; i++) {
+        const char *k;
+        uint32_t klen;
+        if (!mpread_str(&r, &k, &klen))
+            return false;
+        if (klen == 8 && memcmp(k, "reply_to", 8) == 0)
+            return mpread_str(&r, s, slen);
+        if (!mpread_skip(&r))
+            return false;
+    }
+    return false;
 }

@@ -9,7 +9,9 @@
  * there in one copy.
  *
  * The payload of a message is never encoded here: it travels as the bytes
- * the publisher sent (see router.c).
+ * the publisher sent (see router.c).  The one thing read back here is the
+ * reply_to of a `msg` opts map (encode_msg_opts_reply_to), for the places
+ * that hold only the packed map: the backplane and stored messages.
  */
 #ifndef PIGEON_ENCODE_H
 #define PIGEON_ENCODE_H
@@ -86,5 +88,13 @@ void encode_error_notification(msgpack_sbuffer *out, int code, const char *messa
  */
 size_t encode_msg_opts(msgpack_sbuffer *buf, const char *reply_to, size_t reply_to_len,
                        const msgpack_object *headers, bool retained);
+
+/*
+ * The reply_to of a `msg` opts map (OPTS, LEN bytes), as encode_msg_opts
+ * packs it, with or without keys added (a stream delivery's): *S
+ * (borrowed, not NUL-terminated) and *SLEN.  False when it has none, or
+ * OPTS is not a map.
+ */
+bool encode_msg_opts_reply_to(const uint8_t *opts, size_t len, const char **s, uint32_t *slen);
 
 #endif

@@ -614,14 +614,14 @@ static void publish_body(struct store *st, const char *topic, size_t tlen, const
     publish_captured(st, capture(st, topic, tlen), &m);
 }
 
-int store_publish_remote(struct store *st, const struct router_msg *m)
+bool store_publish_remote(struct store *st, const struct router_msg *m)
 {
     struct stream *sm = capture(st, m->topic, m->topic_len);
 
     if (sm == NULL)
-        return 1;
+        return false;
     publish_captured(st, sm, m);
-    return seglog_gathering_bytes(sm->log) > STORE_GATHER_MAX ? 2 : 0;
+    return true;
 }
 
 bool store_gather_full(const struct store *st)

@@ -147,12 +147,15 @@ void store_publish_internal(struct store *st, const char *topic, size_t tlen, co
  * A message M from another node of the cluster (router_publish with
  * `remote` set): when a stream here captures its topic, routes it live and
  * appends it (no one waits for an answer: a failure is counted in the
- * stream's not_stored).  Returns 1 when no stream captures it (route it as
- * usual), 0 when done, 2 when done and the stream's gathered records are
- * over STORE_GATHER_MAX: stop reading the backplane until
- * store_gather_full() says false.
+ * stream's not_stored) and returns true; false when no stream captures it
+ * (route it as usual).
  */
-int store_publish_remote(struct store *st, const struct router_msg *m);
+bool store_publish_remote(struct store *st, const struct router_msg *m);
+
+/*
+ * True while a stream's gathered records are over STORE_GATHER_MAX: the
+ * backplane, which cannot be answered later, is not read meanwhile.
+ */
 bool store_gather_full(const struct store *st);
 
 /*
